@@ -1,0 +1,1 @@
+"""Tensor-product and spherical-grid kernels: torch references and fused Triton implementations."""
