@@ -1,7 +1,7 @@
 """The ``mlip`` console script: ``mlip <verb> ...``.
 
 Each verb lives in its own module exposing ``add_arguments(parser)`` and ``main(args) -> int``; the module
-is imported only when its verb runs, so ``mlip --help`` stays fast.
+is imported when the parser is built: keep heavy imports inside ``main``.
 """
 
 from __future__ import annotations
