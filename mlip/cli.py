@@ -11,7 +11,12 @@ import importlib
 import sys
 
 # verb -> (module, one-line help)
-VERBS: dict[str, tuple[str, str]] = {}
+VERBS: dict[str, tuple[str, str]] = {
+    "bench": (
+        "mlip.benchmarking",
+        "run a benchmark suite from benchmarks/ (tp, gaunt, model, md, data, train)",
+    ),
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
