@@ -74,7 +74,7 @@ def environment(device: str = "cpu") -> dict[str, Any]:
         try:
             module = __import__(name)
             versions[name] = getattr(module, "__version__", "unknown")
-        except Exception:  # noqa: BLE001 - a peer that fails to import is simply absent
+        except Exception:  # a peer that fails to import is simply absent
             continue
     if device.startswith("cuda") and torch.cuda.is_available():
         device_name = torch.cuda.get_device_name()
