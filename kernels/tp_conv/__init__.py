@@ -1,0 +1,61 @@
+"""Fused tensor-product convolution ``out[i] = sum_{e: dst(e)=i} TP(x[src(e)], sh[e], w[e])``."""
+
+from __future__ import annotations
+
+import torch
+from mlip.kernels.tensor_product.module import TensorProduct, check_dtype, resolve_backend
+from mlip.kernels.tp_conv.reference import tp_conv_reference
+from mlip.kernels.tp_conv.torch_fast import tp_conv_fast
+
+__all__ = ["tp_conv"]
+
+
+def tp_conv(
+    node_feats: torch.Tensor,
+    edge_sh: torch.Tensor,
+    edge_weights: torch.Tensor | None,
+    edge_src: torch.Tensor,
+    edge_dst: torch.Tensor,
+    num_nodes: int,
+    tp: TensorProduct,
+    deterministic: bool = False,
+    backend: str | None = None,
+) -> torch.Tensor:
+    """Message passing with a tensor product: ``out[i] = sum_{e: dst(e)=i} tp(x[src(e)], sh[e], w[e])``.
+
+    Args:
+        node_feats: ``[N, tp.irreps_in1.dim]`` node features (``x``).
+        edge_sh: ``[E, tp.irreps_in2.dim]`` per-edge second operand (usually spherical harmonics).
+        edge_weights: ``[E, tp.weight_numel]`` per-edge weights (radial MLP output), or ``None`` for a
+            ``tp`` with internal/shared weights (then ``tp.weight`` is used).
+        edge_src, edge_dst: ``[E]`` int64 node indices (message from ``src`` to ``dst``).
+        num_nodes: ``N``, rows of the output.
+        tp: the :class:`TensorProduct` giving irreps, paths and normalization.
+        deterministic: bit-reproducible summation order (no atomics). The CPU and Triton paths are
+            always deterministic; on CUDA the torch path then sorts edges and sums a padded buffer.
+        backend: overrides ``tp.backend`` (``"auto"``, ``"torch"``, ``"triton"``, ``"reference"``).
+
+    Returns ``[N, tp.irreps_out.dim]`` in the dtype of ``node_feats`` (float32 or float64).
+    The Triton path never materializes per-edge messages; differentiable to any order.
+    """
+    if node_feats.dim() != 2 or node_feats.shape[1] != tp.irreps_in1.dim:
+        raise ValueError(f"node_feats must be [N, {tp.irreps_in1.dim}], got {tuple(node_feats.shape)}")
+    if node_feats.shape[0] != num_nodes:
+        raise ValueError(f"node_feats has {node_feats.shape[0]} rows but num_nodes={num_nodes}")
+    num_edges = edge_src.numel()
+    if edge_sh.shape != (num_edges, tp.irreps_in2.dim) or edge_dst.shape != edge_src.shape:
+        raise ValueError(f"edge_sh must be [E={num_edges}, {tp.irreps_in2.dim}] and edge_dst [E]")
+    check_dtype(node_feats, edge_sh)
+    weight = tp.resolve_weight(edge_weights, num_edges)
+    if weight is not None:
+        check_dtype(weight)
+    desc = tp.descriptor
+    path = resolve_backend(tp.backend if backend is None else backend, desc, node_feats.device)
+    args = (desc, node_feats, edge_sh, weight, edge_src, edge_dst, num_nodes)
+    if path == "triton":
+        from mlip.kernels.tp_conv.triton import tp_conv_triton
+
+        return tp_conv_triton(*args)
+    if path == "fast":
+        return tp_conv_fast(*args, deterministic=deterministic)
+    return tp_conv_reference(*args, deterministic=deterministic)

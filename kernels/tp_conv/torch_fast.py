@@ -1,0 +1,37 @@
+"""Fast torch convolution: layout change on nodes, gather, grouped coupling GEMM + bmm, index_add.
+
+Edges are processed in chunks (see :mod:`mlip.kernels.tensor_product.torch_fast`) so the ``[E, U, K]``
+temporaries stay bounded in inference; node features are converted to the ``[N, U, D1]`` channel layout
+once, before the gather, and the output is converted back once, after the scatter.
+"""
+
+from __future__ import annotations
+
+import torch
+from mlip.kernels.tensor_product import torch_fast as fast
+from mlip.kernels.tensor_product.descriptor import TPDescriptor
+from mlip.kernels.tp_conv.reference import scatter_sum
+
+
+def tp_conv_fast(
+    desc: TPDescriptor,
+    node_feats: torch.Tensor,
+    edge_sh: torch.Tensor,
+    edge_weights: torch.Tensor | None,
+    edge_src: torch.Tensor,
+    edge_dst: torch.Tensor,
+    num_nodes: int,
+    deterministic: bool = False,
+) -> torch.Tensor:
+    """Same contract as :func:`~mlip.kernels.tp_conv.reference.tp_conv_reference` (channelwise only)."""
+    weight_ext = fast.extend_weights(desc, edge_weights, node_feats)
+    blocks: dict[int, torch.Tensor] = {}
+    for g in fast.plan(desc):
+        xc = fast.to_channels(node_feats, desc, g)
+        agg = xc.new_zeros(num_nodes, g.mul, g.out_width)
+        for s in fast.chunks(edge_src.numel(), g):
+            w = weight_ext if weight_ext.dim() == 1 else weight_ext[s]
+            msg = fast.messages(desc, g, xc.index_select(0, edge_src[s]), edge_sh[s], w)
+            agg = agg + scatter_sum(msg, edge_dst[s], num_nodes, deterministic)
+        blocks.update(fast.from_channels(agg, desc, g))
+    return fast.assemble(desc, blocks, num_nodes, node_feats)
