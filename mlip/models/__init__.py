@@ -1,5 +1,22 @@
-"""Equivariant interatomic potentials: the Potential interface and the model registry."""
+"""Equivariant interatomic potentials: the Potential interface and the model registry.
+
+``create(name, species=[...], **hyperparameters)`` builds a registered model (``mace``, ``nequip``,
+``gridnet``); ``load(path)`` reads one written by ``model.save(path)``.
+"""
 
 from mlip.models.base import Potential, as_batch
+from mlip.models.io import ModelFileError
+from mlip.models.model import EquivariantModel, ModelConfig
+from mlip.models.registry import available, create, load, register
 
-__all__ = ["Potential", "as_batch"]
+__all__ = [
+    "EquivariantModel",
+    "ModelConfig",
+    "ModelFileError",
+    "Potential",
+    "as_batch",
+    "available",
+    "create",
+    "load",
+    "register",
+]

@@ -1,0 +1,113 @@
+"""Shared machinery of the registered models: the config base class, species/E0 handling, one-file
+save/load and optional ``torch.compile``.
+
+A model is ``Model(config)``; ``config`` is a dataclass whose fields are plain JSON values, so a
+checkpoint is the config (JSON) plus a state dict of tensors (see :mod:`mlip.models.io`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+
+from mlip.data import keys as K
+from mlip.data.atomic_data import AtomicData
+from mlip.layers.embedding import SpeciesIndex
+from mlip.layers.scale_shift import AtomicEnergies, ScaleShift
+from mlip.models.base import Potential
+
+
+@dataclasses.dataclass
+class ModelConfig:
+    """Fields every model has.
+
+    species: atomic numbers the model knows (order defines the species index).
+    r_max: cutoff radius, Å.
+    e0s: reference energy per species, eV (default 0).
+    scale, shift: learned energy ``E = E0 + scale · E_model + shift`` per atom, eV.
+    avg_num_neighbors: message normalization (set from the training data).
+    backend: tensor-product backend, ``"auto" | "torch" | "triton"`` (not part of the architecture).
+    """
+
+    species: list[int]
+    r_max: float = 5.0
+    e0s: list[float] | None = None
+    scale: float = 1.0
+    shift: float = 0.0
+    avg_num_neighbors: float = 10.0
+    backend: str = "auto"
+
+    def __post_init__(self) -> None:
+        self.species = [int(z) for z in self.species]
+        if self.e0s is not None and len(self.e0s) != len(self.species):
+            raise ValueError(f"e0s has {len(self.e0s)} values for {len(self.species)} species")
+        if not self.r_max > 0:
+            raise ValueError(f"r_max must be positive, got {self.r_max}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+class EquivariantModel(Potential):
+    """Base of the registered models: species lookup, E0s and scale/shift around :meth:`node_energies`.
+
+    Subclasses set ``name`` and ``config_class`` and implement :meth:`node_energies` (the learned part
+    per atom, before scale/shift, in the model dtype).
+    """
+
+    name: ClassVar[str]
+    config_class: ClassVar[type[ModelConfig]]
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.cutoff = float(config.r_max)
+        self.species_index = SpeciesIndex(config.species)
+        e0s = config.e0s if config.e0s is not None else [0.0] * len(config.species)
+        self.atomic_energies_e0 = AtomicEnergies(e0s)
+        self.scale_shift = ScaleShift(config.scale, config.shift)
+
+    @property
+    def species(self) -> list[int]:
+        return list(self.config.species)
+
+    def node_energies(
+        self, data: AtomicData, species: torch.Tensor, edge_vectors: torch.Tensor
+    ) -> torch.Tensor:
+        """Learned per-atom energies ``[N]`` from species indices ``[N]`` and edge vectors ``[E, 3]``."""
+        raise NotImplementedError
+
+    def atomic_energies(self, data: AtomicData, edge_vectors: torch.Tensor) -> torch.Tensor:
+        species = self.species_index(data[K.ATOMIC_NUMBERS])
+        learned = self.scale_shift(self.node_energies(data, species, edge_vectors))
+        return learned + self.atomic_energies_e0(species).to(learned.dtype)
+
+    def num_parameters(self) -> int:
+        """Number of trainable scalars."""
+        return sum(p.numel() for p in self.parameters() if p.requires_grad)
+
+    def save(self, path: str | Path) -> None:
+        """Write config, weights, species, E0s and the package version to one safetensors file."""
+        from mlip.models.io import save
+
+        save(self, path)
+
+    def compile_energies(self, **kwargs: Any) -> EquivariantModel:
+        """Compile :meth:`node_energies` with ``torch.compile`` (dynamic shapes; forces still by autograd
+        through the compiled graph). Returns ``self``."""
+        self.node_energies = torch.compile(self.node_energies, dynamic=True, **kwargs)  # type: ignore[method-assign]
+        return self
+
+
+def check_species(species: Sequence[int]) -> list[int]:
+    """Species as a list of distinct atomic numbers (symbols accepted)."""
+    from ase.data import atomic_numbers
+
+    out = [atomic_numbers[s] if isinstance(s, str) else int(s) for s in species]
+    if len(set(out)) != len(out):
+        raise ValueError(f"species must be distinct, got {list(species)}")
+    return out
