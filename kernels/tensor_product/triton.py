@@ -1,0 +1,425 @@
+"""Triton tensor product and convolution for channelwise descriptors (``uvu``, ``mul2 == 1``).
+
+The product is a quadrilinear form ``T(x, y, w, o) = sum coef C[i,j,k] x[src,u,i] y[e,j] w[e,p,u] o[dst,u,k]``
+over edges ``e``, paths ``p`` and channels ``u``. The forward is ``dT/do``; the gradient with respect to
+any other slot is ``dT/d(slot)`` with ``o`` replaced by the incoming gradient. So one generated kernel
+family, parametrized by the *role* (the slot it computes), gives forward (role ``o``), backward (roles
+``x``, ``y``, ``w``) and, because the autograd function's backward calls the same differentiable
+function, double backward and beyond, with no third hand-written kernel.
+
+Kernels are generated per descriptor: the sparse Wigner-3j entries are unrolled into straight-line code
+over tiles ``[BE edges, BU channels]`` read directly in e3nn's layout; the coefficients are read from a
+small table in the tensors' dtype (exact in float64). Node-indexed outputs (roles ``o`` and ``x`` of a
+convolution) are segment reductions over a CSR of edges sorted by ``dst`` (resp. ``src``): each program
+owns one node and a channel tile, sums its edges in registers and writes once. There are no atomics,
+so results are deterministic, and per-edge messages never reach global memory. Paths are split into
+chunks of at most ``MAX_LIVE`` accumulated components per kernel to bound register use; later chunks add
+to the output written by earlier ones.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import importlib.util
+import os
+import tempfile
+from dataclasses import dataclass, field
+
+import torch
+from mlip.kernels.tensor_product.descriptor import TPDescriptor, wigner_block
+
+from mlip.o3 import cached_constant
+
+ROLES = ("x", "y", "w", "o")
+MAX_LIVE = 16
+
+
+# ----------------------------------------------------------------------------------------------- codegen
+def _nonzeros(desc: TPDescriptor) -> list[list[tuple[int, int, int, int]]]:
+    """Per path: ``(i, j, k, n)`` for each nonzero ``coef * C[i, j, k]`` stored at ``table[n]``."""
+    out, n = [], 0
+    for ins in desc.instructions:
+        cg = wigner_block(ins, desc, torch.float64, torch.device("cpu"))
+        entries = []
+        for i, j, k in (cg.abs() > 1e-12).nonzero().tolist():
+            entries.append((i, j, k, n))
+            n += 1
+        out.append(entries)
+    return out
+
+
+def coefficient_table(desc: TPDescriptor) -> torch.Tensor:
+    """Values referenced by :func:`_nonzeros`, float64."""
+    values = []
+    for ins in desc.instructions:
+        cg = wigner_block(ins, desc, torch.float64, torch.device("cpu"))
+        values.extend(cg[tuple((cg.abs() > 1e-12).nonzero().T)].tolist())
+    return torch.tensor(values + [0.0], dtype=torch.float64)
+
+
+def _live(desc: TPDescriptor, role: str, p: int) -> set:
+    """Accumulated components a path contributes to, for the kernel computing ``role``."""
+    ins = desc.instructions[p]
+    if role == "o":
+        return {("o", ins.i_out, k) for k in range(desc.irreps_out[ins.i_out].ir.dim)}
+    if role == "x":
+        return {("x", ins.i_in1, i) for i in range(desc.irreps_in1[ins.i_in1].ir.dim)}
+    if role == "w":
+        return {("w", p)} if ins.has_weight else set()
+    return {("y", ins.i_in2, j) for j in range(desc.irreps_in2[ins.i_in2].ir.dim)}
+
+
+def path_chunks(desc: TPDescriptor, role: str) -> list[tuple[int, ...]]:
+    """Consecutive path groups with at most ``MAX_LIVE`` accumulated components each."""
+    chunks: list[list[int]] = []
+    live: set = set()
+    for p in range(len(desc.instructions)):
+        comps = _live(desc, role, p)
+        if not comps:
+            continue
+        if chunks and len(live | comps) <= MAX_LIVE:
+            chunks[-1].append(p)
+            live |= comps
+        else:
+            chunks.append([p])
+            live = set(comps)
+    return [tuple(c) for c in chunks]
+
+
+@dataclass
+class _Emitter:
+    """Builds the straight-line body: lazily emitted loads, then accumulations."""
+
+    desc: TPDescriptor
+    role: str
+    lines: list[str] = field(default_factory=list)
+    loaded: set = field(default_factory=set)
+    acc: dict = field(default_factory=dict)  # component -> accumulator name
+    coefs: set = field(default_factory=set)  # coefficient-table entries used
+
+    def load(self, comp: tuple) -> str:
+        d = self.desc
+        name = "v_" + "_".join(str(c) for c in comp)
+        if comp in self.loaded:
+            return name
+        self.loaded.add(comp)
+        if comp[0] == "y":
+            col = d.irreps_in2.slices()[comp[1]].start + comp[2]
+            self.lines.append(f"{name} = tl.load(Y + e * sy + {col}, mask=valid, other=0.0)[:, None]")
+        elif comp[0] == "w":
+            ins = d.instructions[comp[1]]
+            self.lines.append(
+                f"{name} = tl.load(W + e[:, None] * sw + {ins.weight_offset} + u[None, :], "
+                f"mask=valid[:, None] & (u[None, :] < {ins.path_shape[0]}), other=0.0)"
+            )
+        else:
+            irreps, ptr, row, stride = (
+                (d.irreps_in1, "X", "rx", "sx") if comp[0] == "x" else (d.irreps_out, "O", "ro", "so")
+            )
+            mul, ir = irreps[comp[1]]
+            col = irreps.slices()[comp[1]].start + comp[2]
+            self.lines.append(
+                f"{name} = tl.load({ptr} + {row}[:, None] * {stride} + {col} + u[None, :] * {ir.dim}, "
+                f"mask=valid[:, None] & (u[None, :] < {mul}), other=0.0)"
+            )
+        return name
+
+    def accumulate(self, comp: tuple, expr: str) -> None:
+        name = "acc_" + "_".join(str(c) for c in comp)
+        self.acc.setdefault(comp, name)
+        self.lines.append(f"{name} += {expr}")
+
+
+def _coupled_y(em: _Emitter, ins_p: int, entries: list, i: int, k: int) -> str | None:
+    """``sum_j c[i, j, k] y_j`` as an expression (``[BE, 1]``), or ``None`` if all zero."""
+    i2 = em.desc.instructions[ins_p].i_in2
+    terms = []
+    for ii, j, kk, n in entries:
+        if ii == i and kk == k:
+            em.coefs.add(n)
+            terms.append(f"c{n} * {em.load(('y', i2, j))}")
+    return f"({' + '.join(terms)})" if terms else None
+
+
+def _body(em: _Emitter, paths: tuple[int, ...], nonzeros: list) -> None:
+    d = em.desc
+    for p in paths:
+        ins, entries = d.instructions[p], nonzeros[p]
+        d1, do = d.irreps_in1[ins.i_in1].ir.dim, d.irreps_out[ins.i_out].ir.dim
+        weight = f" * {em.load(('w', p))}" if ins.has_weight else ""
+        if em.role == "o":
+            for k in range(do):
+                terms = [
+                    f"{a} * {em.load(('x', ins.i_in1, i))}"
+                    for i in range(d1)
+                    if (a := _coupled_y(em, p, entries, i, k)) is not None
+                ]
+                if terms:
+                    em.accumulate(("o", ins.i_out, k), f"({' + '.join(terms)}){weight}")
+        elif em.role == "x":
+            for i in range(d1):
+                terms = [
+                    f"{a} * {em.load(('o', ins.i_out, k))}"
+                    for k in range(do)
+                    if (a := _coupled_y(em, p, entries, i, k)) is not None
+                ]
+                if terms:
+                    em.accumulate(("x", ins.i_in1, i), f"({' + '.join(terms)}){weight}")
+        elif em.role == "w":
+            terms = []
+            for k in range(do):
+                inner = [
+                    f"{a} * {em.load(('x', ins.i_in1, i))}"
+                    for i in range(d1)
+                    if (a := _coupled_y(em, p, entries, i, k)) is not None
+                ]
+                if inner:
+                    terms.append(f"{em.load(('o', ins.i_out, k))} * ({' + '.join(inner)})")
+            em.accumulate(("w", p), " + ".join(terms))
+        else:  # role y: reduce over channels
+            pairs = sorted({(i, k) for (i, _, k, _) in entries})
+            for i, k in pairs:
+                r = f"r_{p}_{i}_{k}"
+                x, g = em.load(("x", ins.i_in1, i)), em.load(("o", ins.i_out, k))
+                em.lines.append(f"{r} = tl.sum({x} * {g}{weight}, axis=1)")
+                for ii, j, kk, n in entries:
+                    if (ii, kk) == (i, k):
+                        em.coefs.add(n)
+                        em.accumulate(("y", ins.i_in2, j), f"c{n} * {r}")
+
+
+def _store(em: _Emitter, comp: tuple, value: str, segment: bool, first: bool) -> str:
+    """Store (or add, for later chunks) one accumulated component of the output slot."""
+    d = em.desc
+    if comp[0] == "y":
+        ptr, mask = f"OUT + e * sout + {d.irreps_in2.slices()[comp[1]].start + comp[2]}", "valid"
+    else:
+        if comp[0] == "w":
+            ins = d.instructions[comp[1]]
+            col, step, mul = ins.weight_offset, 1, ins.path_shape[0]
+        else:
+            irreps = d.irreps_in1 if comp[0] == "x" else d.irreps_out
+            mul, ir = irreps[comp[1]]
+            col, step = irreps.slices()[comp[1]].start + comp[2], ir.dim
+        if segment:
+            ptr, mask = f"OUT + node * sout + {col} + u * {step}", f"u < {mul}"
+        else:
+            ptr = f"OUT + e[:, None] * sout + {col} + u[None, :] * {step}"
+            mask = f"valid[:, None] & (u[None, :] < {mul})"
+    if not first:
+        value = f"tl.load({ptr}, mask={mask}, other=0.0) + {value}"
+    return f"tl.store({ptr}, {value}, mask={mask})"
+
+
+def kernel_source(desc: TPDescriptor, role: str, paths: tuple[int, ...], gather: bool, first: bool) -> str:
+    """Source of one Triton kernel computing slot ``role`` from the others over ``paths``."""
+    nonzeros = _nonzeros(desc)
+    segment = gather and role in ("x", "o")
+    em = _Emitter(desc, role)
+    _body(em, paths, nonzeros)
+    umax = max(mi.mul for mi in desc.irreps_in1)
+    head = [
+        "import triton",
+        "import triton.language as tl",
+        "",
+        "",
+        "@triton.jit",
+        "def kernel(X, Y, W, O, OUT, CG, SRC, DST, ROWPTR, PERM, n_rows, sx, sy, sw, so, sout,",
+        "           BE: tl.constexpr, BU: tl.constexpr):",
+    ]
+    body = [f"c{n} = tl.load(CG + {n})" for n in sorted(em.coefs)]
+    zero = (
+        "tl.zeros([BE], dtype=OUT.dtype.element_ty)"
+        if role == "y"
+        else ("tl.zeros([BE, BU], dtype=OUT.dtype.element_ty)")
+    )
+    inits = [f"{name} = {zero}" for name in em.acc.values()]
+    rows = []
+    if gather:
+        rows += ["rx = tl.load(SRC + e, mask=valid, other=0)"] if role != "x" else []
+        rows += ["ro = tl.load(DST + e, mask=valid, other=0)"] if role != "o" else []
+    else:
+        rows += ["rx = e", "ro = e"]
+    if segment:
+        body += [
+            "node = tl.program_id(0)",
+            "u = tl.program_id(1) * BU + tl.arange(0, BU)",
+            "beg = tl.load(ROWPTR + node)",
+            "end = tl.load(ROWPTR + node + 1)",
+            *inits,
+            "for start in range(beg, end, BE):",
+            "    idx = start + tl.arange(0, BE)",
+            "    valid = idx < end",
+            "    e = tl.load(PERM + idx, mask=valid, other=0)",
+            *["    " + r for r in rows + em.lines],
+        ]
+        body += [_store(em, c, f"tl.sum({n}, axis=0)", True, first) for c, n in em.acc.items()]
+    elif role == "y":
+        body += [
+            "e = tl.program_id(0) * BE + tl.arange(0, BE)",
+            "valid = e < n_rows",
+            *rows,
+            *inits,
+            f"for u0 in range(0, {umax}, BU):",
+            "    u = u0 + tl.arange(0, BU)",
+            *["    " + line for line in em.lines],
+        ]
+        body += [_store(em, c, n, False, first) for c, n in em.acc.items()]
+    else:
+        body += [
+            "e = tl.program_id(0) * BE + tl.arange(0, BE)",
+            "u = tl.program_id(1) * BU + tl.arange(0, BU)",
+            "valid = e < n_rows",
+            *rows,
+            *inits,
+            *em.lines,
+        ]
+        body += [_store(em, c, n, False, first) for c, n in em.acc.items()]
+    return "\n".join(head + ["    " + line for line in body]) + "\n"
+
+
+@functools.cache
+def _compiled(
+    desc: TPDescriptor, role: str, paths: tuple[int, ...], gather: bool, first: bool, interpret: bool
+):
+    source = kernel_source(desc, role, paths, gather, first)
+    digest = hashlib.sha1(source.encode()).hexdigest()[:16]
+    folder = os.path.join(tempfile.gettempdir(), f"mlip_triton_tp_{os.getuid()}")
+    os.makedirs(folder, exist_ok=True)
+    path = os.path.join(folder, f"tp_{role}_{digest}.py")
+    if not os.path.exists(path):
+        tmp = f"{path}.{os.getpid()}.tmp"
+        with open(tmp, "w") as f:
+            f.write(source)
+        os.replace(tmp, path)
+    spec = importlib.util.spec_from_file_location(f"mlip_tp_{role}_{digest}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.kernel
+
+
+# ------------------------------------------------------------------------------------------------ launch
+class Graph:
+    """Edge list of a convolution (``gather=True``) or the identity pairing of a plain tensor product.
+
+    Holds the CSRs (edges sorted by ``dst`` for role ``o``, by ``src`` for role ``x``), built on first use.
+    """
+
+    def __init__(self, src: torch.Tensor, dst: torch.Tensor, num_nodes: int, num_src: int, gather: bool):
+        self.src, self.dst, self.num_nodes, self.num_src, self.gather = src, dst, num_nodes, num_src, gather
+        self.num_edges = src.numel()
+        self._csr: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    @classmethod
+    def identity(cls, batch: int, device: torch.device) -> Graph:
+        index = torch.arange(batch, device=device)
+        return cls(index, index, batch, batch, gather=False)
+
+    def csr(self, role: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(rowptr [rows + 1], perm [E])`` of the edges grouped by the node index of slot ``role``."""
+        if role not in self._csr:
+            index, rows = (self.dst, self.num_nodes) if role == "o" else (self.src, self.num_src)
+            perm = torch.argsort(index, stable=True)
+            rowptr = torch.zeros(rows + 1, dtype=torch.int64, device=index.device)
+            rowptr[1:] = torch.cumsum(torch.bincount(index, minlength=rows), 0)
+            self._csr[role] = (rowptr, perm)
+        return self._csr[role]
+
+
+def _row_major(t: torch.Tensor) -> torch.Tensor:
+    """Unit column stride (row stride may be 0, as for shared weights)."""
+    return t if t.dim() == 2 and (t.stride(1) == 1 or t.shape[1] == 1) else t.contiguous()
+
+
+def _next_pow2(n: int) -> int:
+    return 1 << max(0, (n - 1).bit_length())
+
+
+def launch(desc: TPDescriptor, graph: Graph, role: str, ops: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Compute slot ``role`` (``[rows, cols]``) from the three other slots ``ops`` (no autograd)."""
+    like = ops["x"] if role != "x" else ops["o"]
+    rows = {"x": graph.num_src, "o": graph.num_nodes, "y": graph.num_edges, "w": graph.num_edges}[role]
+    cols = {
+        "x": desc.irreps_in1.dim,
+        "y": desc.irreps_in2.dim,
+        "w": max(desc.weight_numel, 1),
+        "o": desc.irreps_out.dim,
+    }[role]
+    out = torch.zeros(rows, cols, dtype=like.dtype, device=like.device)
+    if graph.num_edges == 0 or rows == 0:
+        return out
+    slots = {r: _row_major(t) for r, t in ops.items()}
+    slots[role] = out
+    table = cached_constant(("tp_triton_cg", desc), lambda: coefficient_table(desc), like.dtype, like.device)
+    umax = max(mi.mul for mi in desc.irreps_in1)
+    block_u = min(32, _next_pow2(umax))
+    block_e = 16
+    segment = graph.gather and role in ("x", "o")
+    rowptr, perm = graph.csr(role) if segment else (graph.src, graph.src)
+    if segment:
+        grid = (rows, triton_cdiv(umax, block_u))
+    elif role == "y":
+        grid = (triton_cdiv(graph.num_edges, block_e),)
+    else:
+        grid = (triton_cdiv(graph.num_edges, block_e), triton_cdiv(umax, block_u))
+    interpret = os.environ.get("TRITON_INTERPRET") == "1"
+    for n, paths in enumerate(path_chunks(desc, role)):
+        kernel = _compiled(desc, role, paths, graph.gather, n == 0, interpret)
+        kernel[grid](
+            slots["x"], slots["y"], slots["w"], slots["o"], out, table,
+            graph.src, graph.dst, rowptr, perm, graph.num_edges,
+            slots["x"].stride(0), slots["y"].stride(0), slots["w"].stride(0), slots["o"].stride(0),
+            out.stride(0), BE=block_e, BU=block_u,
+        )  # fmt: skip
+    return out
+
+
+def triton_cdiv(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+class _Slot(torch.autograd.Function):
+    """One slot of the quadrilinear form from the three others; backward = the same op on other slots."""
+
+    @staticmethod
+    def forward(ctx, desc, graph, role, a, b, c):  # noqa: ANN001
+        ctx.desc, ctx.graph, ctx.role = desc, graph, role
+        ctx.save_for_backward(a, b, c)
+        return launch(desc, graph, role, dict(zip(_others(role), (a, b, c), strict=True)))
+
+    @staticmethod
+    def backward(ctx, grad):  # noqa: ANN001
+        ops = dict(zip(_others(ctx.role), ctx.saved_tensors, strict=True))
+        ops[ctx.role] = grad
+        grads = []
+        for n, r in enumerate(_others(ctx.role)):
+            needed = ctx.needs_input_grad[3 + n]
+            grads.append(
+                compute(ctx.desc, ctx.graph, r, {k: v for k, v in ops.items() if k != r}) if needed else None
+            )
+        return (None, None, None, *grads)
+
+
+def _others(role: str) -> tuple[str, ...]:
+    return tuple(r for r in ROLES if r != role)
+
+
+def compute(desc: TPDescriptor, graph: Graph, role: str, ops: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Differentiable (to any order) slot ``role`` of the quadrilinear form."""
+    return _Slot.apply(desc, graph, role, *(ops[r] for r in _others(role)))
+
+
+def weight_slot(weight: torch.Tensor | None, rows: int, like: torch.Tensor) -> torch.Tensor:
+    """Per-edge weights ``[rows, numel]``: shared weights are expanded (stride 0, summed by autograd)."""
+    if weight is None:
+        return like.new_zeros(1, 1).expand(rows, 1)
+    return weight.expand(rows, -1) if weight.dim() == 1 else weight
+
+
+def tensor_product_triton(
+    desc: TPDescriptor, x: torch.Tensor, y: torch.Tensor, weight: torch.Tensor | None
+) -> torch.Tensor:
+    """Same contract as :func:`~mlip.kernels.tensor_product.reference.tensor_product_reference`."""
+    graph = Graph.identity(x.shape[0], x.device)
+    return compute(desc, graph, "o", {"x": x, "y": y, "w": weight_slot(weight, x.shape[0], x)})
