@@ -1,1 +1,40 @@
-"""Batched molecular dynamics: state, integrators, observers, trajectory writers."""
+"""Batched molecular dynamics: state, integrators, observers, trajectory writers.
+
+Integrators are modules with ``init(state, model, ...)`` and ``step(state, model, dt)`` acting on a
+batched :class:`MDState` with a :class:`ForceField` (a potential plus its skin neighbour list); units eV,
+Å, fs, amu, K (velocities Å/fs, see :mod:`mlip.md.units`). :data:`INTEGRATORS` names them for the CLI.
+"""
+
+from mlip.md import csvr, fire, langevin, nose_hoover, npt, nve
+from mlip.md.forcefield import ForceField
+from mlip.md.observers import EnergyLog, ExplosionGuard, observe
+from mlip.md.run import RunResult, simulate
+from mlip.md.state import MDState, from_atoms, maxwell_boltzmann, to_atoms, zero_momentum
+from mlip.md.trajectory import ASEWriter, H5MDWriter, read_h5md, resume
+
+INTEGRATORS = {"nve": nve, "langevin": langevin, "nhc": nose_hoover, "csvr": csvr, "npt": npt}
+
+__all__ = [
+    "INTEGRATORS",
+    "ASEWriter",
+    "EnergyLog",
+    "ExplosionGuard",
+    "ForceField",
+    "H5MDWriter",
+    "MDState",
+    "RunResult",
+    "csvr",
+    "fire",
+    "from_atoms",
+    "langevin",
+    "maxwell_boltzmann",
+    "nose_hoover",
+    "npt",
+    "nve",
+    "observe",
+    "read_h5md",
+    "resume",
+    "simulate",
+    "to_atoms",
+    "zero_momentum",
+]

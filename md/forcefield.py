@@ -1,0 +1,57 @@
+"""A potential plus its reusable neighbour list: what the integrators call to get forces."""
+
+from __future__ import annotations
+
+import torch
+from mlip.md.state import MDState
+
+from mlip.data import keys as K
+from mlip.data.neighbors import SkinNeighborList
+from mlip.models.base import Potential
+
+
+class ForceField:
+    """Evaluates a :class:`~mlip.models.base.Potential` on a batched :class:`MDState`.
+
+    The neighbour list is built at ``cutoff + skin`` (Å) and reused until an atom has moved more than
+    ``skin / 2`` (or the cell deformed enough); ``neighbors.builds`` counts builds. The potential runs in
+    its own dtype; results are stored on the state in float64.
+    """
+
+    def __init__(self, potential: Potential, skin: float = 1.0) -> None:
+        if not isinstance(potential, Potential):
+            raise TypeError(f"ForceField needs an mlip Potential, got {type(potential).__name__}")
+        self.potential = potential
+        self.neighbors = SkinNeighborList(potential.cutoff, skin)
+
+    def __call__(self, state: MDState, compute_stress: bool = False) -> MDState:
+        """Set ``state.energy`` ``[B]`` (eV), ``state.forces`` ``[N, 3]`` (eV/Å, zero on fixed atoms) and,
+        if asked, ``state.stress`` ``[B, 3, 3]`` (eV/Å^3). In place; returns the state."""
+        edge_index, shifts = self.neighbors(state.positions, state.cell, state.pbc, state.batch)
+        num_atoms = state.num_atoms
+        ptr = torch.zeros(state.num_systems + 1, dtype=torch.int64, device=state.device)
+        ptr[1:] = torch.cumsum(num_atoms, 0)
+        data = {
+            K.POSITIONS: state.positions,
+            K.ATOMIC_NUMBERS: state.atomic_numbers,
+            K.CELL: state.cell,
+            K.PBC: state.pbc,
+            K.BATCH: state.batch,
+            K.PTR: ptr,
+            K.NUM_ATOMS: num_atoms,
+            K.EDGE_INDEX: edge_index,
+            K.CELL_SHIFTS: shifts,
+        }
+        out = self.potential(data, compute_forces=True, compute_stress=compute_stress, create_graph=False)
+        forces = out["forces"].detach().to(torch.float64)
+        state.forces = torch.where(state.fixed[:, None], torch.zeros_like(forces), forces)
+        state.energy = out["energy"].detach().to(torch.float64)
+        state.stress = out["stress"].detach().to(torch.float64) if compute_stress else None
+        return state
+
+    def edge_vectors(self, state: MDState) -> torch.Tensor:
+        """``[E, 3]`` Å vectors of the current neighbour list (pairs up to ``cutoff + skin`` apart)."""
+        edge_index, shifts = self.neighbors(state.positions, state.cell, state.pbc, state.batch)
+        src, dst = edge_index
+        offsets = torch.einsum("ei,eij->ej", shifts, state.cell[state.batch[src]])
+        return state.positions[dst] - state.positions[src] + offsets

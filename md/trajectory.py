@@ -1,0 +1,193 @@
+"""Trajectory writers: H5MD (HDF5 via h5py; append/resume; flushed after every frame) and ASE formats
+(extxyz, .traj).
+
+H5MD layout (version 1.1), one particle group per system of the batch (``system_0000``, ...)::
+
+    /h5md                       version, author, creator
+    /particles/system_b/species                 [N] atomic numbers
+    /particles/system_b/mass                    [N] amu
+    /particles/system_b/box                     dimension, boundary; edges/{step,time,value [T,3,3] Å}
+    /particles/system_b/{position,velocity,force}/{step [T], time [T] fs, value [T,N,3]} (Å, Å/fs, eV/Å)
+    /observables/system_b/{kinetic,potential,total,temperature[,pressure]}/{step,time,value [T]}
+
+Every frame is flushed, so a run killed between frames leaves a readable file; reopening with
+``append=True`` continues the time series after the last complete frame.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from mlip.md.observers import observe
+from mlip.md.state import MDState, from_atoms, to_atoms
+
+_UNITS = {"position": "Å", "velocity": "Å fs-1", "force": "eV Å-1", "edges": "Å", "time": "fs"}
+
+
+class H5MDWriter:
+    """Appends frames of a batched state to an H5MD file (see the module docstring).
+
+    ``append=True`` on an existing file continues it (the systems must have the same atom counts and
+    species); otherwise the file is created (an existing one is an error unless ``overwrite``).
+    """
+
+    def __init__(self, path: str | Path, append: bool = False, overwrite: bool = False) -> None:
+        import h5py
+
+        self.path = Path(path)
+        if self.path.exists() and not (append or overwrite):
+            raise FileExistsError(f"{self.path} exists: pass append=True to continue it or overwrite=True")
+        mode = "a" if append and self.path.exists() else "w"
+        self.file = h5py.File(self.path, mode)
+        if mode == "w":
+            h5md = self.file.create_group("h5md")
+            h5md.attrs["version"] = np.array([1, 1])
+            h5md.create_group("author").attrs["name"] = "mlip-torch"
+            creator = h5md.create_group("creator")
+            creator.attrs["name"] = "mlip.md"
+            creator.attrs["version"] = "0.1.0"
+
+    def write(self, state: MDState) -> None:
+        """Append one frame of every system (positions, velocities, forces, box, observables); flush."""
+        obs = (
+            {k: v.detach().cpu().numpy() for k, v in observe(state).items()}
+            if state.energy is not None
+            else {}
+        )
+        counts = state.num_atoms.tolist()
+        starts = np.cumsum([0, *counts])
+        for b, n in enumerate(counts):
+            sl = slice(int(starts[b]), int(starts[b]) + n)
+            group = self._system_group(state, b, sl)
+            fields = {"position": state.positions[sl], "velocity": state.velocities[sl]}
+            if state.forces is not None:
+                fields["force"] = state.forces[sl]
+            for name, value in fields.items():
+                self._append(group.require_group(name), value.detach().cpu().numpy(), state, _UNITS[name])
+            self._append(group["box"].require_group("edges"), state.cell[b].cpu().numpy(), state, "Å")
+            obs_group = self.file.require_group(f"observables/system_{b:04d}")
+            for name, value in obs.items():
+                self._append(obs_group.require_group(name), np.asarray(value[b]), state, None)
+        self.file.flush()
+
+    def _system_group(self, state: MDState, b: int, sl: slice) -> Any:
+        name = f"particles/system_{b:04d}"
+        species = state.atomic_numbers[sl].cpu().numpy()
+        if name in self.file:
+            group = self.file[name]
+            if not np.array_equal(group["species"][()], species):
+                raise ValueError(f"{self.path}: system {b} has other atoms than the file's {name}")
+            return group
+        group = self.file.create_group(name)
+        group.create_dataset("species", data=species)
+        group.create_dataset("mass", data=state.masses[sl].cpu().numpy())
+        box = group.create_group("box")
+        box.attrs["dimension"] = 3
+        box.attrs["boundary"] = np.array(
+            ["periodic" if p else "none" for p in state.pbc[b].tolist()], dtype="S8"
+        )
+        return group
+
+    @staticmethod
+    def _append(group: Any, value: np.ndarray, state: MDState, unit: str | None) -> None:
+        if "value" not in group:
+            group.create_dataset(
+                "value", shape=(0, *value.shape), maxshape=(None, *value.shape), dtype=value.dtype
+            )
+            group.create_dataset("step", shape=(0,), maxshape=(None,), dtype=np.int64)
+            group.create_dataset("time", shape=(0,), maxshape=(None,), dtype=np.float64)
+            group["time"].attrs["unit"] = "fs"
+            if unit is not None:
+                group["value"].attrs["unit"] = unit
+        t = group["step"].shape[0]
+        for name, item in (("value", value), ("step", state.step), ("time", state.time)):
+            group[name].resize(t + 1, axis=0)
+            group[name][t] = item
+
+    def close(self) -> None:
+        self.file.close()
+
+    def __enter__(self) -> H5MDWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def read_h5md(path: str | Path, frame: int = -1) -> tuple[list[Any], int, float]:
+    """One frame (default the last complete one) of every system as ``ase.Atoms`` (positions, cell, pbc,
+    masses, velocities), with its step and time (fs): the starting point to resume a run."""
+    import h5py
+    from ase import Atoms
+    from mlip.md.units import FS
+
+    atoms_list = []
+    with h5py.File(path, "r") as f:
+        if "particles" not in f:
+            raise ValueError(f"{path} is not an H5MD file written by mlip.md (no /particles)")
+        for name in sorted(f["particles"]):
+            g = f["particles"][name]
+            n_frames = min(g[k]["value"].shape[0] for k in ("position", "velocity") if k in g)
+            n_frames = min(n_frames, g["box/edges/value"].shape[0])
+            if n_frames == 0:
+                raise ValueError(f"{path}: {name} holds no complete frame")
+            index = frame if frame >= 0 else n_frames + frame
+            boundary = [b.decode() == "periodic" for b in g["box"].attrs["boundary"]]
+            atoms = Atoms(
+                numbers=g["species"][()],
+                positions=g["position/value"][index],
+                cell=g["box/edges/value"][index],
+                pbc=boundary,
+                masses=g["mass"][()],
+            )
+            atoms.set_velocities(g["velocity/value"][index] / FS)
+            step, time = int(g["position/step"][index]), float(g["position/time"][index])
+            atoms_list.append(atoms)
+    return atoms_list, step, time
+
+
+def resume(path: str | Path, device: str | torch.device = "cpu", seed: int = 0) -> MDState:
+    """A state from the last frame of an H5MD file (positions, velocities, cell, step, time). Integrator
+    variables (thermostat chains) are not stored: call the integrator's ``init`` again."""
+    atoms_list, step, time = read_h5md(path)
+    state = from_atoms(atoms_list, device=device, seed=seed)
+    state.step, state.time = step, time
+    return state
+
+
+class ASEWriter:
+    """Appends frames to ASE files: ``.xyz``/``.extxyz`` (extended XYZ) or ``.traj``. With several systems,
+    system ``b`` goes to ``<stem>_<b><suffix>``."""
+
+    def __init__(self, path: str | Path, append: bool = False) -> None:
+        self.path = Path(path)
+        if self.path.suffix not in (".xyz", ".extxyz", ".traj"):
+            raise ValueError(f"ASEWriter writes .xyz, .extxyz or .traj files, not {self.path.name}")
+        self.append = append
+        self._started = False
+
+    def paths(self, num_systems: int) -> list[Path]:
+        if num_systems == 1:
+            return [self.path]
+        return [self.path.with_name(f"{self.path.stem}_{b}{self.path.suffix}") for b in range(num_systems)]
+
+    def write(self, state: MDState) -> None:
+        """Append one frame of every system."""
+        import ase.io
+
+        for atoms, path in zip(to_atoms(state), self.paths(state.num_systems), strict=True):
+            append = self._started or (self.append and path.exists())
+            if path.suffix == ".traj":
+                from ase.io.trajectory import Trajectory
+
+                with Trajectory(str(path), "a" if append else "w") as traj:
+                    traj.write(atoms)
+            else:
+                ase.io.write(path, atoms, format="extxyz", append=append)
+        self._started = True
+
+    def close(self) -> None:
+        """Nothing to release (every frame is written and closed)."""
