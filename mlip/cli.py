@@ -16,6 +16,7 @@ VERBS: dict[str, tuple[str, str]] = {
         "mlip.benchmarking",
         "run a benchmark suite from benchmarks/ (tp, gaunt, model, md, data, train)",
     ),
+    "md": ("mlip.md.cli", "run molecular dynamics with a trained potential"),
 }
 
 
