@@ -45,7 +45,7 @@ _SID = re.compile(r"random(\d+)")
 
 
 def _int_id(value: Any) -> int:
-    """An OC20 system / frame id as int (``"random123"`` -> 123, ``"frame7"`` -> 7, tensors and ints as is)."""
+    """An OC20 system / frame id as int (``"random123"`` -> 123, ``"frame7"`` -> 7, ints kept)."""
     if isinstance(value, torch.Tensor):
         return int(value.reshape(-1)[0])
     digits = re.search(r"(\d+)$", str(value).strip())
@@ -309,9 +309,12 @@ class AseLmdbDataset(AtomicDataset):
                 raise DataError(f"{where}: missing field '{field}'")
         try:
             atoms = Atoms(
-                numbers=row["numbers"], positions=row["positions"], cell=row.get("cell"), pbc=row.get("pbc", False),
+                numbers=row["numbers"],
+                positions=row["positions"],
+                cell=row.get("cell"),
+                pbc=row.get("pbc", False),
                 tags=row.get("tags"),
-            )  # fmt: skip
+            )
             atoms.set_constraint([dict2constraint(c) for c in row.get("constraints", [])])
         except (ValueError, TypeError, KeyError) as exc:
             raise DataError(f"{where}: field 'positions'/'cell' malformed ({exc})") from exc
@@ -347,7 +350,7 @@ def _with_ids(
 
 
 def _read_s2ef_pair(xyz: Path, energy_reference: str | None) -> ListDataset:
-    """One ``.extxyz.xz`` (total energies) with the ``.txt`` of ``random<sid>,frame<fid>,<reference>`` lines."""
+    """One ``.extxyz.xz`` (total energies) and its ``.txt`` of ``random<sid>,frame<fid>,<ref>`` lines."""
     txt = (
         xyz.with_name(xyz.name[: -len(".extxyz.xz")] + ".txt")
         if xyz.name.endswith(".xz")

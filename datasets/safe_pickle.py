@@ -2,8 +2,8 @@
 
 Only the globals such records reference are resolved, each to a harmless stand-in:
 
-* ``torch_geometric`` ``Data``, ``GlobalStorage``, ``DataEdgeAttr``, ``DataTensorAttr`` -> :class:`PickledObject`,
-  which only stores its pickled state (no torch-geometric code runs);
+* ``torch_geometric`` ``Data``, ``GlobalStorage``, ``DataEdgeAttr``, ``DataTensorAttr`` ->
+  :class:`PickledObject`, which only stores its pickled state (no torch-geometric code runs);
 * ``torch._utils._rebuild_tensor_v2`` / ``_rebuild_tensor`` (tensor views of a storage), and
   ``torch.storage._load_from_bytes`` -> :func:`_storage_from_bytes`, which reads the storage with
   ``torch.load(..., weights_only=True)``;
@@ -111,7 +111,7 @@ def restricted_loads(data: bytes, where: str) -> Any:
 
 
 def record_fields(obj: Any, where: str) -> dict[str, Any]:
-    """The attribute dict of an unpickled torch-geometric ``Data`` (2.x ``_store`` or 1.x plain attributes)."""
+    """Attribute dict of an unpickled torch-geometric ``Data`` (2.x ``_store`` or 1.x plain attributes)."""
     if not isinstance(obj, PickledObject) or obj.cls_name != "Data":
         raise DataError(f"{where}: expected a pickled torch_geometric Data record, got {type(obj).__name__}")
     state = getattr(obj, "state", None)

@@ -1,4 +1,4 @@
-"""OC20: LMDBs of pickled Data records (restricted unpickler), .aselmdb, S2EF extxyz.xz + txt, trajectories."""
+"""OC20: LMDBs of pickled Data (restricted unpickler), .aselmdb, S2EF extxyz.xz + txt, trajectories."""
 
 from __future__ import annotations
 
@@ -95,9 +95,18 @@ def test_is2re_lmdb_and_folder(tmp_path):
     for i in range(3):
         r = s2ef_record(i)
         recs.append(
-            Data(pos=r.pos, pos_relaxed=r.pos + 0.1, cell=r.cell, atomic_numbers=r.atomic_numbers, natoms=r.natoms,
-                 tags=r.tags, sid=r.sid, y_init=2.0 + i, y_relaxed=-0.5 - i)
-        )  # fmt: skip
+            Data(
+                pos=r.pos,
+                pos_relaxed=r.pos + 0.1,
+                cell=r.cell,
+                atomic_numbers=r.atomic_numbers,
+                natoms=r.natoms,
+                tags=r.tags,
+                sid=r.sid,
+                y_init=2.0 + i,
+                y_relaxed=-0.5 - i,
+            )
+        )
     write_lmdb(tmp_path / "is2re" / "a.lmdb", recs[:2], length_key=False)
     write_lmdb(tmp_path / "is2re" / "b.lmdb", recs[2:], length_key=False)
     ds = load(tmp_path / "is2re")
