@@ -16,6 +16,7 @@ VERBS: dict[str, tuple[str, str]] = {
         "mlip.benchmarking",
         "run a benchmark suite from benchmarks/ (tp, gaunt, model, md, data, train)",
     ),
+    "label": ("mlip.label", "sample molecular configurations and label them with PySCF DFT (extra 'dft')"),
     "data": ("mlip.datasets.cli", "convert datasets to the HDF5 cache, show statistics"),
     "md": ("mlip.md.cli", "run molecular dynamics with a trained potential"),
 }

@@ -1,0 +1,155 @@
+"""``mlip label``: sample configurations of a molecule and label them with PySCF DFT into extxyz.
+
+Examples::
+
+    mlip label ethanol.extxyz --smiles CCO --count 300 --temperature 500   # sample + label
+    mlip label todo.extxyz --smiles CCO --count 300 --sample-only          # sample only (no PySCF)
+    mlip label labelled.extxyz --configs todo.extxyz --workers 16          # label given configurations
+
+Labelling is resumable: configurations whose ``config_id`` is already in the output are skipped, and a
+frame cut by a crash is dropped. Each labelled frame holds energy (eV) and forces (eV/Å) plus
+``energy_hartree``, ``scf_cycles``, ``label_seconds`` and the level of theory in its info.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from typing import Any
+
+from mlip.dft.pyscf_labeler import DFTSettings
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("output", help="extxyz file to write (appended to, and resumed from)")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--smiles", help="molecule as SMILES (rdkit + MMFF94 reference geometry)")
+    source.add_argument("--molecule", help="structure file with the reference geometry (first frame)")
+    source.add_argument("--configs", help="file of configurations to label as they are (no sampling)")
+    sample = parser.add_argument_group("sampling (with --smiles or --molecule)")
+    sample.add_argument("--count", type=int, default=100, help="number of configurations (default 100)")
+    sample.add_argument("--temperature", type=float, default=500.0, help="K (default 500)")
+    sample.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    sample.add_argument(
+        "--min-wavenumber", type=float, default=200.0, help="floor on mode stiffness, cm^-1 (default 200)"
+    )
+    sample.add_argument("--sample-only", action="store_true", help="write unlabelled configurations, no DFT")
+    defaults = DFTSettings()
+    dft = parser.add_argument_group("DFT (PySCF)")
+    dft.add_argument("--xc", default=defaults.xc, help=f"functional (default {defaults.xc})")
+    dft.add_argument("--basis", default=defaults.basis, help=f"basis set (default {defaults.basis})")
+    dft.add_argument("--grid-level", type=int, default=defaults.grid_level, help="DFT grid level (default 3)")
+    dft.add_argument("--conv-tol", type=float, default=defaults.conv_tol, help="SCF tolerance, Ha (1e-9)")
+    dft.add_argument("--density-fit", action="store_true", help="RI-J density fitting")
+    dft.add_argument("--charge", type=int, default=0, help="total charge (default 0)")
+    dft.add_argument("--spin", type=int, default=0, help="2S, unpaired electrons (default 0)")
+    run = parser.add_argument_group("execution")
+    run.add_argument("--workers", type=int, default=1, help="parallel PySCF processes (default 1)")
+    run.add_argument(
+        "--threads-per-worker", type=int, default=None, help="OpenMP threads each (default: cores / workers)"
+    )
+    run.add_argument("--time-limit", type=float, default=None, help="stop cleanly after this many seconds")
+
+
+def _configurations(args: argparse.Namespace) -> list[Any]:
+    """The configurations to label, each with an integer ``info['config_id']``."""
+    from ase.io import read
+
+    if args.configs:
+        frames = read(args.configs, index=":")
+        for i, atoms in enumerate(frames):
+            atoms.info.setdefault("config_id", i)
+            atoms.calc = None
+        return frames
+    from mlip.dft import sampling
+
+    if args.smiles:
+        mol = sampling.molecule_from_smiles(args.smiles, seed=args.seed)
+    else:
+        mol = sampling.molecule_from_atoms(read(args.molecule, index=0))
+    return sampling.sample_molecule(mol, args.count, args.temperature, args.seed, args.min_wavenumber)
+
+
+def _work(task: tuple[int, Any, Any, DFTSettings]) -> tuple[int, dict[str, Any] | None, str, float]:
+    """Pool worker: label one configuration; returns (config_id, result or None, error, seconds)."""
+    from mlip.dft.pyscf_labeler import label
+
+    config_id, numbers, positions, settings = task
+    start = time.perf_counter()
+    try:
+        return config_id, label(numbers, positions, settings), "", time.perf_counter() - start
+    except Exception as error:  # an unconverged or failed SCF is reported and retried on resume
+        return config_id, None, f"{type(error).__name__}: {error}", time.perf_counter() - start
+
+
+def _labelled_atoms(atoms: Any, result: dict[str, Any], settings: DFTSettings, seconds: float) -> Any:
+    from ase.calculators.singlepoint import SinglePointCalculator
+
+    out = atoms.copy()
+    out.calc = SinglePointCalculator(out, energy=result["energy"], forces=result["forces"])
+    out.info.update(
+        energy_hartree=result["energy_hartree"],
+        scf_cycles=int(result["scf_cycles"]),
+        label_seconds=round(seconds, 3),
+        **{f"dft_{k}": v for k, v in settings.as_dict().items()},
+    )
+    return out
+
+
+def _results(tasks: list[Any], workers: int, threads: int):
+    """Yield worker results as they finish (a spawn pool of single-purpose PySCF processes, or inline)."""
+    from mlip.dft.pyscf_labeler import set_worker_threads
+
+    if workers <= 1:
+        set_worker_threads(threads)
+        yield from map(_work, tasks)
+        return
+    import multiprocessing
+
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[var] = str(threads)  # inherited by the spawned workers before numpy loads
+    with multiprocessing.get_context("spawn").Pool(workers, set_worker_threads, (threads,)) as pool:
+        yield from pool.imap_unordered(_work, tasks)
+
+
+def main(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from mlip.dft import store
+
+    configs = _configurations(args)
+    if args.sample_only:
+        store.write_atomic(args.output, "".join(store.frame_text(a) for a in configs))
+        print(f"wrote {len(configs)} unlabelled configurations to {args.output}")
+        return 0
+    settings = DFTSettings(
+        xc=args.xc,
+        basis=args.basis,
+        grid_level=args.grid_level,
+        conv_tol=args.conv_tol,
+        density_fit=args.density_fit,
+        charge=args.charge,
+        spin=args.spin,
+    )
+    done = {int(a.info["config_id"]) for a in store.read_frames(args.output)}
+    todo = [a for a in configs if int(a.info["config_id"]) not in done]
+    by_id = {int(a.info["config_id"]): a for a in todo}
+    print(f"{len(done)} of {len(configs)} configurations already labelled; {len(todo)} to go")
+    threads = args.threads_per_worker or max(1, (os.cpu_count() or 1) // max(1, args.workers))
+    tasks = [(i, a.numbers, a.positions, settings) for i, a in by_id.items()]
+    start, failed = time.monotonic(), 0
+    bar = tqdm(total=len(configs), initial=len(done), desc="label", unit="config")
+    for config_id, result, error, seconds in _results(tasks, args.workers, threads):
+        if result is None:
+            failed += 1
+            tqdm.write(f"config {config_id}: {error}")
+        else:
+            store.append_frame(args.output, _labelled_atoms(by_id[config_id], result, settings, seconds))
+            bar.update(1)
+            bar.set_postfix(last_s=f"{seconds:.1f}")
+        if args.time_limit is not None and time.monotonic() - start > args.time_limit:
+            tqdm.write(f"time limit of {args.time_limit:.0f} s reached: stopping (run again to resume)")
+            break
+    bar.close()
+    return 1 if failed else 0
