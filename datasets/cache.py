@@ -295,9 +295,9 @@ class CacheDataset(AtomicDataset):
         """
         atoms, structures, edges = self._open()
         a0, a1 = int(self.offsets[index]), int(self.offsets[index + 1])
-        data: AtomicData = {key: torch.from_numpy(np.asarray(array[a0:a1])) for key, array in atoms}
+        data: AtomicData = {key: torch.from_numpy(array[a0:a1]) for key, array in atoms}
         for key, array in structures:
-            data[key] = torch.from_numpy(np.asarray(array[index : index + 1])).squeeze(0)
+            data[key] = torch.from_numpy(np.asarray(array[index, ...]))  # [index, ...]: 0-d array, not scalar
         if edges is not None:
             e0, e1 = int(self.edge_offsets[index]), int(self.edge_offsets[index + 1])
             data[K.EDGE_INDEX] = torch.from_numpy(edges[0][e0:e1].T.astype(np.int64))
