@@ -16,6 +16,8 @@ VERBS: dict[str, tuple[str, str]] = {
         "mlip.benchmarking",
         "run a benchmark suite from benchmarks/ (tp, gaunt, model, md, data, train)",
     ),
+    "train": ("mlip.train.train_verb", "train a potential from a YAML config (torchrun for several processes)"),
+    "eval": ("mlip.train.eval_verb", "energy/force/stress errors of a trained model on labelled data"),
     "label": ("mlip.label", "sample molecular configurations and label them with PySCF DFT (extra 'dft')"),
     "data": ("mlip.datasets.cli", "convert datasets to the HDF5 cache, show statistics"),
     "md": ("mlip.md.cli", "run molecular dynamics with a trained potential"),

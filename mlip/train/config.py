@@ -1,0 +1,185 @@
+"""The ``mlip train`` configuration: a typed dataclass tree loaded from YAML.
+
+Every field has a default and a comment (units in brackets). Load with :func:`load_config`, which applies
+``--set section.field=value`` overrides and reports any unknown or mistyped field by its dotted path.
+:func:`dump_config` writes the resolved tree (saved beside every checkpoint).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from mlip.train.typed_config import ConfigError, apply_override, from_dict, to_dict
+
+
+@dataclass
+class DataConfig:
+    """Where the structures come from and how they are split."""
+
+    train: str = ""  # training data: any path mlip.datasets.load reads (extxyz, rMD17 npz, HDF5 cache, ...)
+    format: str | None = None  # loader name (None: detected from the path)
+    options: dict[str, Any] = field(default_factory=dict)  # loader options for `train` (e.g. rMD17 split)
+    valid: str | None = None  # validation data; None: `valid_fraction` of `train`
+    valid_options: dict[str, Any] = field(default_factory=dict)  # loader options for `valid`
+    test: str | None = None  # test data (evaluated at the end); None: `test_fraction` of `train`
+    test_options: dict[str, Any] = field(default_factory=dict)  # loader options for `test`
+    valid_fraction: float = 0.1  # share of `train` held out for validation when `valid` is None
+    test_fraction: float = 0.0  # share of `train` held out for testing when `test` is None
+    max_train: int | None = None  # keep at most this many training structures (seeded subset)
+    split_seed: int = 0  # seed of the train/valid/test split and of the `max_train` subset
+
+    def __post_init__(self) -> None:
+        if not self.train:
+            raise ValueError("train: a training data path is required")
+        for name in ("valid_fraction", "test_fraction"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ValueError(f"{name}: must be in [0, 1), got {getattr(self, name)}")
+
+
+@dataclass
+class ModelSection:
+    """Which potential to train (see mlip.models.create)."""
+
+    name: str = "mace"  # registered model name (mlip.models.available())
+    hyperparameters: dict[str, Any] = field(default_factory=dict)  # model config, e.g. r_max
+    e0s: str | dict[str, float] = "least_squares"  # "least_squares" on the training set, or {symbol: eV}
+    scale_shift: bool = True  # scale = force RMS [eV/Å], shift = mean per-atom energy after E0 [eV]
+    init: str | None = None  # start from the weights of this model file (fine-tuning)
+    seed: int = 0  # weight initialisation seed
+
+    def __post_init__(self) -> None:
+        if isinstance(self.e0s, str) and self.e0s != "least_squares":
+            raise ValueError(f"e0s: expected 'least_squares' or a mapping symbol -> eV, got {self.e0s!r}")
+
+
+@dataclass
+class LossStage:
+    """Loss weights from `start_step` on (e.g. raise the energy weight late in training)."""
+
+    start_step: int = 0  # first optimizer step of this stage
+    energy_weight: float = 1.0  # weight of the per-atom energy term [1/(eV/atom)^2 for MSE]
+    forces_weight: float = 100.0  # weight of the force term [1/(eV/Å)^2 for MSE]
+    stress_weight: float = 0.0  # weight of the stress term [1/(eV/Å^3)^2 for MSE]
+
+
+@dataclass
+class LossConfig:
+    """Loss = w_E·L(E/N) + w_F·L(F) + w_S·L(σ), with L the mean Huber or squared error."""
+
+    kind: Literal["huber", "mse"] = "huber"  # per-component error function
+    huber_delta: float = 0.01  # Huber transition point [eV/atom, eV/Å, eV/Å^3]
+    energy_weight: float = 1.0  # weight of the per-atom energy term
+    forces_weight: float = 100.0  # weight of the force term
+    stress_weight: float = 0.0  # weight of the stress term (needs stress labels and periodic cells)
+    stages: list[LossStage] = field(default_factory=list)  # later weight stages, ordered by start_step
+
+    def __post_init__(self) -> None:
+        starts = [s.start_step for s in self.stages]
+        if starts != sorted(starts):
+            raise ValueError(f"stages: start_step values must increase, got {starts}")
+
+
+@dataclass
+class OptimConfig:
+    """AdamW with gradient clipping and an exponential moving average (EMA) of the weights."""
+
+    lr: float = 0.01  # peak learning rate
+    weight_decay: float = 5e-7  # AdamW decoupled weight decay
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])  # Adam moment decay rates
+    eps: float = 1e-8  # Adam epsilon
+    amsgrad: bool = True  # use the AMSGrad variant
+    clip_grad_norm: float | None = 10.0  # clip the global gradient norm (None: no clipping)
+    ema_decay: float | None = 0.99  # EMA decay per step (None: no EMA); validation uses the EMA weights
+
+    def __post_init__(self) -> None:
+        if len(self.betas) != 2:
+            raise ValueError(f"betas: expected two values, got {self.betas}")
+        if self.ema_decay is not None and not 0.0 < self.ema_decay < 1.0:
+            raise ValueError(f"ema_decay: must be in (0, 1), got {self.ema_decay}")
+
+
+@dataclass
+class ScheduleConfig:
+    """Learning-rate schedule: linear warm-up, then constant, cosine decay, or reduce-on-plateau."""
+
+    kind: Literal["constant", "cosine", "plateau"] = "plateau"  # schedule after warm-up
+    warmup_steps: int = 0  # linear warm-up from lr/warmup_steps to lr
+    min_lr: float = 1e-6  # floor of the cosine and plateau schedules
+    plateau_factor: float = 0.8  # multiply the lr by this when validation stalls
+    plateau_patience: int = 5  # validations without improvement before reducing the lr
+
+
+@dataclass
+class RunConfig:
+    """Length, batching, precision, validation and stopping."""
+
+    max_steps: int = 1000  # optimizer steps in total (the cosine schedule spans them)
+    batch_size: int = 8  # global batch (structures per step, summed over processes)
+    valid_batch_size: int = 32  # structures per evaluation batch
+    valid_every: int = 100  # validate (and checkpoint) every this many steps
+    checkpoint_every: int | None = None  # also checkpoint every this many steps (None: at validations)
+    early_stopping_patience: int | None = None  # stop after this many validations without improvement
+    best_metric: Literal["loss", "energy_mae", "forces_mae"] = "loss"  # picks the best checkpoint
+    time_limit: float | None = None  # stop (validate, checkpoint) after this many seconds of training
+    dtype: Literal["float32", "float64"] = "float32"  # model precision
+    device: str = "auto"  # "auto" (cuda if available), "cpu", "cuda", "cuda:1", ...
+    seed: int = 0  # seed of the data order and of torch's global RNG
+
+    def __post_init__(self) -> None:
+        for name in ("max_steps", "batch_size", "valid_batch_size", "valid_every"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name}: must be >= 1, got {getattr(self, name)}")
+
+
+@dataclass
+class OutputConfig:
+    """Where and what to write."""
+
+    dir: str = "runs/train"  # run folder: checkpoints, config.yaml, log.csv, plots, models
+    progress: bool = True  # tqdm progress bar with live energy/force MAE
+    tensorboard: bool = True  # TensorBoard event files (when torch.utils.tensorboard imports)
+    plots: bool = True  # learning-curve and parity PNGs at the end
+
+
+@dataclass
+class TrainConfig:
+    """Everything `mlip train` needs."""
+
+    data: DataConfig  # structures and split (data.train is required)
+    model: ModelSection = field(default_factory=ModelSection)  # the potential
+    loss: LossConfig = field(default_factory=LossConfig)  # loss terms and weights
+    optim: OptimConfig = field(default_factory=OptimConfig)  # optimizer, clipping, EMA
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)  # learning-rate schedule
+    train: RunConfig = field(default_factory=RunConfig)  # run length, batches, precision
+    output: OutputConfig = field(default_factory=OutputConfig)  # outputs
+
+
+def config_from_dict(data: dict[str, Any], overrides: list[str] = ()) -> TrainConfig:
+    """A :class:`TrainConfig` from a plain dict and ``key=value`` overrides (:class:`ConfigError`)."""
+    import copy
+
+    data = copy.deepcopy(data)
+    for assignment in overrides:
+        apply_override(data, assignment)
+    if "data" not in data or not isinstance(data["data"], dict) or "train" not in data["data"]:
+        raise ConfigError("data.train: a training data path is required")
+    return from_dict(TrainConfig, data)
+
+
+def load_config(path: str | Path, overrides: list[str] = ()) -> TrainConfig:
+    """Read a YAML config file and apply overrides (``["optim.lr=1e-3", ...]``)."""
+    import yaml
+
+    data = yaml.safe_load(Path(path).read_text()) or {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: top level must be a mapping of sections, got {type(data).__name__}")
+    return config_from_dict(data, overrides)
+
+
+def dump_config(config: TrainConfig) -> str:
+    """The resolved config as YAML text (loads back to an equal config)."""
+    import yaml
+
+    return yaml.safe_dump(to_dict(config), sort_keys=False)

@@ -1,0 +1,95 @@
+"""Training data: load and split datasets, attach neighbour lists, deterministic batch order.
+
+The order of epoch ``e`` is ``randperm(n)`` from a generator seeded with ``(seed, e)``, so it depends
+only on the step number: a resumed run sees exactly the batches an uninterrupted one would. A global
+batch is split into contiguous shards, one per process (DDP).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import torch
+
+from mlip.data import keys as K
+from mlip.data.atomic_data import AtomicData, collate
+from mlip.data.neighbors import add_neighbors
+from mlip.train.config import DataConfig
+
+
+@dataclass
+class Splits:
+    """Datasets (``mlip.datasets.AtomicDataset``) of one run; ``valid``/``test`` may be ``None``."""
+
+    train: object
+    valid: object | None
+    test: object | None
+
+
+def load_splits(cfg: DataConfig) -> Splits:
+    """Load ``cfg.train`` (and ``valid``/``test`` files) and carve held-out parts by seeded fractions."""
+    from mlip.datasets import Subset, load, nested_subsets, random_split
+
+    full = load(cfg.train, format=cfg.format, **cfg.options)
+    valid = load(cfg.valid, format=cfg.format, **cfg.valid_options) if cfg.valid else None
+    test = load(cfg.test, format=cfg.format, **cfg.test_options) if cfg.test else None
+    n = len(full)
+    n_valid = 0 if valid is not None else int(round(cfg.valid_fraction * n))
+    n_test = 0 if test is not None else int(round(cfg.test_fraction * n))
+    train_idx, valid_idx, test_idx = random_split(
+        n, [n - n_valid - n_test, n_valid, n_test], seed=cfg.split_seed
+    )
+    if cfg.max_train is not None and cfg.max_train < len(train_idx):
+        train_idx = nested_subsets(train_idx, [cfg.max_train], seed=cfg.split_seed)[0]
+    if valid is None and n_valid:
+        valid = Subset(full, valid_idx)
+    if test is None and n_test:
+        test = Subset(full, test_idx)
+    return Splits(train=Subset(full, train_idx), valid=valid, test=test)
+
+
+def with_neighbors(dataset: object, cutoff: float) -> list[AtomicData]:
+    """All records of ``dataset`` with an ``edge_index``/``cell_shifts`` neighbour list at ``cutoff`` (Å)."""
+    return [add_neighbors(dataset[i], cutoff) for i in range(len(dataset))]
+
+
+def _generator(seed: int, epoch: int) -> torch.Generator:
+    return torch.Generator().manual_seed(int(seed) * 1_000_003 + int(epoch))
+
+
+def epoch_order(n: int, seed: int, epoch: int) -> torch.Tensor:
+    """Permutation ``[n]`` of the training records for ``epoch`` (deterministic in ``seed``, ``epoch``)."""
+    return torch.randperm(n, generator=_generator(seed, epoch))
+
+
+def global_batch(n: int, batch_size: int, seed: int, step: int) -> torch.Tensor:
+    """Record indices ``[batch_size]`` of optimizer step ``step`` (epochs of ``n // batch_size`` steps)."""
+    steps_per_epoch = n // batch_size
+    epoch, position = divmod(step, steps_per_epoch)
+    return epoch_order(n, seed, epoch)[position * batch_size : (position + 1) * batch_size]
+
+
+def shard(indices: torch.Tensor, rank: int, world_size: int) -> torch.Tensor:
+    """The contiguous part of ``indices`` that process ``rank`` of ``world_size`` handles."""
+    return torch.tensor_split(indices, world_size)[rank]
+
+
+def batch_of(records: Sequence[AtomicData], indices: Sequence[int], device: torch.device) -> AtomicData:
+    """Collate ``records[indices]`` and move the batch to ``device``."""
+    batch = collate([records[int(i)] for i in indices])
+    return {k: v.to(device) for k, v in batch.items()}
+
+
+def batches(
+    records: Sequence[AtomicData], batch_size: int, device: torch.device, indices: Sequence[int] | None = None
+) -> Iterator[AtomicData]:
+    """Consecutive batches of ``records`` (or of ``records[indices]``), in order."""
+    order = list(range(len(records))) if indices is None else [int(i) for i in indices]
+    for start in range(0, len(order), batch_size):
+        yield batch_of(records, order[start : start + batch_size], device)
+
+
+def atom_counts(records: Sequence[AtomicData]) -> torch.Tensor:
+    """Number of atoms ``[len(records)]`` of each record."""
+    return torch.tensor([r[K.POSITIONS].shape[0] for r in records], dtype=torch.int64)
