@@ -113,7 +113,7 @@ def _tables(desc: TPDescriptor, g: Group, dtype: torch.dtype, device: torch.devi
 def to_channels(x: torch.Tensor, desc: TPDescriptor, g: Group) -> torch.Tensor:
     """e3nn layout ``[B, dim1]`` -> ``[B, U, D1]`` for the group's ``in1`` blocks."""
     s1 = desc.irreps_in1.slices()
-    parts = [x[:, s1[b]].reshape(x.shape[0], g.mul, -1) for b in g.in1_blocks]
+    parts = [x[:, s1[b]].reshape(x.shape[0], g.mul, desc.irreps_in1[b].ir.dim) for b in g.in1_blocks]
     return parts[0] if len(parts) == 1 else torch.cat(parts, dim=2)
 
 
@@ -154,7 +154,7 @@ def messages(
 def chunks(total: int, g: Group) -> list[slice]:
     """Batch slices bounding the ``[chunk, U, K]`` temporaries to about ``CHUNK_ELEMENTS``."""
     step = max(1, CHUNK_ELEMENTS // max(1, g.mul * g.width))
-    return [slice(s, min(s + step, total)) for s in range(0, total, step)]
+    return [slice(s, min(s + step, total)) for s in range(0, max(total, 1), step)]  # >= 1 (autograd graph)
 
 
 def assemble(

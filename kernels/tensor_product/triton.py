@@ -58,6 +58,16 @@ def coefficient_table(desc: TPDescriptor) -> torch.Tensor:
     return torch.tensor(values + [0.0], dtype=torch.float64)
 
 
+def weight_column(desc: TPDescriptor, p: int) -> int:
+    """First column of path ``p`` in the extended weights (:func:`weight_slot`)."""
+    ins = desc.instructions[p]
+    if ins.has_weight:
+        return ins.weight_offset
+    umax = max(mi.mul for mi in desc.irreps_in1)
+    unweighted = [q for q, other in enumerate(desc.instructions) if not other.has_weight]
+    return desc.weight_numel + umax * unweighted.index(p)
+
+
 def _live(desc: TPDescriptor, role: str, p: int) -> set:
     """Accumulated components a path contributes to, for the kernel computing ``role``."""
     ins = desc.instructions[p]
@@ -66,7 +76,7 @@ def _live(desc: TPDescriptor, role: str, p: int) -> set:
     if role == "x":
         return {("x", ins.i_in1, i) for i in range(desc.irreps_in1[ins.i_in1].ir.dim)}
     if role == "w":
-        return {("w", p)} if ins.has_weight else set()
+        return {("w", p)}
     return {("y", ins.i_in2, j) for j in range(desc.irreps_in2[ins.i_in2].ir.dim)}
 
 
@@ -110,7 +120,7 @@ class _Emitter:
         elif comp[0] == "w":
             ins = d.instructions[comp[1]]
             self.lines.append(
-                f"{name} = tl.load(W + e[:, None] * sw + {ins.weight_offset} + u[None, :], "
+                f"{name} = tl.load(W + e[:, None] * sw + {weight_column(d, comp[1])} + u[None, :], "
                 f"mask=valid[:, None] & (u[None, :] < {ins.path_shape[0]}), other=0.0)"
             )
         else:
@@ -147,7 +157,7 @@ def _body(em: _Emitter, paths: tuple[int, ...], nonzeros: list) -> None:
     for p in paths:
         ins, entries = d.instructions[p], nonzeros[p]
         d1, do = d.irreps_in1[ins.i_in1].ir.dim, d.irreps_out[ins.i_out].ir.dim
-        weight = f" * {em.load(('w', p))}" if ins.has_weight else ""
+        weight = f" * {em.load(('w', p))}"
         if em.role == "o":
             for k in range(do):
                 terms = [
@@ -197,7 +207,7 @@ def _store(em: _Emitter, comp: tuple, value: str, segment: bool, first: bool) ->
     else:
         if comp[0] == "w":
             ins = d.instructions[comp[1]]
-            col, step, mul = ins.weight_offset, 1, ins.path_shape[0]
+            col, step, mul = weight_column(d, comp[1]), 1, ins.path_shape[0]
         else:
             irreps = d.irreps_in1 if comp[0] == "x" else d.irreps_out
             mul, ir = irreps[comp[1]]
@@ -343,7 +353,7 @@ def launch(desc: TPDescriptor, graph: Graph, role: str, ops: dict[str, torch.Ten
     cols = {
         "x": desc.irreps_in1.dim,
         "y": desc.irreps_in2.dim,
-        "w": max(desc.weight_numel, 1),
+        "w": _weight_width(desc),
         "o": desc.irreps_out.dim,
     }[role]
     out = torch.zeros(rows, cols, dtype=like.dtype, device=like.device)
@@ -373,6 +383,11 @@ def launch(desc: TPDescriptor, graph: Graph, role: str, ops: dict[str, torch.Ten
             out.stride(0), BE=block_e, BU=block_u,
         )  # fmt: skip
     return out
+
+
+def _weight_width(desc: TPDescriptor) -> int:
+    umax = max(mi.mul for mi in desc.irreps_in1)
+    return desc.weight_numel + umax * sum(not ins.has_weight for ins in desc.instructions)
 
 
 def triton_cdiv(a: int, b: int) -> int:
@@ -410,10 +425,18 @@ def compute(desc: TPDescriptor, graph: Graph, role: str, ops: dict[str, torch.Te
     return _Slot.apply(desc, graph, role, *(ops[r] for r in _others(role)))
 
 
-def weight_slot(weight: torch.Tensor | None, rows: int, like: torch.Tensor) -> torch.Tensor:
-    """Per-edge weights ``[rows, numel]``: shared weights are expanded (stride 0, summed by autograd)."""
+def weight_slot(
+    desc: TPDescriptor, weight: torch.Tensor | None, rows: int, like: torch.Tensor
+) -> torch.Tensor:
+    """Extended per-edge weights ``[rows, numel + n_unweighted * U]``: each unweighted path reads its own
+    block of ones, so the form is linear in this slot (its gradient for the ones is dropped by ``cat``).
+    Shared weights are expanded (row stride 0, summed by autograd)."""
+    umax = max(mi.mul for mi in desc.irreps_in1)
+    ones = sum(not ins.has_weight for ins in desc.instructions) * umax
     if weight is None:
-        return like.new_zeros(1, 1).expand(rows, 1)
+        weight = like.new_zeros(0)
+    if ones:
+        weight = torch.cat([weight, weight.new_ones(*weight.shape[:-1], ones)], dim=-1)
     return weight.expand(rows, -1) if weight.dim() == 1 else weight
 
 
@@ -422,4 +445,4 @@ def tensor_product_triton(
 ) -> torch.Tensor:
     """Same contract as :func:`~mlip.kernels.tensor_product.reference.tensor_product_reference`."""
     graph = Graph.identity(x.shape[0], x.device)
-    return compute(desc, graph, "o", {"x": x, "y": y, "w": weight_slot(weight, x.shape[0], x)})
+    return compute(desc, graph, "o", {"x": x, "y": y, "w": weight_slot(desc, weight, x.shape[0], x)})

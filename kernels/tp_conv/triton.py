@@ -22,5 +22,5 @@ def tp_conv_triton(
 ) -> torch.Tensor:
     """Same contract as :func:`~mlip.kernels.tp_conv.reference.tp_conv_reference`; always deterministic."""
     graph = Graph(edge_src, edge_dst, num_nodes, node_feats.shape[0], gather=True)
-    w = weight_slot(edge_weights, edge_src.numel(), node_feats)
+    w = weight_slot(desc, edge_weights, edge_src.numel(), node_feats)
     return compute(desc, graph, "o", {"x": node_feats, "y": edge_sh, "w": w})

@@ -1,0 +1,144 @@
+"""tp_conv against e3nn + scatter, gradients to second order, edge cases, determinism, equivariance."""
+
+import os
+
+import torch
+
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+
+import pytest  # noqa: E402
+from mlip.kernels import TensorProduct, tp_conv  # noqa: E402
+from mlip.kernels.tensor_product.configs import config_instructions, make_tp  # noqa: E402
+
+from mlip.testing import assert_equivariant  # noqa: E402
+
+o3 = pytest.importorskip("e3nn.o3")
+DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+GPU = DEVICE.type == "cuda"
+BACKENDS = ["reference", "torch", "triton"]
+
+
+def graph(tp: TensorProduct, nodes: int, edges: int, dtype: torch.dtype, seed: int = 0, grad: bool = False):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(nodes, tp.irreps_in1.dim, generator=g, dtype=dtype)
+    sh = torch.randn(edges, tp.irreps_in2.dim, generator=g, dtype=dtype)
+    w = torch.randn(edges, tp.weight_numel, generator=g, dtype=dtype)
+    src, dst = torch.randint(0, nodes, (2, edges), generator=g)
+    tensors = [t.to(DEVICE).requires_grad_(grad) for t in (x, sh, w)]
+    return (*tensors, src.to(DEVICE), dst.to(DEVICE))
+
+
+def size(backend: str) -> tuple[int, int]:
+    return (200, 3000) if GPU else ((4, 9) if backend == "triton" else (30, 200))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_matches_e3nn_scatter(backend: str, dtype: torch.dtype) -> None:
+    in1, in2, out, instructions = config_instructions("mace-medium")
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        expected_tp = o3.TensorProduct(in1, in2, str(out), instructions, shared_weights=False).to(DEVICE)
+    finally:
+        torch.set_default_dtype(previous)
+    tp = make_tp("mace-medium", backend)
+    nodes, edges = size(backend)
+    x, sh, w, src, dst = graph(tp, nodes, edges, dtype)
+    expected = torch.zeros(nodes, tp.irreps_out.dim, dtype=dtype, device=DEVICE)
+    expected = expected.index_add(0, dst, expected_tp(x[src], sh, w))
+    got = tp_conv(x, sh, w, src, dst, nodes, tp)
+    tol = 1e-5 if dtype == torch.float32 else 1e-10
+    assert float((got - expected).abs().max() / expected.abs().max()) < tol
+
+
+@pytest.mark.parametrize("backend", ["torch", "triton"])
+def test_gradients_match_reference(backend: str) -> None:
+    tp, ref = make_tp("nequip-water", backend), make_tp("nequip-water", "reference")
+    nodes, edges = size(backend)
+    x, sh, w, src, dst = graph(tp, nodes, edges, torch.float64, grad=True)
+    results = []
+    for module in (tp, ref):
+        out = tp_conv(x, sh, w, src, dst, nodes, module)
+        grads = torch.autograd.grad((out * out.detach().sin()).sum(), (x, sh, w), create_graph=True)
+        second = torch.autograd.grad(sum(g.cos().sum() for g in grads), (x, sh, w))
+        results.append([out, *grads, *second])
+    for a, b in zip(*results, strict=True):
+        assert float((a - b).abs().max().detach()) < 1e-10 * max(1.0, float(b.abs().max().detach()))
+
+
+@pytest.mark.parametrize("backend", ["torch", "triton"])
+def test_gradcheck(backend: str) -> None:
+    tp = TensorProduct("2x0e+2x1o", "0e+1o", "2x0e+2x1o+2x1e",
+                       [(0, 0, 0, "uvu", True), (1, 1, 0, "uvu", True), (0, 1, 1, "uvu", True),
+                        (1, 0, 1, "uvu", False), (1, 1, 2, "uvu", True)], backend=backend)  # fmt: skip
+    x, sh, w, src, dst = graph(tp, 3, 5, torch.float64, grad=True)
+
+    def fn(x: torch.Tensor, sh: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        return tp_conv(x, sh, w, src, dst, 3, tp)
+
+    fast_mode = backend == "triton" and not GPU
+    assert torch.autograd.gradcheck(fn, (x, sh, w), fast_mode=fast_mode)
+    assert torch.autograd.gradgradcheck(fn, (x, sh, w), fast_mode=fast_mode)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_edge_cases(backend: str) -> None:
+    tp = make_tp("nequip-water", backend)
+    x, sh, w, src, dst = graph(tp, 3, 6, torch.float64)
+    # zero edges: zeros, and gradients flow (as zeros)
+    xg = x.clone().requires_grad_()
+    out = tp_conv(xg, sh[:0], w[:0], src[:0], dst[:0], 3, tp)
+    assert out.shape == (3, tp.irreps_out.dim) and not out.any()
+    out.sum().backward()
+    assert xg.grad is not None and not xg.grad.any()
+    # one atom with self edges; isolated nodes get zeros
+    one = tp_conv(x[:1], sh[:2], w[:2], src[:2] * 0, dst[:2] * 0, 1, tp)
+    expected = tp(x[:1].expand(2, -1), sh[:2], w[:2]).sum(0, keepdim=True)
+    assert torch.allclose(one, expected, atol=1e-12)
+    isolated = tp_conv(x, sh, w, src * 0, dst * 0, 3, tp)
+    assert not isolated[1:].any()
+    # non-contiguous inputs
+    strided = [t.T.contiguous().T for t in (x, sh, w)]
+    reference = tp_conv(x, sh, w, src, dst, 3, tp, backend="reference")
+    assert torch.allclose(tp_conv(*strided, src, dst, 3, tp), reference, atol=1e-12)
+    with pytest.raises(TypeError, match="float32 or float64"):
+        tp_conv(x.bfloat16(), sh.bfloat16(), w.bfloat16(), src, dst, 3, tp)
+
+
+@pytest.mark.parametrize("backend", ["torch", "triton"])
+def test_deterministic_bit_identical(backend: str) -> None:
+    tp = make_tp("nequip-water", backend)
+    nodes, edges = size(backend)
+    x, sh, w, src, dst = graph(tp, nodes, edges, torch.float32, grad=True)
+    runs = []
+    for _ in range(2):
+        out = tp_conv(x, sh, w, src, dst, nodes, tp, deterministic=True)
+        runs.append([out, *torch.autograd.grad(out.square().sum(), (x, sh, w))])
+    for a, b in zip(*runs, strict=True):
+        assert torch.equal(a, b)
+
+
+def test_shared_weights() -> None:
+    tp = TensorProduct(*config_instructions("nequip-water"), shared_weights=True, internal_weights=True)
+    x, sh, _, src, dst = graph(tp, 5, 12, torch.float64)
+    tp = tp.to(DEVICE, torch.float64)
+    expected = tp_conv(x, sh, None, src, dst, 5, tp, backend="reference")
+    for backend in ("torch", "triton"):
+        assert torch.allclose(tp_conv(x, sh, None, src, dst, 5, tp, backend=backend), expected, atol=1e-12)
+
+
+@pytest.mark.parametrize("backend", ["torch", "triton"])
+def test_equivariant(backend: str) -> None:
+    """Rotating node features and edge harmonics rotates the aggregated messages."""
+    tp = make_tp("nequip-water", backend)
+    nodes = 3
+    _, _, w, src, dst = graph(tp, nodes, nodes, torch.float64)
+    split = tp.irreps_in1.dim
+
+    def fn(z: torch.Tensor) -> torch.Tensor:  # row n: [x_n, sh of edge n]
+        z = z.to(DEVICE)
+        return tp_conv(z[:, :split], z[:, split:], w, src, dst, nodes, tp).cpu()
+
+    assert_equivariant(fn, tp.irreps_in1 + tp.irreps_in2, tp.irreps_out, batch=nodes)
