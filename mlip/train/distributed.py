@@ -30,6 +30,13 @@ class Context:
         dist.all_reduce(out)
         return out.to(tensor.device)
 
+    def barrier(self) -> None:
+        """Wait for every process (e.g. until the main one has written a checkpoint)."""
+        if self.world_size > 1:
+            import torch.distributed as dist
+
+            dist.barrier()
+
     def any(self, flag: bool) -> bool:
         """True on every process if ``flag`` is true on any (e.g. a time limit seen by one)."""
         return bool(self.all_reduce_sum(torch.tensor([float(flag)])).item() > 0)

@@ -263,6 +263,7 @@ class Trainer:
 
     def finish(self) -> dict[str, Any]:
         """Evaluate the best weights on valid and test data; write ``metrics.json`` and the plots."""
+        self.ctx.barrier()  # the main process has written the best checkpoint
         best = self.out / "checkpoint_best.pt"
         if best.exists():
             self._restore_weights(load_checkpoint(best))
