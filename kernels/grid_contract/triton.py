@@ -138,6 +138,22 @@ def _next_pow2(n: int, low: int = 16, high: int | None = None) -> int:
     return p if high is None else min(p, high)
 
 
+def _blocks(C: int, G: int, O: int, Ks: Sequence[int]) -> tuple[int, int, int, int, int]:
+    """Block sizes ``(C, O, G, K)`` and warps. Each output block recomputes the grid values, so ``BLOCK_O``
+    minimises (output blocks x to-grid work + padded from-grid work), capped at 256 for registers."""
+    block_k = 16 if max(Ks) <= 16 else 32
+    block_g = 32 if G <= 64 else 64
+    to_grid_work = sum(triton.cdiv(K, block_k) * block_k for K in Ks)
+
+    def cost(block_o: int) -> int:
+        n_blocks = triton.cdiv(O, block_o)
+        return n_blocks * (to_grid_work + block_o)
+
+    block_o = min((b for b in (16, 32, 64, 128, 256) if b <= max(16, triton.next_power_of_2(O))), key=cost)
+    block_c = _next_pow2(C, high=64)
+    return block_c, block_o, block_g, block_k, 8 if block_c * block_o >= 8192 else 4
+
+
 def _kernel():
     """The kernel, interpreted when ``TRITON_INTERPRET=1`` was set after this module was imported."""
     if triton.knobs.runtime.interpret and isinstance(_grid_contract_kernel, triton.runtime.JITFunction):
@@ -186,10 +202,7 @@ def launch(
         precision = "ieee"
     else:
         precision = "tf32" if torch.backends.cuda.matmul.allow_tf32 else "tf32x3"
-    block_c = _next_pow2(C, high=64)
-    block_o = _next_pow2(O, high=128)
-    block_g = 32 if G <= 64 else 64
-    block_k = 16 if max(x.shape[1] for x in operands) <= 16 else 32
+    block_c, block_o, block_g, block_k, num_warps = _blocks(C, G, O, [x.shape[1] for x in operands])
     grid = (B, triton.cdiv(C, block_c), triton.cdiv(O, block_o))
     _kernel()[grid](
         out,
@@ -213,7 +226,7 @@ def launch(
         BLOCK_K=block_k,
         BLOCK_O=block_o,
         PRECISION=precision,
-        num_warps=4,
+        num_warps=num_warps,
     )
     return out
 
