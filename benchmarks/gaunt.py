@@ -180,7 +180,10 @@ def main() -> None:
     tag = "gpu" if device == "cuda" else "cpu"
     out = args.out or HERE / "results" / f"gaunt_{tag}.json"
     check(device)
-    rows = [bench_degree(L, batch, channels, device, args.repeats) for L in range(1, lmax + 1)]
+    rows = []
+    for L in range(1, lmax + 1):
+        rows.append(bench_degree(L, batch, channels, device, args.repeats))
+        print(rows[-1], flush=True)
     print_table(
         rows,
         [
