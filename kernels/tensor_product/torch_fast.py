@@ -122,7 +122,7 @@ def from_channels(z: torch.Tensor, desc: TPDescriptor, g: Group) -> dict[int, to
     out, col = {}, 0
     for o in g.out_blocks:
         d = desc.irreps_out[o].ir.dim
-        out[o] = z[:, :, col : col + d].reshape(z.shape[0], -1)
+        out[o] = z[:, :, col : col + d].reshape(z.shape[0], g.mul * d)
         col += d
     return out
 
