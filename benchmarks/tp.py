@@ -183,9 +183,8 @@ def main() -> None:
                 results.append(entry)
                 ratios = " ".join(f"{b}:{entry['ratio_vs_e3nn'][b]:.2f}x" for b in backends)
                 roof = "n/a" if ideal is None else f"{ideal / best:.1%}"
-                print(f"{name:16} {dtype_name:8} {kind:8} {edges:6d} "
-                      + " ".join(f"{times[b] * 1e3:11.2f}" for b in ["e3nn", *backends]) + f"  {ratios}  {roof}",
-                      flush=True)  # fmt: skip
+                cells = " ".join(f"{times[b] * 1e3:11.2f}" for b in ["e3nn", *backends])
+                print(f"{name:16} {dtype_name:8} {kind:8} {edges:6d} {cells}  {ratios}  {roof}", flush=True)
     meta = {
         "device": str(device),
         "device_name": name_of,
