@@ -1,16 +1,16 @@
 """MACE's product basis evaluated on the sphere (the Gaunt variant, Luo et al. 2024).
 
 Each channel of the node features is a function on the sphere, ``A_c(r̂) = Σ_lm x[c, lm] Y_lm(r̂)``; the
-product basis is the per-species polynomial ``B_c = Σ_ν w_ν[s, c] A_c^ν`` taken pointwise on a grid that
-integrates it exactly, then projected back onto degrees ``≤ lmax_out``. Exactly equivariant (the grid is
-exact for the band limit ``ν·lmax_in + lmax_out``); outputs have natural parity ``(-1)^l``.
+product basis is the per-species polynomial ``B_c = Σ_ν w_ν[s, c] P_ν(A_c^ν)``, ``P_ν`` the projection of
+the ν-th power onto degrees ``≤ lmax_out`` computed on a grid that integrates it exactly
+(``mlip.kernels.symmetric_product``). Exactly equivariant; outputs have natural parity ``(-1)^l``.
 """
 
 from __future__ import annotations
 
 import torch
 
-from mlip.o3.grid import from_grid, grid_for, to_grid
+from mlip.kernels import symmetric_product
 
 
 class GridProductBasis(torch.nn.Module):
@@ -24,13 +24,9 @@ class GridProductBasis(torch.nn.Module):
     ) -> None:
         super().__init__()
         self.lmax_in, self.lmax_out, self.correlation = lmax_in, lmax_out, correlation
-        self.grid = grid_for(correlation * lmax_in + lmax_out)
-        self.weights = torch.nn.Parameter(torch.randn(correlation, num_species, num_channels) / correlation)
+        self.weights = torch.nn.Parameter(torch.randn(num_species, correlation, num_channels) / correlation)
 
     def forward(self, x: torch.Tensor, species: torch.Tensor) -> torch.Tensor:
-        a = to_grid(x.transpose(1, 2), self.lmax_in, self.grid)  # [N, G, C]
-        w = self.weights[:, species].unsqueeze(2)  # [ν, N, 1, C]
-        b = w[-1] * a
-        for nu in range(self.correlation - 2, -1, -1):  # Horner: ((w3 a + w2) a + w1) a
-            b = (b + w[nu]) * a
-        return from_grid(b, self.lmax_out, self.grid).transpose(1, 2)
+        powers = symmetric_product(x.transpose(1, 2).contiguous(), self.correlation, self.lmax_out)
+        out = (powers * self.weights[species].unsqueeze(2)).sum(1)  # [N, (lmax_out+1)^2, C]
+        return out.transpose(1, 2)

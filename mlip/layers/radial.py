@@ -109,3 +109,19 @@ class RadialMLP(torch.nn.Module):
             if i < last:
                 x = self.act(x)
         return x
+
+
+class SplineRadial(torch.nn.Module):
+    """Learned radial functions as cubic B-spline expansions (Facet): ``basis(r) @ coefficients``.
+
+    One matmul per edge instead of an MLP; C² and zero with two derivatives at ``r_max``.
+    Forward: ``r`` ``[E]`` (Å) -> ``[E, out_dim]``.
+    """
+
+    def __init__(self, r_max: float, num_basis: int, out_dim: int) -> None:
+        super().__init__()
+        self.basis = CubicBSplineBasis(r_max, num_basis)
+        self.coefficients = torch.nn.Parameter(torch.randn(num_basis, out_dim))
+
+    def forward(self, r: torch.Tensor) -> torch.Tensor:
+        return self.basis(r) @ self.coefficients

@@ -73,25 +73,67 @@ def symmetric_basis(irreps_in: str, irrep_out: str, nu: int, reduced: bool = Tru
     return vh[:rank].T.reshape(out_ir.dim, dim**nu, rank)
 
 
-@functools.cache
-def _monomial_basis(irreps_in: str, irrep_out: str, nu: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Monomials ``[m, ν]`` (sorted index tuples with a non-zero row) and coefficients ``[m, 2L+1, K]``.
+def _monomial_coefficients(irreps_in: str, irrep_out: str, nu: int) -> dict[tuple[int, ...], torch.Tensor]:
+    """Coefficient ``[2L+1, K]`` of each monomial ``x_i1 ⋯ x_iν`` (sorted index tuple) with a non-zero one.
 
-    The coefficient of ``x_i1 ⋯ x_iν`` sums the reduced basis over the distinct orderings of the tuple,
-    so ``Σ_mono coeff · mono`` equals the full contraction over ``d^ν`` indices.
+    It sums the reduced basis over the distinct orderings of the tuple, so ``Σ_mono coeff · mono``
+    equals the full contraction over ``d^ν`` indices.
     """
     basis = symmetric_basis(irreps_in, irrep_out, nu, True)
     dim_out, _, k = basis.shape
     dim = sum(ir.dim for _, ir in Irreps(irreps_in))
     basis = basis.reshape(dim_out, *([dim] * nu), k)
-    rows, coeffs = [], []
+    out = {}
     for tup in itertools.combinations_with_replacement(range(dim), nu):
         row = sum(basis[(slice(None), *perm)] for perm in set(itertools.permutations(tup)))
-        if row.abs().max() < 1e-12:
-            continue
-        rows.append(tup)
-        coeffs.append(row)
-    return torch.tensor(rows, dtype=torch.int64).reshape(-1, nu), torch.stack(coeffs)
+        if row.abs().max() > 1e-12:
+            out[tup] = row
+    return out
+
+
+@functools.cache
+def contraction_plan(irreps_in: str, irreps_out: str, correlation: int) -> dict[str, torch.Tensor]:
+    """Index and coefficient tables of :class:`SymmetricContraction` (float64 / int64, CPU).
+
+    Monomials are rows ``[degree 1 (all d) | degree 2 | degree 3 | ...]``; a degree-``ν`` monomial is a
+    row of the degree-``ν-1`` block (``parent``, relative to that block) times a component (``factor``).
+    ``coeff`` ``[Σ_out (2L+1) K_out, num_monomials]`` maps monomials to every output irrep's basis,
+    ``K_out`` the reduced basis sizes of all degrees ``ν`` of that irrep, concatenated.
+    """
+    dim = sum(ir.dim for _, ir in Irreps(irreps_in))
+    terms = [
+        (ir_out, nu, _monomial_coefficients(irreps_in, str(ir_out), nu))
+        for _, ir_out in Irreps(irreps_out)
+        for nu in range(1, correlation + 1)
+    ]
+    needed: list[set[tuple[int, ...]]] = [set() for _ in range(correlation + 1)]
+    for _, nu, coeffs in terms:
+        needed[nu].update(coeffs)
+    for nu in range(correlation, 2, -1):  # prefixes of higher monomials
+        needed[nu - 1].update(t[:-1] for t in needed[nu])
+    rows: dict[tuple[int, ...], int] = {(i,): i for i in range(dim)}
+    tables: dict[str, torch.Tensor] = {}
+    previous_start = 0
+    for nu in range(2, correlation + 1):
+        ordered = sorted(needed[nu])
+        parents = [rows[t[:-1]] - previous_start for t in ordered]  # row in the degree ν-1 block
+        tables[f"parent_{nu}"] = torch.tensor(parents, dtype=torch.int64)
+        tables[f"factor_{nu}"] = torch.tensor([t[-1] for t in ordered], dtype=torch.int64)
+        previous_start = len(rows)
+        rows.update({t: previous_start + i for i, t in enumerate(ordered)})
+    blocks = []
+    for _, ir_out in Irreps(irreps_out):
+        parts = [c for ir, _, c in terms if ir == ir_out]
+        widths = [next(iter(c.values())).shape[1] if c else 0 for c in parts]
+        block = torch.zeros(ir_out.dim, sum(widths), len(rows), dtype=torch.float64)
+        offset = 0
+        for coeffs, width in zip(parts, widths, strict=True):
+            for tup, value in coeffs.items():
+                block[:, offset : offset + width, rows[tup]] = value
+            offset += width
+        blocks.append(block.reshape(-1, len(rows)))
+    tables["coeff"] = torch.cat(blocks)
+    return tables
 
 
 @functools.cache
@@ -148,33 +190,45 @@ class SymmetricContraction(torch.nn.Module):
                     continue
                 self._terms.append((nu, str(ir_out)))
                 weights.append(torch.nn.Parameter(torch.randn(num_elements, k, num_channels) / k))
+        missing = [str(ir) for _, ir in self.irreps_out if all(t[1] != str(ir) for t in self._terms)]
+        if missing:
+            raise ValueError(f"no symmetric coupling of {self.irreps_in} reaches {', '.join(missing)}")
         self.weights = torch.nn.ParameterList(weights)
 
-    def _tables(
-        self, nu: int, ir_out: str, x: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        key = (str(self.irreps_in), ir_out, nu)
-        idx = cached_constant(("sc_idx", *key), lambda: _monomial_basis(*key)[0].double(), device=x.device)
-        coeff = cached_constant(("sc_coeff", *key), lambda: _monomial_basis(*key)[1], x.dtype, x.device)
-        if self.basis == "reduced":
-            to_reduced = torch.ones(0)
-        else:
-            to_reduced = cached_constant(
-                ("sc_paths", *key), lambda: _paths_to_reduced(*key), x.dtype, x.device
-            )
-        return idx.long(), coeff, to_reduced
-
     def forward(self, x: torch.Tensor, species: torch.Tensor) -> torch.Tensor:
-        n, c, _ = x.shape
-        outs: dict[str, torch.Tensor] = {}
+        n, c, d = x.shape
+        plan = contraction_plan(str(self.irreps_in), str(self.irreps_out), self.correlation)
+        key = ("symmetric_contraction", str(self.irreps_in), str(self.irreps_out), self.correlation)
+        xt = x.permute(2, 0, 1).reshape(d, n * c)  # components as rows: gathers are row copies
+        monomials, previous = [xt], xt
+        for nu in range(2, self.correlation + 1):
+            parent = cached_constant(
+                (*key, "parent", nu), lambda nu=nu: plan[f"parent_{nu}"].double(), device=x.device
+            )
+            factor = cached_constant(
+                (*key, "factor", nu), lambda nu=nu: plan[f"factor_{nu}"].double(), device=x.device
+            )
+            previous = previous.index_select(0, parent.long()) * xt.index_select(0, factor.long())
+            monomials.append(previous)
+        coeff = cached_constant((*key, "coeff"), lambda: plan["coeff"], x.dtype, x.device)
+        projected = coeff @ torch.cat(monomials)  # [Σ (2L+1) K, N C]
+        outs, row = [], 0
+        for (_, ir_out), w in zip(self.irreps_out, self._irrep_weights(), strict=True):
+            k = w.shape[1]
+            block = projected[row : row + ir_out.dim * k].reshape(ir_out.dim, k, n, c)
+            row += ir_out.dim * k
+            outs.append((block * w[species].permute(1, 0, 2)).sum(1))  # [2L+1, N, C]
+        return torch.cat(outs).permute(1, 2, 0)
+
+    def _irrep_weights(self) -> list[torch.Tensor]:
+        """Per output irrep the weights ``[S, K, C]`` of all degrees (reduced basis), concatenated."""
+        per_irrep: dict[str, list[torch.Tensor]] = {str(ir): [] for _, ir in self.irreps_out}
         for (nu, ir_out), w in zip(self._terms, self.weights, strict=True):
-            idx, coeff, to_reduced = self._tables(nu, ir_out, x)
             if self.basis == "paths":
-                w = torch.einsum("kp,epc->ekc", to_reduced, w)
-            mono = x[:, :, idx[:, 0]]
-            for j in range(1, nu):
-                mono = mono * x[:, :, idx[:, j]]
-            proj = (mono.reshape(n * c, -1) @ coeff.reshape(coeff.shape[0], -1)).reshape(n, c, -1, w.shape[1])
-            term = torch.einsum("ncmk,nkc->ncm", proj, w[species])
-            outs[ir_out] = outs[ir_out] + term if ir_out in outs else term
-        return torch.cat([outs[str(ir)] for _, ir in self.irreps_out], dim=-1)
+                key = (str(self.irreps_in), ir_out, nu)
+                to_reduced = cached_constant(
+                    ("sc_paths", *key), lambda key=key: _paths_to_reduced(*key), w.dtype, w.device
+                )
+                w = torch.einsum("kp,spc->skc", to_reduced, w)
+            per_irrep[ir_out].append(w)
+        return [torch.cat(ws, dim=1) for ws in per_irrep.values()]

@@ -74,4 +74,6 @@ def load(
 
 
 def _import_builtin() -> None:
+    import mlip.models.gridnet  # noqa: F401
     import mlip.models.mace  # noqa: F401
+    import mlip.models.nequip  # noqa: F401

@@ -1,0 +1,290 @@
+"""Energy+forces per MD step: our models vs mace-torch with the same hyperparameters, same process.
+
+Systems: aspirin (21 atoms, rdkit conformer), periodic water boxes of ~100, ~1000 and ~10k atoms
+(density 0.1 atoms/Å^3, ~50 neighbours within 5 Å). Models: our ``mace`` (``product="cg"`` and
+``"gaunt"``), ``nequip``, ``gridnet``, and mace-torch's ``MACE`` (128x0e+128x1o, max_ell 3, correlation 3,
+2 interactions, r_max 5, radial MLP [64, 64, 64]), fed the same neighbour list.
+
+Reported per (model, system): median time of one energy+forces evaluation, steps/s, ns/day at 0.5 fs,
+and peak memory (CUDA: max allocated; CPU: peak RSS of a fresh child process running the same case).
+Before timing, our mace and mace-torch are checked to produce finite energies and forces.
+
+    python benchmarks/model.py [--quick] [--device cuda] [--dtype float32] [--threads N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import resource
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from mlip.benchmarking import measure, print_table, write_json
+from mlip.data import keys as K
+from mlip.data.atomic_data import from_atoms
+from mlip.data.neighbors import add_neighbors
+
+SPECIES = [1, 6, 7, 8]
+R_MAX = 5.0
+MACE_HP = dict(hidden_irreps="128x0e+128x1o", max_ell=3, correlation=3, num_interactions=2, r_max=R_MAX)
+OURS = {
+    "mace": ("mace", MACE_HP),
+    "mace-gaunt": ("mace", {**MACE_HP, "product": "gaunt"}),
+    "nequip": ("nequip", {"r_max": R_MAX}),
+    "gridnet": ("gridnet", {"r_max": R_MAX}),
+}
+FS_PER_STEP = 0.5
+
+
+def aspirin():
+    from ase import Atoms
+    from rdkit import Chem
+    from rdkit.Chem import AllChem
+
+    mol = Chem.AddHs(Chem.MolFromSmiles("CC(=O)OC1=CC=CC=C1C(=O)O"))
+    AllChem.EmbedMolecule(mol, randomSeed=0)
+    pos = mol.GetConformer().GetPositions()
+    return Atoms(numbers=[a.GetAtomicNum() for a in mol.GetAtoms()], positions=pos)
+
+
+def water_box(num_atoms: int, seed: int = 0):
+    """Periodic box of ``num_atoms // 3`` water molecules on a jittered cubic lattice, 0.1 atoms/Å^3."""
+    from ase import Atoms
+    from ase.build import molecule
+
+    rng = np.random.default_rng(seed)
+    n_mol = max(1, num_atoms // 3)
+    k = math.ceil(n_mol ** (1 / 3))
+    spacing = (3 / 0.1) ** (1 / 3)  # 3 atoms per molecule at 0.1 atoms/Å^3
+    sites = np.stack(np.meshgrid(*[np.arange(k)] * 3, indexing="ij"), -1).reshape(-1, 3)[:n_mol]
+    water = molecule("H2O")
+    positions, numbers = [], []
+    for site in sites:
+        w = water.copy()
+        w.rotate(rng.uniform(0, 360), rng.normal(size=3))
+        positions.append(w.positions + (site + 0.5) * spacing + rng.normal(scale=0.1, size=3))
+        numbers += list(w.numbers)
+    length = k * spacing
+    return Atoms(numbers=numbers, positions=np.concatenate(positions), cell=[length] * 3, pbc=True)
+
+
+def systems(quick: bool) -> dict:
+    out = {"aspirin": aspirin(), "box-100": water_box(100), "box-1000": water_box(1000)}
+    if not quick:
+        out["box-10k"] = water_box(10000)
+    return out
+
+
+def ours(name: str, dtype: torch.dtype, device: str):
+    from mlip.models import create
+
+    kind, hp = OURS[name]
+    return create(kind, species=SPECIES, dtype=dtype, device=device, seed=0, avg_num_neighbors=40.0, **hp)
+
+
+def mace_torch(dtype: torch.dtype, device: str):
+    from e3nn import o3
+    from mace.modules import MACE, RealAgnosticResidualInteractionBlock
+
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        model = MACE(
+            r_max=R_MAX,
+            num_bessel=8,
+            num_polynomial_cutoff=5,
+            max_ell=3,
+            interaction_cls=RealAgnosticResidualInteractionBlock,
+            interaction_cls_first=RealAgnosticResidualInteractionBlock,
+            num_interactions=2,
+            num_elements=len(SPECIES),
+            hidden_irreps=o3.Irreps("128x0e+128x1o"),
+            MLP_irreps=o3.Irreps("16x0e"),
+            atomic_energies=np.zeros(len(SPECIES)),
+            avg_num_neighbors=40.0,
+            atomic_numbers=SPECIES,
+            correlation=3,
+            gate=torch.nn.functional.silu,
+            radial_MLP=[64, 64, 64],
+        )
+    finally:
+        torch.set_default_dtype(previous)
+    return model.to(device=device, dtype=dtype)
+
+
+def our_step(model, data):
+    def step():
+        out = model(data, compute_forces=True)
+        return out["energy"].detach(), out["forces"].detach()
+
+    return step
+
+
+def mace_torch_step(model, data, dtype: torch.dtype):
+    index = torch.as_tensor(
+        [SPECIES.index(int(z)) for z in data[K.ATOMIC_NUMBERS]], device=data[K.POSITIONS].device
+    )
+    cell = data[K.CELL].to(dtype)
+    batch = {
+        "positions": data[K.POSITIONS].to(dtype),
+        "node_attrs": torch.nn.functional.one_hot(index, len(SPECIES)).to(dtype),
+        "edge_index": data[K.EDGE_INDEX],
+        "shifts": data[K.CELL_SHIFTS].to(dtype) @ cell,
+        "unit_shifts": data[K.CELL_SHIFTS].to(dtype),
+        "cell": cell,
+        "batch": torch.zeros(len(index), dtype=torch.int64, device=index.device),
+        "ptr": torch.tensor([0, len(index)], device=index.device),
+    }
+
+    def step():
+        out = model(batch, compute_force=True, training=False)
+        return out["energy"].detach(), out["forces"].detach()
+
+    return step
+
+
+def build(model_name: str, atoms, dtype: torch.dtype, device: str):
+    data = add_neighbors(from_atoms(atoms), R_MAX)
+    data = {k: v.to(device) for k, v in data.items()}
+    if model_name == "mace-torch":
+        return mace_torch_step(mace_torch(dtype, device), data, dtype), data
+    return our_step(ours(model_name, dtype, device), data), data
+
+
+def child_peak_rss(model_name: str, system: str, args: argparse.Namespace) -> float | None:
+    """Peak RSS (MB) of a fresh process that builds and runs one case twice; None if it fails."""
+    cmd = [
+        sys.executable,
+        __file__,
+        "--child",
+        model_name,
+        system,
+        "--dtype",
+        args.dtype,
+        "--threads",
+        str(args.threads),
+    ]
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    if done.returncode != 0:
+        return None
+    return json.loads(done.stdout.strip().splitlines()[-1])["peak_rss_mb"]
+
+
+def run_child(model_name: str, system: str, args: argparse.Namespace) -> None:
+    dtype = getattr(torch, args.dtype)
+    atoms = systems(quick=system != "box-10k")[system]
+    step, _ = build(model_name, atoms, dtype, "cpu")
+    baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    step()
+    step()
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps({"peak_rss_mb": peak, "baseline_rss_mb": baseline}))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--quick", action="store_true", help="skip the 10k-atom box")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--dtype", default="float32", choices=["float32", "float64"])
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--models", default="mace,mace-torch,mace-gaunt,nequip,gridnet")
+    parser.add_argument(
+        "--peer-max-atoms",
+        type=int,
+        default=2000 if not torch.cuda.is_available() else 100000,
+        help="largest system mace-torch runs on (CPU memory)",
+    )
+    parser.add_argument(
+        "--no-memory", action="store_true", help="skip the child-process RSS measurement (CPU)"
+    )
+    parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "model.json"))
+    parser.add_argument("--child", nargs=2, metavar=("MODEL", "SYSTEM"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    if args.child:
+        run_child(*args.child, args)
+        return
+    dtype = getattr(torch, args.dtype)
+    rows = []
+    for system, atoms in systems(args.quick).items():
+        for model_name in args.models.split(","):
+            if model_name == "mace-torch" and len(atoms) > args.peer_max_atoms:
+                rows.append(
+                    {"system": system, "atoms": len(atoms), "model": model_name, "note": "skipped (memory)"}
+                )
+                continue
+            try:
+                step, data = build(model_name, atoms, dtype, args.device)
+                energy, forces = step()
+                if not (torch.isfinite(energy).all() and torch.isfinite(forces).all()):
+                    raise RuntimeError("non-finite energy or forces")
+            except (ImportError, KeyError) as exc:
+                rows.append(
+                    {
+                        "system": system,
+                        "atoms": len(atoms),
+                        "model": model_name,
+                        "note": f"unavailable: {exc}",
+                    }
+                )
+                continue
+            repeats = 5 if len(atoms) < 5000 else 2
+            seconds = measure(step, repeats=repeats, warmup=1 if len(atoms) > 5000 else 2)
+            if args.device.startswith("cuda"):
+                torch.cuda.reset_peak_memory_stats()
+                step()
+                memory = torch.cuda.max_memory_allocated() / 2**20
+            else:
+                memory = None if args.no_memory else child_peak_rss(model_name, system, args)
+            rows.append(
+                {
+                    "system": system,
+                    "atoms": len(atoms),
+                    "edges": int(data[K.EDGE_INDEX].shape[1]),
+                    "model": model_name,
+                    "ms_per_step": 1e3 * seconds,
+                    "steps_per_s": 1 / seconds,
+                    "ns_per_day": FS_PER_STEP * 1e-6 * 86400 / seconds,
+                    "peak_mem_mb": memory,
+                }
+            )
+            print_table(rows[-1:])
+            del step, data
+    for row in rows:
+        peer = next(
+            (
+                r
+                for r in rows
+                if r["system"] == row["system"] and r["model"] == "mace-torch" and "ms_per_step" in r
+            ),
+            None,
+        )
+        if peer and "ms_per_step" in row:
+            row["speedup_vs_mace_torch"] = peer["ms_per_step"] / row["ms_per_step"]
+    columns = [
+        "system",
+        "atoms",
+        "edges",
+        "model",
+        "ms_per_step",
+        "steps_per_s",
+        "ns_per_day",
+        "peak_mem_mb",
+        "speedup_vs_mace_torch",
+        "note",
+    ]
+    print(f"\ndevice {args.device}, dtype {args.dtype}, torch threads {torch.get_num_threads()}")
+    print_table(rows, columns)
+    write_json(args.out, "model", rows, device=args.device, dtype=args.dtype)
+
+
+if __name__ == "__main__":
+    main()
