@@ -101,7 +101,7 @@ def _grid_contract_kernel(
                     mask=(kk[:, None] < K) & (rg[None, :] < G),
                     other=0.0,
                 )
-                f = tl.dot(x, a, acc=f, input_precision=PRECISION)
+                f = tl.dot(x, a, acc=f, input_precision=PRECISION, out_dtype=dtype)
             if i == 0:
                 if KIND == 0:
                     if ORDER == 0:
@@ -125,7 +125,7 @@ def _grid_contract_kernel(
             mask=(rg[:, None] < G) & (ro[None, :] < O),
             other=0.0,
         )
-        acc = tl.dot(h, w, acc=acc, input_precision=PRECISION)
+        acc = tl.dot(h, w, acc=acc, input_precision=PRECISION, out_dtype=dtype)
     tl.store(
         out_ptr + b * s_ob + ro[None, :] * s_oo + rc[:, None] * s_oc,
         acc * scale,
