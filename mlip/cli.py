@@ -18,6 +18,7 @@ VERBS: dict[str, tuple[str, str]] = {
     ),
     "train": ("mlip.train.train_verb", "train a potential from a YAML config (torchrun for several processes)"),
     "eval": ("mlip.train.eval_verb", "energy/force/stress errors of a trained model on labelled data"),
+    "demo": ("mlip.demo", "train on the embedded ethanol DFT data, report test errors, run NVE MD"),
     "label": ("mlip.label", "sample molecular configurations and label them with PySCF DFT (extra 'dft')"),
     "data": ("mlip.datasets.cli", "convert datasets to the HDF5 cache, show statistics"),
     "md": ("mlip.md.cli", "run molecular dynamics with a trained potential"),
