@@ -27,7 +27,7 @@ QUICK_MODEL = {**MODEL, "hidden_irreps": "4x0e+4x1o", "max_ell": 1, "correlation
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default="demo_out", help="output folder (default demo_out)")
-    parser.add_argument("--steps", type=int, default=600, help="training steps (default 600)")
+    parser.add_argument("--steps", type=int, default=1200, help="training steps (default 1200)")
     parser.add_argument("--minutes", type=float, default=4.0, help="cap on the training time (default 4)")
     parser.add_argument("--md-steps", type=int, default=1000, help="NVE steps of 0.5 fs (default 1000)")
     parser.add_argument("--temperature", type=float, default=300.0, help="initial MD temperature, K")
