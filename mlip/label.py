@@ -5,6 +5,7 @@ Examples::
     mlip label ethanol.extxyz --smiles CCO --count 300 --temperature 500   # sample + label
     mlip label todo.extxyz --smiles CCO --count 300 --sample-only          # sample only (no PySCF)
     mlip label labelled.extxyz --configs todo.extxyz --workers 16          # label given configurations
+    mlip label md.extxyz --smiles CCO --method md --model best.model       # snapshots of MD with a model
 
 Labelling is resumable: configurations whose ``config_id`` is already in the output are skipped, and a
 frame cut by a crash is dropped. Each labelled frame holds energy (eV) and forces (eV/Å) plus
@@ -34,6 +35,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     sample.add_argument(
         "--min-wavenumber", type=float, default=200.0, help="floor on mode stiffness, cm^-1 (default 200)"
     )
+    sample.add_argument(
+        "--method",
+        choices=("normal-modes", "md"),
+        default="normal-modes",
+        help="sampling (default normal-modes)",
+    )
+    sample.add_argument("--model", help="trained potential for --method md (mlip.models.load)")
+    sample.add_argument("--md-interval", type=int, default=20, help="MD steps of 0.5 fs between snapshots")
     sample.add_argument("--sample-only", action="store_true", help="write unlabelled configurations, no DFT")
     defaults = DFTSettings()
     dft = parser.add_argument_group("DFT (PySCF)")
@@ -64,6 +73,20 @@ def _configurations(args: argparse.Namespace) -> list[Any]:
         return frames
     from mlip.dft import sampling
 
+    if args.method == "md":
+        if not args.model:
+            raise SystemExit("mlip label: --method md needs --model")
+        if args.smiles:
+            from ase import Atoms
+
+            mol = sampling.molecule_from_smiles(args.smiles, seed=args.seed)
+            numbers = [a.GetAtomicNum() for a in mol.GetAtoms()]
+            start = Atoms(numbers=numbers, positions=mol.GetConformer().GetPositions())
+        else:
+            start = read(args.molecule, index=0)
+        return sampling.md_samples(
+            start, args.model, args.count, args.temperature, args.seed, args.md_interval
+        )
     if args.smiles:
         mol = sampling.molecule_from_smiles(args.smiles, seed=args.seed)
     else:

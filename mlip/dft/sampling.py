@@ -1,10 +1,12 @@
-"""Configurations of one molecule for DFT labelling: a reference geometry and thermal displacements.
+"""Configurations of one molecule for DFT labelling.
 
-The reference comes from a SMILES string (rdkit embedding + MMFF94 optimisation) or a structure file.
-Normal modes come from a finite-difference MMFF94 Hessian; each sample draws every mode's coordinate from
-the classical Boltzmann distribution of a harmonic oscillator at temperature ``T``:
-``q_k ~ N(0, kT / ω_k²)`` in mass-weighted coordinates, ``Δx = M^{-1/2} Σ_k q_k v_k``. Soft modes are
-stiffened to ``min_wavenumber`` so torsions do not tear the molecule apart in the linear approximation.
+Normal modes (:func:`sample_molecule`): the reference comes from a SMILES string (rdkit embedding +
+MMFF94 optimisation) or a structure file; the modes come from a finite-difference MMFF94 Hessian; each
+sample draws every mode's coordinate from the classical Boltzmann distribution of a harmonic oscillator
+at temperature ``T``: ``q_k ~ N(0, kT / ω_k²)`` in mass-weighted coordinates, ``Δx = M^{-1/2} Σ_k q_k v_k``.
+Soft modes are stiffened to ``min_wavenumber`` so torsions do not tear the molecule apart in the linear
+approximation. MD (:func:`md_samples`): snapshots of a Langevin trajectory (``mlip.md``) run with an
+existing trained potential.
 """
 
 from __future__ import annotations
@@ -139,4 +141,40 @@ def sample_molecule(
         atoms.info["config_id"] = i
         atoms.info["temperature"] = float(temperature)
         out.append(atoms)
+    return out
+
+
+def md_samples(
+    atoms: Any,
+    model_path: str,
+    count: int,
+    temperature: float,
+    seed: int,
+    interval: int = 20,
+    dt: float = 0.5,
+    friction: float = 0.01,
+) -> list[Any]:
+    """``count`` snapshots, ``interval`` steps apart, of Langevin MD (``dt`` fs, ``friction`` 1/fs) at
+    ``temperature`` (K) from ``atoms`` with the trained potential at ``model_path`` (float64).
+
+    Each carries ``info["config_id"]`` and ``info["temperature"]``, and no labels.
+    """
+    import torch
+    from ase import Atoms
+
+    from mlip import md, models
+
+    potential = models.load(model_path, dtype=torch.float64).eval()
+    state = md.from_atoms(atoms, seed=seed)
+    md.maxwell_boltzmann(state, temperature)
+    forcefield = md.ForceField(potential)
+    md.langevin.init(state, forcefield, temperature=temperature, friction=friction)
+    out = []
+    for i in range(count):
+        for _ in range(interval):
+            md.langevin.step(state, forcefield, dt)
+        snapshot = Atoms(numbers=atoms.numbers, positions=state.positions.detach().cpu().numpy().copy())
+        snapshot.info["config_id"] = i
+        snapshot.info["temperature"] = float(temperature)
+        out.append(snapshot)
     return out

@@ -91,3 +91,21 @@ def test_label_h2_units_signs_and_resume(tmp_path, capsys):
     assert cli_main(["label", str(out), *options]) == 0
     assert "1 of 2 configurations already labelled; 1 to go" in capsys.readouterr().out
     assert sorted(f.info["config_id"] for f in read(out, index=":")) == [0, 1]
+
+
+def test_md_sampling_with_a_model(tmp_path):
+    from mlip import models
+
+    model_path = tmp_path / "tiny.model"
+    models.create(
+        "mace", species=[1, 6, 8], seed=0, hidden_irreps="4x0e+4x1o", max_ell=1, correlation=1
+    ).save(model_path)
+    out = tmp_path / "md.extxyz"
+    args = ["label", str(out), "--smiles", "CCO", "--method", "md", "--model", str(model_path)]
+    assert cli_main([*args, "--count", "3", "--md-interval", "4", "--sample-only"]) == 0
+    from ase.io import read
+
+    frames = read(out, index=":")
+    assert [f.info["config_id"] for f in frames] == [0, 1, 2]
+    assert not np.allclose(frames[0].positions, frames[1].positions)
+    assert all(0.8 < f.get_all_distances()[np.triu_indices(9, 1)].min() for f in frames)
