@@ -152,9 +152,10 @@ def mace_torch_step(model, data, dtype: torch.dtype):
 def build(model_name: str, atoms, dtype: torch.dtype, device: str):
     data = add_neighbors(from_atoms(atoms), R_MAX)
     data = {k: v.to(device) for k, v in data.items()}
+    # inference, as both packages' ASE calculators run: no weight gradients are kept
     if model_name == "mace-torch":
-        return mace_torch_step(mace_torch(dtype, device), data, dtype), data
-    return our_step(ours(model_name, dtype, device), data), data
+        return mace_torch_step(mace_torch(dtype, device).requires_grad_(False).eval(), data, dtype), data
+    return our_step(ours(model_name, dtype, device).requires_grad_(False).eval(), data), data
 
 
 def child_peak_rss(model_name: str, system: str, args: argparse.Namespace) -> float | None:

@@ -18,8 +18,9 @@ import torch
 
 from mlip.data import keys as K
 from mlip.data.atomic_data import AtomicData
-from mlip.kernels import TensorProduct, tp_conv, uvu_instructions
+from mlip.kernels import TensorProduct, uvu_instructions
 from mlip.layers.activations import normalized_activation
+from mlip.layers.conv import edge_convolution
 from mlip.layers.embedding import SpeciesEmbedding
 from mlip.layers.linear import Linear
 from mlip.layers.radial import SplineRadial
@@ -82,7 +83,7 @@ class GridLayer(torch.nn.Module):
         src: torch.Tensor,
         dst: torch.Tensor,
     ) -> torch.Tensor:
-        msg = tp_conv(self.linear_up(h), sh, self.radial(r), src, dst, h.shape[0], self.conv)
+        msg = edge_convolution(self.linear_up(h), sh, r, src, dst, self.radial, self.conv, not self.training)
         h = self.linear_msg(msg) * self.inv_avg_neighbors + self.skip(h, species)
         packed = to_channels(h, self.hidden).transpose(1, 2)  # [N, (L+1)^2, C]
         packed = packed + self.out(self.glu(packed))

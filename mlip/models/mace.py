@@ -16,8 +16,9 @@ import torch
 
 from mlip.data import keys as K
 from mlip.data.atomic_data import AtomicData
-from mlip.kernels import TensorProduct, tp_conv, uvu_instructions
+from mlip.kernels import TensorProduct, uvu_instructions
 from mlip.layers.activations import normalized_activation
+from mlip.layers.conv import edge_convolution
 from mlip.layers.embedding import SpeciesEmbedding
 from mlip.layers.grid_product import GridProductBasis
 from mlip.layers.linear import Linear
@@ -136,8 +137,9 @@ class Interaction(torch.nn.Module):
         dst: torch.Tensor,
     ) -> torch.Tensor:
         skip = self.skip(h, species)
-        weights = self.radial(radial)
-        msg = tp_conv(self.linear_up(h), sh, weights, src, dst, h.shape[0], self.conv)
+        msg = edge_convolution(
+            self.linear_up(h), sh, radial, src, dst, self.radial, self.conv, not self.training
+        )
         msg = self.linear(msg) * self.inv_avg_neighbors
         prod = self.product(to_channels(msg, self.target), species)
         return self.linear_product(from_channels(prod, self.irreps_out)) + skip

@@ -12,7 +12,8 @@ import torch
 
 from mlip.data import keys as K
 from mlip.data.atomic_data import AtomicData
-from mlip.kernels import TensorProduct, tp_conv, uvu_instructions
+from mlip.kernels import TensorProduct, uvu_instructions
+from mlip.layers.conv import edge_convolution
 from mlip.layers.embedding import SpeciesEmbedding
 from mlip.layers.gate import Gate
 from mlip.layers.linear import Linear
@@ -89,7 +90,9 @@ class Convolution(torch.nn.Module):
         src: torch.Tensor,
         dst: torch.Tensor,
     ) -> torch.Tensor:
-        msg = tp_conv(self.linear_1(h), sh, self.radial(radial), src, dst, h.shape[0], self.tp)
+        msg = edge_convolution(
+            self.linear_1(h), sh, radial, src, dst, self.radial, self.tp, not self.training
+        )
         out = self.gate(self.linear_2(msg * self.inv_avg_neighbors) + self.self_connection(h, species))
         return h + out if self.residual else out
 

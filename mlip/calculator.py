@@ -1,0 +1,167 @@
+"""ASE calculator for the package's models: energy, free energy, forces, stress and per-atom energies.
+
+    from mlip.calculator import MLIPCalculator
+    atoms.calc = MLIPCalculator("model.safetensors", device="cpu", dtype=torch.float64)
+    atoms.get_forces()
+
+Molecular and (partly) periodic systems; results are cached through ASE's ``check_state`` (a repeated
+query on unchanged atoms does not re-run the model); one evaluation fills energy, forces and, for a
+3D cell, stress. The neighbour list is reused across MD/optimizer steps with a skin.
+:meth:`MLIPCalculator.calculate_many` evaluates many structures in batches.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from ase import Atoms
+from ase.calculators.calculator import Calculator, PropertyNotImplementedError, all_changes
+
+from mlip.data import keys as K
+from mlip.data.atomic_data import AtomicData, DataError, collate, from_atoms
+from mlip.data.neighbors import SkinNeighborList, add_neighbors
+from mlip.models.model import EquivariantModel
+
+
+class MLIPCalculator(Calculator):
+    """ASE calculator wrapping an :class:`~mlip.models.model.EquivariantModel`.
+
+    Args:
+        model: a model, or the path of a file written by ``model.save``.
+        device: where the model runs (default: CUDA if available, else CPU).
+        dtype: compute dtype (default float64: accurate forces for optimizers and NVE MD).
+        skin: neighbour-list skin (Å) for reuse across steps.
+        min_distance: warn when two atoms are closer than this (Å): the model was not trained there.
+
+    Units: eV, Å, eV/Å, stress in eV/Å^3 (Voigt ``xx yy zz yz xz xy``, ASE's sign).
+    """
+
+    implemented_properties = ["energy", "free_energy", "forces", "stress", "energies"]
+
+    def __init__(
+        self,
+        model: EquivariantModel | str | Path,
+        device: str | torch.device | None = None,
+        dtype: torch.dtype = torch.float64,
+        skin: float = 0.5,
+        min_distance: float = 0.5,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        if isinstance(model, (str, Path)):
+            from mlip.models import load
+
+            model = load(model, device=device, dtype=dtype)
+        self.model = model.to(device=device, dtype=dtype).eval().requires_grad_(False)
+        self.device, self.dtype = device, dtype
+        self.min_distance = float(min_distance)
+        self.cutoff = float(self.model.cutoff)
+        self._neighbors = SkinNeighborList(self.cutoff, skin)
+
+    def _record(self, atoms: Atoms, source: str) -> AtomicData:
+        numbers = set(int(z) for z in atoms.numbers)
+        unknown = sorted(numbers - set(self.model.species))
+        if unknown:
+            from ase.data import chemical_symbols
+
+            names = ", ".join(chemical_symbols[z] for z in unknown)
+            known = ", ".join(chemical_symbols[z] for z in self.model.species)
+            raise DataError(f"{source}: element(s) {names} not in the model's species ({known})")
+        if any(atoms.pbc) and np.linalg.norm(atoms.cell.array[atoms.pbc], axis=1).min(initial=np.inf) == 0:
+            raise DataError(f"{source}: periodic boundary conditions {list(atoms.pbc)} without a cell vector")
+        data = from_atoms(atoms, use_calculator_labels=False, source=source)
+        return {
+            k: v.to(self.device)
+            for k, v in data.items()
+            if k in (K.POSITIONS, K.ATOMIC_NUMBERS, K.CELL, K.PBC)
+        }
+
+    def _warn_close(self, data: AtomicData) -> None:
+        src, dst = data[K.EDGE_INDEX]
+        if src.numel() == 0:
+            return
+        cell = data[K.CELL] if data[K.CELL].dim() == 3 else data[K.CELL].unsqueeze(0)
+        batch = data.get(K.BATCH, torch.zeros_like(data[K.ATOMIC_NUMBERS]))
+        offsets = torch.einsum("ei,eij->ej", data[K.CELL_SHIFTS], cell[batch[src]])
+        shortest = float((data[K.POSITIONS][dst] - data[K.POSITIONS][src] + offsets).norm(dim=1).min())
+        if shortest < self.min_distance:
+            warnings.warn(
+                f"atoms {shortest:.3f} Å apart (below {self.min_distance} Å): outside any training data",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+
+    @staticmethod
+    def _has_volume(atoms: Atoms) -> bool:
+        return bool(atoms.pbc.all()) and abs(atoms.cell.volume) > 1e-8
+
+    def calculate(
+        self,
+        atoms: Atoms | None = None,
+        properties: Sequence[str] = ("energy",),
+        system_changes: Sequence[str] = all_changes,
+    ) -> None:
+        super().calculate(atoms, properties, system_changes)
+        atoms = self.atoms
+        with_stress = self._has_volume(atoms)
+        if "stress" in properties and not with_stress:
+            raise PropertyNotImplementedError("stress needs a fully periodic cell with non-zero volume")
+        data = self._record(atoms, "MLIPCalculator")
+        batch = torch.zeros(len(atoms), dtype=torch.int64, device=self.device)
+        edge_index, shifts = self._neighbors(
+            data[K.POSITIONS], data[K.CELL].reshape(1, 3, 3), data[K.PBC].reshape(1, 3), batch
+        )
+        data[K.EDGE_INDEX], data[K.CELL_SHIFTS] = edge_index, shifts
+        self._warn_close(data)
+        out = self.model(data, compute_forces=True, compute_stress=with_stress)
+        self.results = _results(out, 0, slice(None), with_stress)
+
+    def calculate_many(self, structures: Sequence[Atoms], max_atoms: int = 20000) -> list[dict[str, Any]]:
+        """Results (the :attr:`implemented_properties` dict of each structure, stress only for 3D cells)
+        of many structures, in order, evaluated in batches of at most ``max_atoms`` atoms (3D-periodic
+        structures and the others batched apart). ``atoms.calc`` is not touched."""
+        results: list[dict[str, Any] | None] = [None] * len(structures)
+        for with_stress in (True, False):
+            group = [i for i, a in enumerate(structures) if self._has_volume(a) == with_stress]
+            for indices in _batches(group, [len(structures[i]) for i in group], max_atoms):
+                records = [self._record(structures[i], f"structure {i}") for i in indices]
+                data = add_neighbors(collate(records), self.cutoff)
+                self._warn_close(data)
+                out = self.model(data, compute_forces=True, compute_stress=with_stress)
+                ptr = data[K.PTR].tolist()
+                for j, i in enumerate(indices):
+                    results[i] = _results(out, j, slice(ptr[j], ptr[j + 1]), with_stress)
+        return results  # type: ignore[return-value]
+
+
+def _batches(indices: list[int], sizes: list[int], max_atoms: int) -> list[list[int]]:
+    """Consecutive groups of ``indices`` with at most ``max_atoms`` atoms (a larger structure alone)."""
+    out: list[list[int]] = []
+    count = 0
+    for i, n in zip(indices, sizes, strict=True):
+        if not out or count + n > max_atoms:
+            out.append([])
+            count = 0
+        out[-1].append(i)
+        count += n
+    return out
+
+
+def _results(out: dict[str, torch.Tensor], index: int, atoms: slice, with_stress: bool) -> dict[str, Any]:
+    energy = float(out["energy"][index])
+    results: dict[str, Any] = {
+        "energy": energy,
+        "free_energy": energy,
+        "forces": out["forces"][atoms].detach().cpu().double().numpy(),
+        "energies": out["energies"][atoms].detach().cpu().double().numpy(),
+    }
+    if with_stress:
+        s = out["stress"][index].detach().cpu().double().numpy()
+        results["stress"] = np.array([s[0, 0], s[1, 1], s[2, 2], s[1, 2], s[0, 2], s[0, 1]])
+    return results
