@@ -90,8 +90,13 @@ def test_gradcheck(backend: str) -> None:
 @pytest.mark.parametrize("backend", ["reference", "torch", "triton"])
 def test_small_matches_e3nn_and_shared_weights(backend: str) -> None:
     """Unweighted paths, several paths per output block, mixed multiplicities; internal weights."""
-    expected = o3.TensorProduct(*SMALL[:3], SMALL[3], shared_weights=True, internal_weights=True)
-    expected = expected.to(DEVICE, torch.float64)
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)  # e3nn builds its Wigner tables in the default dtype
+    try:
+        expected = o3.TensorProduct(*SMALL[:3], SMALL[3], shared_weights=True, internal_weights=True)
+    finally:
+        torch.set_default_dtype(previous)
+    expected = expected.to(DEVICE)
     tp = TensorProduct(*SMALL, shared_weights=True, internal_weights=True, backend=backend)
     tp = tp.to(DEVICE, torch.float64)
     tp.load_state_dict({"weight": expected.weight.detach()})
