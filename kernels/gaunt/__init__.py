@@ -1,7 +1,7 @@
 """Gaunt tensor product of packed spherical features: ``z_lm = ∫ f g Y_lm dΩ``.
 
-Methods: ``"grid"`` (to grid, pointwise product, projection; fused in one Triton kernel on CUDA, batched
-GEMMs in torch elsewhere, through :mod:`mlip.kernels.grid_contract`) and ``"fourier"`` (2D FFT
+Methods: ``"grid"`` (to grid, pointwise product, projection, through :mod:`mlip.kernels.grid_contract`:
+batched GEMMs in torch, or one fused Triton kernel with ``backend="triton"``) and ``"fourier"`` (2D FFT
 convolution of torus Fourier coefficients, torch only: the comparison point). The definition through the
 Gaunt coefficients is :func:`.reference.gaunt_tp_reference`.
 """
@@ -34,7 +34,8 @@ def gaunt_tp(
 
     Args:
         method: ``"grid"`` (exact Gauss-Legendre grid, ``grid_for(L1 + L2 + lmax_out)``) or ``"fourier"``.
-        backend: ``"auto"`` (Triton on CUDA, torch elsewhere), ``"torch"`` or ``"triton"`` (grid only).
+        backend: ``"auto"`` (the torch path: measured fastest, see
+            :func:`mlip.kernels.grid_contract.resolve_backend`), ``"torch"`` or ``"triton"`` (grid only).
             float16/bfloat16 inputs are computed in float32 and returned in their dtype.
     """
     L1, L2 = degree_of(x, "x"), degree_of(y, "y")

@@ -3,7 +3,8 @@
 :func:`s2_activation` applies SiLU (or SwiGLU over two channel halves) to the function on the sphere and
 projects back; :func:`symmetric_product` returns the projections of its powers ``f^ν`` (the MACE-style
 symmetric product basis of correlation order ``ν``, computed on the grid). Both go through
-:mod:`mlip.kernels.grid_contract`: one fused Triton kernel per projection on CUDA, torch GEMMs elsewhere.
+:mod:`mlip.kernels.grid_contract`: torch GEMMs by default, one fused Triton kernel per projection with
+``backend="triton"``.
 """
 
 from __future__ import annotations
