@@ -9,7 +9,8 @@ Examples::
 
 Labelling is resumable: configurations whose ``config_id`` is already in the output are skipped, and a
 frame cut by a crash is dropped. Each labelled frame holds energy (eV) and forces (eV/Å) plus
-``energy_hartree``, ``scf_cycles``, ``label_seconds`` and the level of theory in its info.
+``energy_hartree``, ``scf_cycles``, ``label_seconds`` and the level of theory in its info. For an HDF5
+dataset, convert the result with ``mlip data convert`` (the HDF5 cache of :mod:`mlip.datasets`).
 """
 
 from __future__ import annotations
