@@ -2,7 +2,20 @@
 
 Every field has a default and a comment (units in brackets). Load with :func:`load_config`, which applies
 ``--set section.field=value`` overrides and reports any unknown or mistyped field by its dotted path.
-:func:`dump_config` writes the resolved tree (saved beside every checkpoint).
+:func:`dump_config` writes the resolved tree (saved beside every checkpoint). A minimal config::
+
+    data:
+      train: ethanol.extxyz   # or rMD17 with options: {molecule: ethanol, split: 1, part: train}
+      valid_fraction: 0.05
+    model:
+      name: mace
+      hyperparameters: {hidden_irreps: "64x0e+64x1o", max_ell: 3, correlation: 3, r_max: 5.0}
+    loss: {energy_weight: 10, forces_weight: 1000, kind: mse}
+    train: {max_steps: 20000, batch_size: 5, valid_every: 500}
+    output: {dir: runs/ethanol}
+
+Run it with ``mlip train config.yaml --set optim.lr=5e-3`` or, on several processes,
+``torchrun --nproc_per_node=4 --no-python mlip train config.yaml``.
 """
 
 from __future__ import annotations
