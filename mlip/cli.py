@@ -16,7 +16,10 @@ VERBS: dict[str, tuple[str, str]] = {
         "mlip.benchmarking",
         "run a benchmark suite from benchmarks/ (tp, gaunt, model, md, data, train)",
     ),
-    "train": ("mlip.train.train_verb", "train a potential from a YAML config (torchrun for several processes)"),
+    "train": (
+        "mlip.train.train_verb",
+        "train a potential from a YAML config (torchrun for several processes)",
+    ),
     "eval": ("mlip.train.eval_verb", "energy/force/stress errors of a trained model on labelled data"),
     "demo": ("mlip.demo", "train on the embedded ethanol DFT data, report test errors, run NVE MD"),
     "label": ("mlip.label", "sample molecular configurations and label them with PySCF DFT (extra 'dft')"),
