@@ -1,0 +1,14 @@
+"""Suite-wide setup, loaded by pytest before any test module is imported.
+
+Triton chooses between compiling and interpreting a ``@triton.jit`` function when the function is
+defined, i.e. when its module is first imported. Without a GPU the Triton code paths can only run in the
+interpreter, so ``TRITON_INTERPRET=1`` is set here, before any test imports ``mlip.kernels``; on a CUDA
+machine the kernels compile and the same tests run at full speed.
+"""
+
+import os
+
+import torch
+
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
