@@ -34,35 +34,32 @@ def check_dtype(*tensors: torch.Tensor) -> None:
             )
 
 
-def triton_usable(desc: TPDescriptor, device: torch.device) -> bool:
-    """Triton runs on CUDA devices (or anywhere under ``TRITON_INTERPRET=1``) for channelwise paths."""
-    import os
-
-    if not desc.channelwise:
-        return False
-    if device.type == "cuda":
-        return True
-    return device.type == "cpu" and os.environ.get("TRITON_INTERPRET") == "1"
+TRITON_UNSUPPORTED = (
+    "the Triton backend handles channelwise descriptors only (every path uvu with mul(in2) == 1); "
+    "uvw and uvu with mul(in2) > 1 run on the fast torch backend (backend='auto' or 'torch')"
+)
 
 
 def resolve_backend(backend: str, desc: TPDescriptor, device: torch.device) -> str:
-    """Map ``auto``/``torch`` to a concrete path: ``triton``, ``fast`` (torch) or ``reference``."""
+    """Map ``auto``/``torch`` to a concrete path: ``triton``, ``fast`` (torch) or ``reference``.
+
+    ``auto`` takes Triton on CUDA for channelwise descriptors and the fast torch path otherwise (CPU, or
+    ``uvw`` / ``mul2 > 1`` anywhere), so it never selects a backend that cannot run the descriptor.
+    ``triton`` raises ``ValueError`` for descriptors that are not channelwise.
+    """
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
     if backend == "reference":
         return "reference"
     if backend == "triton":
         if not desc.channelwise:
-            raise ValueError("the Triton backend handles channelwise (uvu, mul2 == 1) paths only")
+            raise ValueError(TRITON_UNSUPPORTED)
         return "triton"
-    if backend == "auto" and device.type == "cuda" and desc.channelwise:
-        return "triton"
-    if desc.channelwise:
-        if backend == "auto":
-            log_once(f"tensor product on {device.type}: using the fast torch backend")
-        return "fast"
-    log_once("tensor product: descriptor is not channelwise (uvw or mul2 > 1); using the torch reference")
-    return "reference"
+    if backend == "auto":
+        if device.type == "cuda" and desc.channelwise:
+            return "triton"
+        log_once(f"tensor product on {device.type}: using the fast torch backend")
+    return "fast"
 
 
 class TensorProduct(torch.nn.Module):
@@ -75,8 +72,9 @@ class TensorProduct(torch.nn.Module):
             (channelwise) or ``"uvw"`` (fully connected), as in e3nn.
         shared_weights: one weight vector for the whole batch instead of one per sample.
         internal_weights: hold the (shared) weights as the parameter ``weight`` (``randn`` init, as e3nn).
-        backend: ``"auto"`` (Triton on CUDA, fast torch on CPU), ``"torch"`` (fast torch path where the
-            descriptor is channelwise, reference otherwise), ``"triton"`` or ``"reference"``.
+        backend: ``"auto"`` (Triton on CUDA for channelwise descriptors, fast torch otherwise),
+            ``"torch"`` (fast torch path, every descriptor), ``"triton"`` (channelwise descriptors only:
+            ``ValueError`` for ``uvw`` or ``mul(in2) > 1``) or ``"reference"``.
 
     Inputs ``x [B, irreps_in1.dim]``, ``y [B, irreps_in2.dim]``, ``weight [B, weight_numel]`` (or
     ``[weight_numel]`` when shared); returns ``[B, irreps_out.dim]`` in the input dtype. Only float32 and

@@ -1,7 +1,9 @@
-"""Fast pure-torch tensor product for channelwise (``uvu``, ``mul2 == 1``) descriptors.
+"""Fast pure-torch tensor product: a grouped formulation for channelwise descriptors and a GEMM one for
+the rest (``uvw``, ``uvu`` with ``mul2 > 1``, mixtures).
 
-Formulation, per group of ``in1`` blocks sharing a multiplicity ``U`` (``D1`` = their summed irrep
-dimensions, ``K`` = the summed output dimensions of the group's paths, ordered by output block):
+Channelwise (``uvu``, ``mul2 == 1``) formulation, per group of ``in1`` blocks sharing a multiplicity
+``U`` (``D1`` = their summed irrep dimensions, ``K`` = the summed output dimensions of the group's paths,
+ordered by output block):
 
 1. ``A = y @ G``: one dense GEMM of the per-sample ``y [B, dim2]`` against a precomputed coupling matrix
    ``G [dim2, D1 * K]`` holding ``coef * wigner_3j`` of every path: ``A [B, D1, K]``.
@@ -9,9 +11,19 @@ dimensions, ``K`` = the summed output dimensions of the group's paths, ordered b
 3. ``t * w`` with the per-path weights broadcast over each path's output columns (one gather), then,
    when several paths share an output block, a sum through a 0/1 reduction matrix.
 
-This replaces e3nn's per-path outer products and einsums by three large ops; gradients and double
-gradients come from autograd. Work is chunked over the batch to bound temporaries
-(``chunk_elements`` elements of ``t``). Other descriptors (``uvw``, ``mul2 > 1``) use the reference.
+This replaces e3nn's per-path outer products and einsums by three large ops.
+
+General formulation (:func:`tensor_product_general`), per pair ``(in1[i], in2[j])`` used by some path:
+
+1. ``t = (x_i ⊗ y_j) @ G``: the outer product ``[B * U * V, d1 * d2]`` times the coupling matrix of every
+   path of the pair ``[d1 * d2, K]``: ``t [B, U * V, K]`` (``U, V`` the multiplicities).
+2. Per output block, with shared weights the ``uvw`` paths are concatenated along ``U * V`` and contracted
+   with their stacked weights in one GEMM ``[B * d_out, P] @ [P, W]``; with per-sample weights each path
+   is one ``bmm`` ``[B, d_out, U * V] @ [B, U * V, W]`` (the large weight tensor is read in place, never
+   copied). ``uvu`` paths multiply by ``w [.., U, V]`` and sum over ``V``.
+
+Gradients and double gradients come from autograd. Work is chunked over the batch to bound temporaries
+(about ``CHUNK_ELEMENTS`` elements of ``t``).
 """
 
 from __future__ import annotations
@@ -40,7 +52,7 @@ class Group:
 
 
 @functools.cache
-def plan(desc: TPDescriptor) -> tuple[Group, ...]:
+def plan(desc: TPDescriptor) -> tuple[Group, ...]:  # channelwise descriptors
     """Split a channelwise descriptor into groups of equal ``in1`` multiplicity."""
     if not desc.channelwise:
         raise ValueError("the fast torch path handles channelwise (uvu, mul2 == 1) descriptors only")
@@ -167,10 +179,10 @@ def assemble(
     return torch.cat(parts, dim=1) if parts else like.new_zeros(batch, 0)
 
 
-def tensor_product_fast(
+def tensor_product_channelwise(
     desc: TPDescriptor, x: torch.Tensor, y: torch.Tensor, weight: torch.Tensor | None
 ) -> torch.Tensor:
-    """Same contract as :func:`~mlip.kernels.tensor_product.reference.tensor_product_reference`."""
+    """:func:`tensor_product_fast` of a channelwise descriptor (grouped formulation)."""
     batch = x.shape[0]
     weight_ext = extend_weights(desc, weight, x)
     blocks: dict[int, torch.Tensor] = {}
@@ -183,3 +195,132 @@ def tensor_product_fast(
         z = torch.cat(parts, dim=0) if parts else xc.new_zeros(0, g.mul, g.out_width)
         blocks.update(from_channels(z, desc, g))
     return assemble(desc, blocks, batch, x)
+
+
+# ------------------------------------------------------------------------------- general descriptors
+@dataclass(frozen=True)
+class Pair:
+    """The paths reading ``in1[i_in1]`` and ``in2[i_in2]``; ``columns[n]`` is path ``paths[n]``'s first
+    column in the pair's coupling matrix, ``width`` (``K``) their summed output dimensions."""
+
+    i_in1: int
+    i_in2: int
+    paths: tuple[int, ...]
+    columns: tuple[int, ...]
+    width: int
+
+
+@functools.cache
+def pair_plan(desc: TPDescriptor) -> tuple[Pair, ...]:
+    """Group the instructions by input pair (first-appearance order)."""
+    by_pair: dict[tuple[int, int], list[int]] = {}
+    for n, ins in enumerate(desc.instructions):
+        by_pair.setdefault((ins.i_in1, ins.i_in2), []).append(n)
+    pairs = []
+    for (i1, i2), paths in by_pair.items():
+        dims = [desc.irreps_out[desc.instructions[n].i_out].ir.dim for n in paths]
+        columns = tuple(sum(dims[:k]) for k in range(len(dims)))
+        pairs.append(Pair(i1, i2, tuple(paths), columns, sum(dims)))
+    return tuple(pairs)
+
+
+def _pair_coupling(desc: TPDescriptor, pair: Pair) -> torch.Tensor:
+    """``[d1 * d2, K]`` (float64): ``coef * wigner_3j`` of every path of the pair, side by side."""
+    blocks = [
+        wigner_block(desc.instructions[n], desc, torch.float64, torch.device("cpu")) for n in pair.paths
+    ]
+    return torch.cat([b.reshape(-1, b.shape[2]) for b in blocks], dim=1)
+
+
+def _pair_products(desc: TPDescriptor, pair: Pair, x1: torch.Tensor, y2: torch.Tensor) -> torch.Tensor:
+    """``t [B, U * V, K]``: coupled outer products of the pair's blocks ``x1 [B, U * d1]`` and
+    ``y2 [B, V * d2]``, rows ``(u, v)`` row-major."""
+    (mul1, ir1), (mul2, ir2) = desc.irreps_in1[pair.i_in1], desc.irreps_in2[pair.i_in2]
+    batch = x1.shape[0]
+    coupling = cached_constant(
+        ("tp_fast_pair", desc, pair), lambda: _pair_coupling(desc, pair), x1.dtype, x1.device
+    )
+    outer = x1.reshape(batch, mul1, 1, ir1.dim, 1) * y2.reshape(batch, 1, mul2, 1, ir2.dim)
+    t = outer.reshape(batch * mul1 * mul2, ir1.dim * ir2.dim) @ coupling
+    return t.view(batch, mul1 * mul2, pair.width)
+
+
+def _path_weights(desc: TPDescriptor, weight: torch.Tensor | None) -> list[torch.Tensor | None]:
+    """Per path: weights ``[(B,) U * V, W]`` (``uvw``), ``[(B,) U, V]`` (``uvu``) or ``None`` (unweighted).
+
+    One ``split`` rather than a slice per path: its backward writes the weight gradient in one pass.
+    """
+    if weight is None:
+        return [None] * len(desc.instructions)
+    parts = torch.split(weight, [ins.weight_numel for ins in desc.instructions], dim=-1)
+    lead = weight.shape[:-1]
+    out: list[torch.Tensor | None] = []
+    for ins, w in zip(desc.instructions, parts, strict=True):
+        s = ins.path_shape
+        shape = (s[0] * s[1], s[2]) if ins.mode == "uvw" else s
+        out.append(w.reshape(*lead, *shape) if ins.has_weight else None)
+    return out
+
+
+def tensor_product_general(
+    desc: TPDescriptor, x: torch.Tensor, y: torch.Tensor, weight: torch.Tensor | None
+) -> torch.Tensor:
+    """:func:`tensor_product_fast` of any descriptor (pair/GEMM formulation, see the module docstring)."""
+    batch = x.shape[0]
+    # one split per operand: the backward of a split writes each input gradient in a single pass
+    xs = torch.split(x, [mi.dim for mi in desc.irreps_in1], dim=1)
+    ys = torch.split(y, [mi.dim for mi in desc.irreps_in2], dim=1)
+    weights = _path_weights(desc, weight)
+    products: dict[int, torch.Tensor] = {}  # path -> [B, U * V, d_out]
+    for pair in pair_plan(desc):
+        t = _pair_products(desc, pair, xs[pair.i_in1], ys[pair.i_in2])
+        for p, col in zip(pair.paths, pair.columns, strict=True):
+            d = desc.irreps_out[desc.instructions[p].i_out].ir.dim
+            products[p] = t[:, :, col : col + d]
+    blocks: dict[int, torch.Tensor] = {}
+    for o, (mul_out, ir_out) in enumerate(desc.irreps_out):
+        paths = [p for p, ins in enumerate(desc.instructions) if ins.i_out == o]
+        fully = [p for p in paths if desc.instructions[p].mode == "uvw"]
+        total = None
+        if fully and weight.dim() == 1:  # shared: one GEMM [B * d, P] @ [P, W] over the stacked paths
+            t = torch.cat([products[p] for p in fully], dim=1)
+            w = torch.cat([weights[p] for p in fully], dim=0)
+            total = torch.matmul(t.transpose(1, 2), w).transpose(1, 2)  # [B, W, d]
+        elif fully:  # per sample: one bmm [B, d, UV] @ [B, UV, W] per path (no copy of the weights)
+            total = sum(torch.bmm(products[p].transpose(1, 2), weights[p]) for p in fully).transpose(1, 2)
+        for p in paths:
+            ins = desc.instructions[p]
+            if ins.mode == "uvw":
+                continue
+            t = products[p].reshape(batch, *ins.path_shape, ir_out.dim)
+            if ins.has_weight:
+                t = t * weights[p].unsqueeze(-1)
+            value = t.sum(dim=2)
+            total = value if total is None else total + value
+        if total is not None:
+            blocks[o] = total.reshape(batch, mul_out * ir_out.dim)
+    return assemble(desc, blocks, batch, x)
+
+
+def general_chunks(desc: TPDescriptor, total: int) -> list[slice]:
+    """Batch slices bounding the ``[chunk, U * V, K]`` temporaries to about ``CHUNK_ELEMENTS``."""
+    widest = max(
+        (desc.irreps_in1[p.i_in1].mul * desc.irreps_in2[p.i_in2].mul * p.width for p in pair_plan(desc)),
+        default=1,
+    )
+    step = max(1, CHUNK_ELEMENTS // widest)
+    return [slice(s, min(s + step, total)) for s in range(0, max(total, 1), step)]
+
+
+def tensor_product_fast(
+    desc: TPDescriptor, x: torch.Tensor, y: torch.Tensor, weight: torch.Tensor | None
+) -> torch.Tensor:
+    """Same contract as :func:`~mlip.kernels.tensor_product.reference.tensor_product_reference`:
+    the grouped formulation for channelwise descriptors, the pair/GEMM one otherwise."""
+    if desc.channelwise:
+        return tensor_product_channelwise(desc, x, y, weight)
+    parts = []
+    for s in general_chunks(desc, x.shape[0]):
+        w = weight if weight is None or weight.dim() == 1 else weight[s]
+        parts.append(tensor_product_general(desc, x[s], y[s], w))
+    return parts[0] if len(parts) == 1 else torch.cat(parts, dim=0)

@@ -2,7 +2,9 @@
 
 Edges are processed in chunks (see :mod:`mlip.kernels.tensor_product.torch_fast`) so the ``[E, U, K]``
 temporaries stay bounded in inference; node features are converted to the ``[N, U, D1]`` channel layout
-once, before the gather, and the output is converted back once, after the scatter.
+once, before the gather, and the output is converted back once, after the scatter. Descriptors that are
+not channelwise (``uvw``, ``mul2 > 1``) gather node features per chunk of edges and use the general
+pair/GEMM product.
 """
 
 from __future__ import annotations
@@ -23,7 +25,14 @@ def tp_conv_fast(
     num_nodes: int,
     deterministic: bool = False,
 ) -> torch.Tensor:
-    """Same contract as :func:`~mlip.kernels.tp_conv.reference.tp_conv_reference` (channelwise only)."""
+    """Same contract as :func:`~mlip.kernels.tp_conv.reference.tp_conv_reference`."""
+    if not desc.channelwise:
+        out = node_feats.new_zeros(num_nodes, desc.irreps_out.dim)
+        for s in fast.general_chunks(desc, edge_src.numel()):
+            w = edge_weights if edge_weights is None or edge_weights.dim() == 1 else edge_weights[s]
+            msg = fast.tensor_product_general(desc, node_feats.index_select(0, edge_src[s]), edge_sh[s], w)
+            out = out + scatter_sum(msg, edge_dst[s], num_nodes, deterministic)
+        return out
     weight_ext = fast.extend_weights(desc, edge_weights, node_feats)
     blocks: dict[int, torch.Tensor] = {}
     for g in fast.plan(desc):
