@@ -23,6 +23,10 @@ TOL = {torch.float32: 1e-5, torch.float64: 1e-10}
 SMALL = ("3x0e+3x1o+2x1e", "0e+1o", "3x1o+3x0e+2x1e+2x0o",
          [(0, 1, 0, "uvu", False), (1, 0, 0, "uvu", True), (1, 1, 1, "uvu", True),
           (0, 0, 1, "uvu", True), (2, 1, 3, "uvu", True), (2, 0, 2, "uvu", True)])  # fmt: skip
+# not channelwise: uvw and uvu paths into one block, uvu with mul(in2) > 1, an unweighted uvu path
+GENERAL = ("3x0e+2x1o", "2x0e+3x1o", "3x1o+3x0e+2x0e+4x1e",
+           [(0, 1, 0, "uvu", True), (0, 0, 1, "uvu", False), (1, 1, 2, "uvw", True),
+            (1, 1, 3, "uvw", True), (1, 0, 0, "uvw", True), (0, 1, 0, "uvw", True)])  # fmt: skip
 _E3NN: dict = {}
 
 
@@ -135,9 +139,29 @@ def test_edge_cases(backend: str) -> None:
         tp(x, y, w[:, 1:])
 
 
-def test_uvw_not_on_triton_and_auto_backend() -> None:
-    with pytest.raises(ValueError, match="channelwise"):
+@pytest.mark.parametrize("shared", [False, True])
+def test_general_descriptor(shared: bool) -> None:
+    """uvw and uvu with mul2 > 1 on the fast torch path: e3nn's output, gradcheck and gradgradcheck."""
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        expected = o3.TensorProduct(*GENERAL, shared_weights=shared, internal_weights=False).to(DEVICE)
+    finally:
+        torch.set_default_dtype(previous)
+    tp = TensorProduct(*GENERAL, shared_weights=shared, backend="torch")
+    assert not tp.descriptor.channelwise
+    x, y, w = inputs(tp, 4, torch.float64, grad=True)
+    w = w[0].detach().requires_grad_() if shared else w
+    assert rel_err(tp(x, y, w), expected(x, y, w)) < 1e-12
+    assert torch.autograd.gradcheck(tp, (x[:2], y[:2], w if shared else w[:2]))
+    assert torch.autograd.gradgradcheck(tp, (x[:2], y[:2], w if shared else w[:2]))
+
+
+def test_auto_backend_and_triton_rejects_uvw() -> None:
+    """``triton`` raises a clear error for uvw; ``auto`` runs every descriptor (fast torch for uvw)."""
+    with pytest.raises(ValueError, match="channelwise descriptors only"):
         make_tp("uvw", "triton")(*inputs(make_tp("uvw"), 2, torch.float32))
-    tp = make_tp("nequip-water")  # auto: fast torch on CPU, Triton on CUDA
-    x, y, w = inputs(tp, 3, torch.float32)
-    assert rel_err(tp(x, y, w), make_tp("nequip-water", "reference")(x, y, w)) < 1e-5
+    for name in ("uvw", "nequip-water"):  # auto: fast torch on CPU; Triton on CUDA for nequip-water only
+        tp, ref = make_tp(name), make_tp(name, "reference")
+        x, y, w = inputs(tp, 3, torch.float32)
+        assert rel_err(tp(x, y, w), ref(x, y, w)) < 1e-5
