@@ -176,12 +176,15 @@ def _mace_log(out: Path, wall: float) -> dict:
 
 
 def _mace_test_errors(out: Path, text: str) -> dict:
-    """Energy (meV/atom) and force (meV/Å) MAE of the 'test' row in mace's error table."""
+    """Energy (meV/atom) and force (meV/Å) MAE from the first row of mace's last 'Error-table on TEST'."""
     logs = " ".join(p.read_text() for p in (out / "logs").glob("*.log")) + text
-    rows = re.findall(r"\|\s*test\w*\s*\|\s*([\d.]+)\s*\|\s*([\d.]+)\s*\|", logs)
-    if not rows:
+    if "Error-table on TEST" not in logs:
         return {"note": "mace-torch printed no test error table"}
-    energy, forces = rows[-1]
+    table = logs.rsplit("Error-table on TEST", 1)[1]
+    rows = re.findall(r"\|\s*[^|\s]+\s*\|\s*([\d.]+)\s*\|\s*([\d.]+)\s*\|", table)
+    if not rows:
+        return {"note": "mace-torch's test error table has no rows"}
+    energy, forces = rows[0]
     return {"energy_mae": float(energy), "forces_mae": float(forces)}
 
 
