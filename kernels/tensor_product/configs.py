@@ -44,6 +44,7 @@ def config_instructions(name: str) -> tuple[str, str, Irreps, list[tuple]]:
     return in1, in2, c, instructions
 
 
-def make_tp(name: str, backend: str = "auto") -> TensorProduct:
-    """The :class:`TensorProduct` of a named configuration, external per-sample weights."""
-    return TensorProduct(*config_instructions(name), backend=backend)
+def make_tp(name: str, backend: str = "auto", shared_weights: bool = False) -> TensorProduct:
+    """The :class:`TensorProduct` of a named configuration with external weights, per sample
+    (``[B, weight_numel]``) or shared (``[weight_numel]``)."""
+    return TensorProduct(*config_instructions(name), shared_weights=shared_weights, backend=backend)

@@ -13,8 +13,9 @@ small table in the tensors' dtype (exact in float64). Node-indexed outputs (role
 convolution) are segment reductions over a CSR of edges sorted by ``dst`` (resp. ``src``): each program
 owns one node and a channel tile, sums its edges in registers and writes once. There are no atomics,
 so results are deterministic, and per-edge messages never reach global memory. Paths are split into
-chunks of at most ``MAX_LIVE`` accumulated components per kernel to bound register use; later chunks add
-to the output written by earlier ones.
+chunks of at most ``MAX_LIVE`` accumulated components to bound register use; the chunks are consecutive
+sections of one kernel (one launch per role), later sections adding to what earlier ones stored. Block
+sizes are autotuned per kernel, keyed on the edge count rounded up to a power of two.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from dataclasses import dataclass, field
 
 import torch
 from mlip.kernels.tensor_product.descriptor import TPDescriptor, wigner_block
+from mlip.kernels.tensor_product.graph import ConvGraph
 
 from mlip.o3 import cached_constant
 
@@ -103,6 +105,7 @@ class _Emitter:
 
     desc: TPDescriptor
     role: str
+    prefix: str = ""  # per-section prefix of variable names (no loop-carried clashes between sections)
     lines: list[str] = field(default_factory=list)
     loaded: set = field(default_factory=set)
     acc: dict = field(default_factory=dict)  # component -> accumulator name
@@ -110,7 +113,7 @@ class _Emitter:
 
     def load(self, comp: tuple) -> str:
         d = self.desc
-        name = "v_" + "_".join(str(c) for c in comp)
+        name = f"{self.prefix}v_" + "_".join(str(c) for c in comp)
         if comp in self.loaded:
             return name
         self.loaded.add(comp)
@@ -136,7 +139,7 @@ class _Emitter:
         return name
 
     def accumulate(self, comp: tuple, expr: str) -> None:
-        name = "acc_" + "_".join(str(c) for c in comp)
+        name = f"{self.prefix}acc_" + "_".join(str(c) for c in comp)
         self.acc.setdefault(comp, name)
         self.lines.append(f"{name} += {expr}")
 
@@ -190,7 +193,7 @@ def _body(em: _Emitter, paths: tuple[int, ...], nonzeros: list) -> None:
         else:  # role y: reduce over channels
             pairs = sorted({(i, k) for (i, _, k, _) in entries})
             for i, k in pairs:
-                r = f"r_{p}_{i}_{k}"
+                r = f"{em.prefix}r_{p}_{i}_{k}"
                 x, g = em.load(("x", ins.i_in1, i)), em.load(("o", ins.i_out, k))
                 em.lines.append(f"{r} = tl.sum({x} * {g}{weight}, axis=1)")
                 for ii, j, kk, n in entries:
@@ -222,78 +225,114 @@ def _store(em: _Emitter, comp: tuple, value: str, segment: bool, first: bool) ->
     return f"tl.store({ptr}, {value}, mask={mask})"
 
 
-def kernel_source(desc: TPDescriptor, role: str, paths: tuple[int, ...], gather: bool, first: bool) -> str:
-    """Source of one Triton kernel computing slot ``role`` from the others over ``paths``."""
+def block_configs(desc: TPDescriptor, interpret: bool) -> list[tuple[int, int, int]]:
+    """Autotuning candidates ``(BE, BU, num_warps)``; ``BU`` is clipped to the channel count. The
+    interpreter (CPU tests) gets the first one only."""
+    umax = _next_pow2(max(mi.mul for mi in desc.irreps_in1))
+    configs = []
+    for be, bu, warps in ((16, 32, 4), (32, 32, 4), (16, 64, 4), (8, 32, 2)):
+        candidate = (be, min(bu, umax), warps)
+        if candidate not in configs:
+            configs.append(candidate)
+    return configs[:1] if interpret else configs
+
+
+def kernel_source(
+    desc: TPDescriptor, role: str, chunks: tuple[tuple[int, ...], ...], gather: bool, interpret: bool
+) -> str:
+    """Source of the one Triton kernel computing slot ``role`` from the others over all paths.
+
+    The path chunks become consecutive sections of the same program (each with its own accumulators,
+    so register use stays bounded by ``MAX_LIVE``); a component's first writer stores it and later
+    sections add to it after a barrier. Every launch therefore writes its output from scratch (safe to
+    re-run, as the autotuner does), and a program re-reads the same edges' inputs from cache.
+    """
     nonzeros = _nonzeros(desc)
     segment = gather and role in ("x", "o")
-    em = _Emitter(desc, role)
-    _body(em, paths, nonzeros)
+    sections = []
+    for n, paths in enumerate(chunks):
+        em = _Emitter(desc, role, prefix=f"s{n}_")
+        _body(em, paths, nonzeros)
+        sections.append(em)
     umax = max(mi.mul for mi in desc.irreps_in1)
+    configs = ", ".join(
+        f"triton.Config({{'BE': {be}, 'BU': {bu}}}, num_warps={w})"
+        for be, bu, w in block_configs(desc, interpret)
+    )
     head = [
         "import triton",
         "import triton.language as tl",
         "",
         "",
+        f"@triton.autotune(configs=[{configs}], key=['E_BUCKET'])",
         "@triton.jit",
-        "def kernel(X, Y, W, O, OUT, CG, SRC, DST, ROWPTR, PERM, n_rows, sx, sy, sw, so, sout,",
+        "def kernel(X, Y, W, O, OUT, CG, SRC, DST, ROWPTR, PERM, n_rows, sx, sy, sw, so, sout, E_BUCKET,",
         "           BE: tl.constexpr, BU: tl.constexpr):",
     ]
-    body = [f"c{n} = tl.load(CG + {n})" for n in sorted(em.coefs)]
+    body = [f"c{n} = tl.load(CG + {n})" for n in sorted(set().union(*(em.coefs for em in sections)))]
     zero = (
         "tl.zeros([BE], dtype=OUT.dtype.element_ty)"
         if role == "y"
-        else ("tl.zeros([BE, BU], dtype=OUT.dtype.element_ty)")
+        else "tl.zeros([BE, BU], dtype=OUT.dtype.element_ty)"
     )
-    inits = [f"{name} = {zero}" for name in em.acc.values()]
     rows = []
     if gather:
         rows += ["rx = tl.load(SRC + e, mask=valid, other=0)"] if role != "x" else []
         rows += ["ro = tl.load(DST + e, mask=valid, other=0)"] if role != "o" else []
     else:
         rows += ["rx = e", "ro = e"]
+    written: set = set()
+
+    def stores(em: _Emitter, reduce: bool) -> list[str]:
+        out = []
+        for c, name in em.acc.items():
+            value = f"tl.sum({name}, axis=0)" if reduce else name
+            out.append(_store(em, c, value, segment, c not in written))
+            written.add(c)
+        return out
+
     if segment:
         body += [
             "node = tl.program_id(0)",
             "u = tl.program_id(1) * BU + tl.arange(0, BU)",
             "beg = tl.load(ROWPTR + node)",
             "end = tl.load(ROWPTR + node + 1)",
-            *inits,
-            "for start in range(beg, end, BE):",
-            "    idx = start + tl.arange(0, BE)",
-            "    valid = idx < end",
-            "    e = tl.load(PERM + idx, mask=valid, other=0)",
-            *["    " + r for r in rows + em.lines],
         ]
-        body += [_store(em, c, f"tl.sum({n}, axis=0)", True, first) for c, n in em.acc.items()]
     elif role == "y":
-        body += [
-            "e = tl.program_id(0) * BE + tl.arange(0, BE)",
-            "valid = e < n_rows",
-            *rows,
-            *inits,
-            f"for u0 in range(0, {umax}, BU):",
-            "    u = u0 + tl.arange(0, BU)",
-            *["    " + line for line in em.lines],
-        ]
-        body += [_store(em, c, n, False, first) for c, n in em.acc.items()]
+        body += ["e = tl.program_id(0) * BE + tl.arange(0, BE)", "valid = e < n_rows", *rows]
     else:
         body += [
             "e = tl.program_id(0) * BE + tl.arange(0, BE)",
             "u = tl.program_id(1) * BU + tl.arange(0, BU)",
             "valid = e < n_rows",
             *rows,
-            *inits,
-            *em.lines,
         ]
-        body += [_store(em, c, n, False, first) for c, n in em.acc.items()]
+    for n, em in enumerate(sections):
+        if n:
+            body.append("tl.debug_barrier()")  # earlier sections' stores visible to this program's loads
+        body += [f"{name} = {zero}" for name in em.acc.values()]
+        if segment:
+            body += [
+                "for start in range(beg, end, BE):",
+                "    idx = start + tl.arange(0, BE)",
+                "    valid = idx < end",
+                "    e = tl.load(PERM + idx, mask=valid, other=0)",
+                *["    " + r for r in rows + em.lines],
+            ]
+        elif role == "y":
+            body += [f"for u0 in range(0, {umax}, BU):", "    u = u0 + tl.arange(0, BU)"]
+            body += ["    " + line for line in em.lines]
+        else:
+            body += em.lines
+        body += stores(em, reduce=segment)
     return "\n".join(head + ["    " + line for line in body]) + "\n"
 
 
 @functools.cache
 def _compiled(
-    desc: TPDescriptor, role: str, paths: tuple[int, ...], gather: bool, first: bool, interpret: bool
+    desc: TPDescriptor, role: str, chunks: tuple[tuple[int, ...], ...], gather: bool, interpret: bool
 ):
-    source = kernel_source(desc, role, paths, gather, first)
+    source = kernel_source(desc, role, chunks, gather, interpret)
     digest = hashlib.sha1(source.encode()).hexdigest()[:16]
     folder = os.path.join(tempfile.gettempdir(), f"mlip_triton_tp_{os.getuid()}")
     os.makedirs(folder, exist_ok=True)
@@ -310,33 +349,6 @@ def _compiled(
 
 
 # ------------------------------------------------------------------------------------------------ launch
-class Graph:
-    """Edge list of a convolution (``gather=True``) or the identity pairing of a plain tensor product.
-
-    Holds the CSRs (edges sorted by ``dst`` for role ``o``, by ``src`` for role ``x``), built on first use.
-    """
-
-    def __init__(self, src: torch.Tensor, dst: torch.Tensor, num_nodes: int, num_src: int, gather: bool):
-        self.src, self.dst, self.num_nodes, self.num_src, self.gather = src, dst, num_nodes, num_src, gather
-        self.num_edges = src.numel()
-        self._csr: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
-
-    @classmethod
-    def identity(cls, batch: int, device: torch.device) -> Graph:
-        index = torch.arange(batch, device=device)
-        return cls(index, index, batch, batch, gather=False)
-
-    def csr(self, role: str) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(rowptr [rows + 1], perm [E])`` of the edges grouped by the node index of slot ``role``."""
-        if role not in self._csr:
-            index, rows = (self.dst, self.num_nodes) if role == "o" else (self.src, self.num_src)
-            perm = torch.argsort(index, stable=True)
-            rowptr = torch.zeros(rows + 1, dtype=torch.int64, device=index.device)
-            rowptr[1:] = torch.cumsum(torch.bincount(index, minlength=rows), 0)
-            self._csr[role] = (rowptr, perm)
-        return self._csr[role]
-
-
 def _row_major(t: torch.Tensor) -> torch.Tensor:
     """Unit column stride (row stride may be 0, as for shared weights)."""
     return t if t.dim() == 2 and (t.stride(1) == 1 or t.shape[1] == 1) else t.contiguous()
@@ -346,7 +358,7 @@ def _next_pow2(n: int) -> int:
     return 1 << max(0, (n - 1).bit_length())
 
 
-def launch(desc: TPDescriptor, graph: Graph, role: str, ops: dict[str, torch.Tensor]) -> torch.Tensor:
+def launch(desc: TPDescriptor, graph: ConvGraph, role: str, ops: dict[str, torch.Tensor]) -> torch.Tensor:
     """Compute slot ``role`` (``[rows, cols]``) from the three other slots ``ops`` (no autograd)."""
     like = ops["x"] if role != "x" else ops["o"]
     rows = {"x": graph.num_src, "o": graph.num_nodes, "y": graph.num_edges, "w": graph.num_edges}[role]
@@ -356,32 +368,31 @@ def launch(desc: TPDescriptor, graph: Graph, role: str, ops: dict[str, torch.Ten
         "w": _weight_width(desc),
         "o": desc.irreps_out.dim,
     }[role]
-    out = torch.zeros(rows, cols, dtype=like.dtype, device=like.device)
+    out = torch.zeros(rows, cols, dtype=like.dtype, device=like.device)  # components no path writes: 0
     if graph.num_edges == 0 or rows == 0:
         return out
     slots = {r: _row_major(t) for r, t in ops.items()}
     slots[role] = out
     table = cached_constant(("tp_triton_cg", desc), lambda: coefficient_table(desc), like.dtype, like.device)
     umax = max(mi.mul for mi in desc.irreps_in1)
-    block_u = min(32, _next_pow2(umax))
-    block_e = 16
     segment = graph.gather and role in ("x", "o")
-    rowptr, perm = graph.csr(role) if segment else (graph.src, graph.src)
-    if segment:
-        grid = (rows, triton_cdiv(umax, block_u))
-    elif role == "y":
-        grid = (triton_cdiv(graph.num_edges, block_e),)
-    else:
-        grid = (triton_cdiv(graph.num_edges, block_e), triton_cdiv(umax, block_u))
+    rowptr, perm = graph.csr("dst" if role == "o" else "src") if segment else (graph.src, graph.src)
+
+    def grid(meta: dict) -> tuple[int, ...]:
+        if segment:
+            return (rows, triton_cdiv(umax, meta["BU"]))
+        if role == "y":
+            return (triton_cdiv(graph.num_edges, meta["BE"]),)
+        return (triton_cdiv(graph.num_edges, meta["BE"]), triton_cdiv(umax, meta["BU"]))
+
     interpret = os.environ.get("TRITON_INTERPRET") == "1"
-    for n, paths in enumerate(path_chunks(desc, role)):
-        kernel = _compiled(desc, role, paths, graph.gather, n == 0, interpret)
-        kernel[grid](
-            slots["x"], slots["y"], slots["w"], slots["o"], out, table,
-            graph.src, graph.dst, rowptr, perm, graph.num_edges,
-            slots["x"].stride(0), slots["y"].stride(0), slots["w"].stride(0), slots["o"].stride(0),
-            out.stride(0), BE=block_e, BU=block_u,
-        )  # fmt: skip
+    kernel = _compiled(desc, role, tuple(path_chunks(desc, role)), graph.gather, interpret)
+    kernel[grid](
+        slots["x"], slots["y"], slots["w"], slots["o"], out, table,
+        graph.src, graph.dst, rowptr, perm, graph.num_edges,
+        slots["x"].stride(0), slots["y"].stride(0), slots["w"].stride(0), slots["o"].stride(0),
+        out.stride(0), _next_pow2(graph.num_edges),
+    )  # fmt: skip
     return out
 
 
@@ -420,7 +431,7 @@ def _others(role: str) -> tuple[str, ...]:
     return tuple(r for r in ROLES if r != role)
 
 
-def compute(desc: TPDescriptor, graph: Graph, role: str, ops: dict[str, torch.Tensor]) -> torch.Tensor:
+def compute(desc: TPDescriptor, graph: ConvGraph, role: str, ops: dict[str, torch.Tensor]) -> torch.Tensor:
     """Differentiable (to any order) slot ``role`` of the quadrilinear form."""
     return _Slot.apply(desc, graph, role, *(ops[r] for r in _others(role)))
 
@@ -444,5 +455,5 @@ def tensor_product_triton(
     desc: TPDescriptor, x: torch.Tensor, y: torch.Tensor, weight: torch.Tensor | None
 ) -> torch.Tensor:
     """Same contract as :func:`~mlip.kernels.tensor_product.reference.tensor_product_reference`."""
-    graph = Graph.identity(x.shape[0], x.device)
+    graph = ConvGraph.identity(x.shape[0], x.device)
     return compute(desc, graph, "o", {"x": x, "y": y, "w": weight_slot(desc, weight, x.shape[0], x)})

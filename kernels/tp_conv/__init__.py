@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import torch
+from mlip.kernels.tensor_product.graph import ConvGraph
 from mlip.kernels.tensor_product.module import TensorProduct, check_dtype, resolve_backend
 from mlip.kernels.tp_conv.reference import tp_conv_reference
 from mlip.kernels.tp_conv.torch_fast import tp_conv_fast
 
-__all__ = ["tp_conv"]
+__all__ = ["ConvGraph", "tp_conv"]
 
 
 def tp_conv(
@@ -20,6 +21,7 @@ def tp_conv(
     tp: TensorProduct,
     deterministic: bool = False,
     backend: str | None = None,
+    graph: ConvGraph | None = None,
 ) -> torch.Tensor:
     """Message passing with a tensor product: ``out[i] = sum_{e: dst(e)=i} tp(x[src(e)], sh[e], w[e])``.
 
@@ -34,6 +36,11 @@ def tp_conv(
         deterministic: bit-reproducible summation order (no atomics). The CPU and Triton paths are
             always deterministic; on CUDA the torch path then sorts edges and sums a padded buffer.
         backend: overrides ``tp.backend`` (``"auto"``, ``"torch"``, ``"triton"``, ``"reference"``).
+        graph: optional :class:`ConvGraph` built from these ``edge_src``/``edge_dst`` and ``num_nodes``
+            (checked: same storage, shape and node count). Its destination/source-sorted edge orders are
+            computed on first use and kept, so a model that builds one per neighbour list and passes it
+            to every layer sorts the edges once per graph instead of once per call (Triton path; the
+            torch paths scatter with ``index_add`` and do not sort). ``None``: a fresh one per call.
 
     Returns ``[N, tp.irreps_out.dim]`` in the dtype of ``node_feats`` (float32 or float64).
     The Triton path never materializes per-edge messages; differentiable to any order.
@@ -49,13 +56,16 @@ def tp_conv(
     weight = tp.resolve_weight(edge_weights, num_edges)
     if weight is not None:
         check_dtype(weight)
+    if graph is not None:
+        graph.check(edge_src, edge_dst, num_nodes)
     desc = tp.descriptor
     path = resolve_backend(tp.backend if backend is None else backend, desc, node_feats.device)
     args = (desc, node_feats, edge_sh, weight, edge_src, edge_dst, num_nodes)
     if path == "triton":
         from mlip.kernels.tp_conv.triton import tp_conv_triton
 
-        return tp_conv_triton(*args)
+        graph = ConvGraph(edge_src, edge_dst, num_nodes) if graph is None else graph
+        return tp_conv_triton(desc, node_feats, edge_sh, weight, graph)
     if path == "fast":
         return tp_conv_fast(*args, deterministic=deterministic)
     return tp_conv_reference(*args, deterministic=deterministic)

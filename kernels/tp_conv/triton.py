@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import torch
 from mlip.kernels.tensor_product.descriptor import TPDescriptor
-from mlip.kernels.tensor_product.triton import Graph, compute, weight_slot
+from mlip.kernels.tensor_product.graph import ConvGraph
+from mlip.kernels.tensor_product.triton import compute, weight_slot
 
 
 def tp_conv_triton(
@@ -16,11 +17,9 @@ def tp_conv_triton(
     node_feats: torch.Tensor,
     edge_sh: torch.Tensor,
     edge_weights: torch.Tensor | None,
-    edge_src: torch.Tensor,
-    edge_dst: torch.Tensor,
-    num_nodes: int,
+    graph: ConvGraph,
 ) -> torch.Tensor:
-    """Same contract as :func:`~mlip.kernels.tp_conv.reference.tp_conv_reference`; always deterministic."""
-    graph = Graph(edge_src, edge_dst, num_nodes, node_feats.shape[0], gather=True)
-    w = weight_slot(desc, edge_weights, edge_src.numel(), node_feats)
+    """:func:`~mlip.kernels.tp_conv.reference.tp_conv_reference` over ``graph`` (its CSR orders are built on
+    first use and kept in it); always deterministic."""
+    w = weight_slot(desc, edge_weights, graph.num_edges, node_feats)
     return compute(desc, graph, "o", {"x": node_feats, "y": edge_sh, "w": w})

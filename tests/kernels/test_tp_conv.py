@@ -10,6 +10,7 @@ if not torch.cuda.is_available():
 import pytest  # noqa: E402
 from mlip.kernels import TensorProduct, tp_conv  # noqa: E402
 from mlip.kernels.tensor_product.configs import config_instructions, make_tp  # noqa: E402
+from mlip.kernels.tp_conv import ConvGraph  # noqa: E402
 
 from mlip.testing import assert_equivariant  # noqa: E402
 
@@ -27,6 +28,13 @@ def graph(tp: TensorProduct, nodes: int, edges: int, dtype: torch.dtype, seed: i
     src, dst = torch.randint(0, nodes, (2, edges), generator=g)
     tensors = [t.to(DEVICE).requires_grad_(grad) for t in (x, sh, w)]
     return (*tensors, src.to(DEVICE), dst.to(DEVICE))
+
+
+def tiny_tp(backend: str) -> TensorProduct:
+    """Five paths (two into one block, one unweighted) at multiplicity 2: cheap in the interpreter."""
+    return TensorProduct("2x0e+2x1o", "0e+1o", "2x0e+2x1o+2x1e",
+                         [(0, 0, 0, "uvu", True), (1, 1, 0, "uvu", True), (0, 1, 1, "uvu", True),
+                          (1, 0, 1, "uvu", False), (1, 1, 2, "uvu", True)], backend=backend)  # fmt: skip
 
 
 def size(backend: str) -> tuple[int, int]:
@@ -70,9 +78,7 @@ def test_gradients_match_reference(backend: str) -> None:
 
 @pytest.mark.parametrize("backend", ["torch", "triton"])
 def test_gradcheck(backend: str) -> None:
-    tp = TensorProduct("2x0e+2x1o", "0e+1o", "2x0e+2x1o+2x1e",
-                       [(0, 0, 0, "uvu", True), (1, 1, 0, "uvu", True), (0, 1, 1, "uvu", True),
-                        (1, 0, 1, "uvu", False), (1, 1, 2, "uvu", True)], backend=backend)  # fmt: skip
+    tp = tiny_tp(backend)
     x, sh, w, src, dst = graph(tp, 3, 5, torch.float64, grad=True)
 
     def fn(x: torch.Tensor, sh: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
@@ -157,3 +163,26 @@ def test_uvw_convolution() -> None:
         results.append([out, *grads, *second])
     for a, b in zip(*results, strict=True):
         assert float((a - b).abs().max().detach()) < 1e-10 * max(1.0, float(b.abs().max().detach()))
+
+
+@pytest.mark.parametrize("backend", ["torch", "triton"])
+def test_graph_reused_across_calls(backend: str) -> None:
+    """One ConvGraph per neighbour list: same results as without it; its sorted orders are built on first
+    use (dst: forward, src: node-feature gradient) and reused by later calls; other edges are rejected."""
+    tp = tiny_tp(backend)
+    nodes, edges = size(backend)
+    x, sh, w, src, dst = graph(tp, nodes, edges, torch.float64)
+    x.requires_grad_()
+    conv_graph = ConvGraph(src, dst, nodes)
+    first = tp_conv(x, sh, w, src, dst, nodes, tp, graph=conv_graph)
+    (grad,) = torch.autograd.grad(first.square().sum(), x)
+    orders = dict(conv_graph._csr)
+    second = tp_conv(x, sh, w, src, dst, nodes, tp, graph=conv_graph)  # e.g. the next layer
+    expected = tp_conv(x, sh, w, src, dst, nodes, tp)
+    assert torch.equal(first, expected) and torch.equal(second, expected)
+    assert torch.allclose(grad, torch.autograd.grad(expected.square().sum(), x)[0], rtol=1e-12, atol=1e-12)
+    if backend == "triton":
+        assert set(orders) == {"dst", "src"}
+        assert all(conv_graph._csr[k][1] is orders[k][1] for k in orders)
+    with pytest.raises(ValueError, match="other edge_src"):
+        tp_conv(x, sh, w, src.clone(), dst, nodes, tp, graph=conv_graph)
