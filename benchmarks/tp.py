@@ -7,8 +7,12 @@ e3nn measured in the same process, and how close to the roofline?
     python benchmarks/tp.py --quick                      # CPU, small, < 5 min
     python benchmarks/tp.py --device cuda --out benchmarks/results/tp_h100.json --plot tp.png
 
-Graph: ``E`` edges, ``N = E // 16`` nodes, random ``src``/``dst``; ``uvw`` configs are plain batched
-products (batch ``E``). Each timing is the median of ``--repeats`` runs after warm-up (CUDA synchronized).
+Graph: ``E`` edges, ``N = E // 16`` nodes, random ``src``/``dst``; our convolution gets one
+:class:`~mlip.kernels.ConvGraph` per problem, built outside the timed region, as a model builds one per
+neighbour list and shares it between its layers (``--sort-per-call``: a fresh one, i.e. the edges sorted,
+in every call). ``uvw`` configs are plain batched products (batch ``E``) with shared weights by default
+(``--uvw-weights per-sample`` for one weight vector per sample), e3nn given the same.
+Each timing is the median of ``--repeats`` runs after warm-up (CUDA synchronized).
 Outputs are checked against e3nn before timing. Roofline fraction is ``max(bytes/bandwidth,
 flops/peak) / time`` with *approximate* counts: bytes = each input read once and each output written
 once (fused ideal), flops = ``2 * nnz(CG) * U + U * d_out`` per edge and path for the forward, x3 for the
@@ -25,7 +29,7 @@ import statistics
 import time
 
 import torch
-from mlip.kernels import tp_conv
+from mlip.kernels import ConvGraph, tp_conv
 from mlip.kernels.tensor_product.configs import CHANNELWISE, CONFIGS, config_instructions, make_tp
 from mlip.kernels.tensor_product.descriptor import wigner_block
 
@@ -34,32 +38,34 @@ PEAKS = {"H100": (3.35e12, 67e12, 34e12), "H200": (4.8e12, 67e12, 34e12)}
 PASSES = ("fwd", "fwd+bwd", "double")
 
 
-def e3nn_module(name: str, dtype: torch.dtype, device: torch.device):
+def e3nn_module(name: str, dtype: torch.dtype, device: torch.device, shared: bool = False):
     from e3nn import o3
 
     in1, in2, out, instructions = config_instructions(name)
     previous = torch.get_default_dtype()
     torch.set_default_dtype(dtype)
     try:
-        return o3.TensorProduct(in1, in2, str(out), instructions, shared_weights=False).to(device)
+        return o3.TensorProduct(
+            in1, in2, str(out), instructions, shared_weights=shared, internal_weights=False
+        ).to(device)
     finally:
         torch.set_default_dtype(previous)
 
 
-def problem(name: str, edges: int, dtype: torch.dtype, device: torch.device):
-    tp = make_tp(name)
+def problem(name: str, edges: int, dtype: torch.dtype, device: torch.device, shared: bool = False):
+    tp = make_tp(name, shared_weights=shared)
     conv = name in CHANNELWISE
     nodes = max(1, edges // 16) if conv else edges
     g = torch.Generator().manual_seed(0)
     x = torch.randn(nodes, tp.irreps_in1.dim, generator=g, dtype=dtype).to(device)
     sh = torch.randn(edges, tp.irreps_in2.dim, generator=g, dtype=dtype).to(device)
-    w = torch.randn(edges, tp.weight_numel, generator=g, dtype=dtype).to(device)
+    w = torch.randn(*(() if shared else (edges,)), tp.weight_numel, generator=g, dtype=dtype).to(device)
     src = torch.randint(0, nodes, (edges,), generator=g).to(device) if conv else None
     dst = torch.randint(0, nodes, (edges,), generator=g).to(device) if conv else None
     return tp, (x, sh, w, src, dst, nodes)
 
 
-def forward_fn(name: str, backend: str, module, data):
+def forward_fn(name: str, backend: str, module, data, sort_per_call: bool = False):
     x, sh, w, src, dst, nodes = data
     if backend == "e3nn":
         if src is None:
@@ -69,7 +75,8 @@ def forward_fn(name: str, backend: str, module, data):
         )
     if src is None:
         return lambda a, b, c: module(a, b, c)
-    return lambda a, b, c: tp_conv(a, b, c, src, dst, nodes, module, backend=backend)
+    graph = None if sort_per_call else ConvGraph(src, dst, nodes)
+    return lambda a, b, c: tp_conv(a, b, c, src, dst, nodes, module, backend=backend, graph=graph)
 
 
 def run_pass(fn, data, kind: str) -> None:
@@ -141,6 +148,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=None)
     parser.add_argument("--out", default=None, help="JSON file")
     parser.add_argument("--plot", default=None, help="PNG of the ratios against e3nn")
+    parser.add_argument("--uvw-weights", choices=["shared", "per-sample"], default="shared")
+    parser.add_argument("--sort-per-call", action="store_true", help="no ConvGraph reuse across calls")
     args = parser.parse_args()
     device = torch.device(args.device)
     configs = args.configs or (
@@ -156,15 +165,16 @@ def main() -> None:
     for name in configs:
         for dtype_name in args.dtypes:
             dtype = getattr(torch, dtype_name)
-            reference = e3nn_module(name, dtype, device)
+            shared = name not in CHANNELWISE and args.uvw_weights == "shared"
+            reference = e3nn_module(name, dtype, device, shared)
             for kind in args.passes:
                 edges = args.edges or ((1000 if kind == "double" else 2000) if args.quick else
                                        (20000 if kind == "double" else 50000))  # fmt: skip
-                tp, data = problem(name, edges, dtype, device)
+                tp, data = problem(name, edges, dtype, device, shared)
                 fns = {"e3nn": forward_fn(name, "e3nn", reference, data)}
                 for backend in backends:
-                    module = make_tp(name, backend if name in CHANNELWISE else "torch").to(device)
-                    fns[backend] = forward_fn(name, backend, module, data)
+                    module = make_tp(name, backend if name in CHANNELWISE else "torch", shared).to(device)
+                    fns[backend] = forward_fn(name, backend, module, data, args.sort_per_call)
                 with torch.no_grad():
                     expected = fns["e3nn"](*data[:3])
                     for backend in backends:
@@ -176,6 +186,7 @@ def main() -> None:
                 best = min(times[b] for b in backends)
                 entry = {
                     "config": name, "dtype": dtype_name, "pass": kind, "edges": edges,
+                    "weights": "shared" if shared else "per-sample", "sort_per_call": args.sort_per_call,
                     "times_ms": {b: t * 1e3 for b, t in times.items()},
                     "ratio_vs_e3nn": {b: times["e3nn"] / times[b] for b in backends},
                     "roofline_fraction": None if ideal is None else ideal / best,
