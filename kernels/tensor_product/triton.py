@@ -15,7 +15,8 @@ owns one node and a channel tile, sums its edges in registers and writes once. T
 so results are deterministic, and per-edge messages never reach global memory. Paths are split into
 chunks of at most ``MAX_LIVE`` accumulated components to bound register use; the chunks are consecutive
 sections of one kernel (one launch per role), later sections adding to what earlier ones stored. Block
-sizes are autotuned per kernel, keyed on the edge count rounded up to a power of two.
+sizes are autotuned per kernel, keyed on the edge count rounded up to a power of two (``MLIP_TP_AUTOTUNE=0``
+turns tuning off: the first candidate of :func:`block_configs`, as in the interpreter).
 """
 
 from __future__ import annotations
@@ -225,20 +226,25 @@ def _store(em: _Emitter, comp: tuple, value: str, segment: bool, first: bool) ->
     return f"tl.store({ptr}, {value}, mask={mask})"
 
 
-def block_configs(desc: TPDescriptor, interpret: bool) -> list[tuple[int, int, int]]:
-    """Autotuning candidates ``(BE, BU, num_warps)``; ``BU`` is clipped to the channel count. The
-    interpreter (CPU tests) gets the first one only."""
+def block_configs(desc: TPDescriptor, tune: bool) -> list[tuple[int, int, int]]:
+    """Block-size candidates ``(BE, BU, num_warps)`` for the autotuner, ``BU`` clipped to the channel
+    count; the first one only when not tuning (interpreter, or ``MLIP_TP_AUTOTUNE=0``)."""
     umax = _next_pow2(max(mi.mul for mi in desc.irreps_in1))
     configs = []
-    for be, bu, warps in ((16, 32, 4), (32, 32, 4), (16, 64, 4), (8, 32, 2)):
+    for be, bu, warps in ((16, 32, 4), (32, 32, 4), (16, 64, 4)):
         candidate = (be, min(bu, umax), warps)
         if candidate not in configs:
             configs.append(candidate)
-    return configs[:1] if interpret else configs
+    return configs if tune else configs[:1]
+
+
+def autotuning() -> bool:
+    """Autotune block sizes: compiled Triton only, unless ``MLIP_TP_AUTOTUNE=0``."""
+    return os.environ.get("TRITON_INTERPRET") != "1" and os.environ.get("MLIP_TP_AUTOTUNE", "1") != "0"
 
 
 def kernel_source(
-    desc: TPDescriptor, role: str, chunks: tuple[tuple[int, ...], ...], gather: bool, interpret: bool
+    desc: TPDescriptor, role: str, chunks: tuple[tuple[int, ...], ...], gather: bool, tune: bool
 ) -> str:
     """Source of the one Triton kernel computing slot ``role`` from the others over all paths.
 
@@ -256,8 +262,7 @@ def kernel_source(
         sections.append(em)
     umax = max(mi.mul for mi in desc.irreps_in1)
     configs = ", ".join(
-        f"triton.Config({{'BE': {be}, 'BU': {bu}}}, num_warps={w})"
-        for be, bu, w in block_configs(desc, interpret)
+        f"triton.Config({{'BE': {be}, 'BU': {bu}}}, num_warps={w})" for be, bu, w in block_configs(desc, tune)
     )
     head = [
         "import triton",
@@ -329,10 +334,8 @@ def kernel_source(
 
 
 @functools.cache
-def _compiled(
-    desc: TPDescriptor, role: str, chunks: tuple[tuple[int, ...], ...], gather: bool, interpret: bool
-):
-    source = kernel_source(desc, role, chunks, gather, interpret)
+def _compiled(desc: TPDescriptor, role: str, chunks: tuple[tuple[int, ...], ...], gather: bool, tune: bool):
+    source = kernel_source(desc, role, chunks, gather, tune)
     digest = hashlib.sha1(source.encode()).hexdigest()[:16]
     folder = os.path.join(tempfile.gettempdir(), f"mlip_triton_tp_{os.getuid()}")
     os.makedirs(folder, exist_ok=True)
@@ -385,8 +388,7 @@ def launch(desc: TPDescriptor, graph: ConvGraph, role: str, ops: dict[str, torch
             return (triton_cdiv(graph.num_edges, meta["BE"]),)
         return (triton_cdiv(graph.num_edges, meta["BE"]), triton_cdiv(umax, meta["BU"]))
 
-    interpret = os.environ.get("TRITON_INTERPRET") == "1"
-    kernel = _compiled(desc, role, tuple(path_chunks(desc, role)), graph.gather, interpret)
+    kernel = _compiled(desc, role, tuple(path_chunks(desc, role)), graph.gather, autotuning())
     kernel[grid](
         slots["x"], slots["y"], slots["w"], slots["o"], out, table,
         graph.src, graph.dst, rowptr, perm, graph.num_edges,
