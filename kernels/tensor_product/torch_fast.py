@@ -15,8 +15,9 @@ This replaces e3nn's per-path outer products and einsums by three large ops.
 
 General formulation (:func:`tensor_product_general`), per pair ``(in1[i], in2[j])`` used by some path:
 
-1. ``t = (x_i ⊗ y_j) @ G``: the outer product ``[B * U * V, d1 * d2]`` times the coupling matrix of every
-   path of the pair ``[d1 * d2, K]``: ``t [B, U * V, K]`` (``U, V`` the multiplicities).
+1. ``A = y_j @ G`` with the coupling matrix of every path of the pair ``G [d2, d1 * K]``, then
+   ``t = bmm(x_i [B, U, d1], A [B, d1, V * K])``: ``t [B, U * V, K]`` (``U, V`` the multiplicities), the
+   outer product of the inputs never materialized.
 2. Per output block, with shared weights the ``uvw`` paths are concatenated along ``U * V`` and contracted
    with their stacked weights in one GEMM ``[B * d_out, P] @ [P, W]``; with per-sample weights each path
    is one ``bmm`` ``[B, d_out, U * V] @ [B, U * V, W]`` (the large weight tensor is read in place, never
@@ -225,23 +226,25 @@ def pair_plan(desc: TPDescriptor) -> tuple[Pair, ...]:
 
 
 def _pair_coupling(desc: TPDescriptor, pair: Pair) -> torch.Tensor:
-    """``[d1 * d2, K]`` (float64): ``coef * wigner_3j`` of every path of the pair, side by side."""
+    """``G [d2, d1 * K]`` (float64): ``coef * wigner_3j`` of every path of the pair, side by side in ``K``."""
     blocks = [
         wigner_block(desc.instructions[n], desc, torch.float64, torch.device("cpu")) for n in pair.paths
     ]
-    return torch.cat([b.reshape(-1, b.shape[2]) for b in blocks], dim=1)
+    table = torch.cat([b.permute(1, 0, 2) for b in blocks], dim=2)  # [d2, d1, K]
+    return table.reshape(table.shape[0], -1)
 
 
 def _pair_products(desc: TPDescriptor, pair: Pair, x1: torch.Tensor, y2: torch.Tensor) -> torch.Tensor:
-    """``t [B, U * V, K]``: coupled outer products of the pair's blocks ``x1 [B, U * d1]`` and
-    ``y2 [B, V * d2]``, rows ``(u, v)`` row-major."""
+    """``t [B, U * V, K]`` of the pair's blocks ``x1 [B, U * d1]`` and ``y2 [B, V * d2]``, rows ``(u, v)``
+    row-major: ``A = y2 @ G`` (``[B, V, d1, K]``), then ``t = bmm(x1 [B, U, d1], A [B, d1, V * K])``."""
     (mul1, ir1), (mul2, ir2) = desc.irreps_in1[pair.i_in1], desc.irreps_in2[pair.i_in2]
     batch = x1.shape[0]
     coupling = cached_constant(
         ("tp_fast_pair", desc, pair), lambda: _pair_coupling(desc, pair), x1.dtype, x1.device
     )
-    outer = x1.reshape(batch, mul1, 1, ir1.dim, 1) * y2.reshape(batch, 1, mul2, 1, ir2.dim)
-    t = outer.reshape(batch * mul1 * mul2, ir1.dim * ir2.dim) @ coupling
+    a = (y2.reshape(batch * mul2, ir2.dim) @ coupling).view(batch, mul2, ir1.dim, pair.width)
+    a = a.transpose(1, 2).reshape(batch, ir1.dim, mul2 * pair.width)  # a view when mul2 == 1
+    t = torch.bmm(x1.reshape(batch, mul1, ir1.dim), a)
     return t.view(batch, mul1 * mul2, pair.width)
 
 
