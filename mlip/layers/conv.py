@@ -82,9 +82,10 @@ def edge_convolution(
     Args:
         x: node features ``[N, tp.irreps_in1.dim]``; sh: edge harmonics ``[E, tp.irreps_in2.dim]``;
         radial: radial basis ``[E, B]`` fed to ``radial_mlp`` (weights ``[E, tp.weight_numel]``);
-        src, dst: ``[E]``; chunked: memory-bounded, first-derivative-only evaluation (inference).
+        src, dst: ``[E]``; chunked: memory-bounded, first-derivative-only evaluation (inference) on
+        the CPU (on CUDA the Triton ``tp_conv`` never stores per-edge messages: no chunking needed).
     """
-    if not chunked or src.numel() <= EDGES_PER_CHUNK:
+    if not chunked or x.device.type != "cpu" or src.numel() <= EDGES_PER_CHUNK:
         return tp_conv(x, sh, radial_mlp(radial), src, dst, x.shape[0], tp)
     params = list(radial_mlp.parameters())
     return _ChunkedConvolution.apply(x, sh, radial, src, dst, radial_mlp, tp, *params)
