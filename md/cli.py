@@ -83,19 +83,6 @@ def read_structure(text: str, smiles: bool = False, seed: int = 0) -> Any:
         raise ValueError(f"neither ASE nor pymatgen can read {path}: {ase_error}") from ase_error
 
 
-def load_model(path: str) -> Any:
-    """``mlip.models.load(path)``, with a clear error while that function is not available."""
-    import mlip.models
-
-    load = getattr(mlip.models, "load", None)
-    if load is None:
-        raise RuntimeError(
-            "mlip.models.load is not available in this installation, so `mlip md --model` cannot read "
-            f"{path}; call mlip.md.cli.run(args, model=...) with a Potential object instead"
-        )
-    return load(path)
-
-
 def main(args: argparse.Namespace) -> int:
     return run(args)
 
@@ -105,10 +92,12 @@ def run(args: argparse.Namespace, model: Any = None) -> int:
     import torch
     from mlip.md.units import EV_A3_TO_GPA
 
-    from mlip import md
+    from mlip import md, models
 
-    potential = model if model is not None else load_model(args.model)
-    potential = potential.to(device=args.device, dtype=getattr(torch, args.dtype)).eval()
+    potential = model if model is not None else models.load(args.model)
+    potential = (
+        potential.to(device=args.device, dtype=getattr(torch, args.dtype)).eval().requires_grad_(False)
+    )
     ff = md.ForceField(potential, skin=args.skin)
     output = Path(args.output)
     if args.append:

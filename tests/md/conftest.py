@@ -1,13 +1,11 @@
-"""Small LJ argon systems and a minimal ASE calculator wrapping a Potential, shared by the MD tests."""
+"""Small LJ argon systems and a tiny float64 MACE model shared by the MD tests."""
 
 import numpy as np
 import pytest
 import torch
 from ase.build import bulk
-from ase.calculators.calculator import Calculator, all_changes
 
-from mlip.data import from_atoms
-from mlip.data.neighbors import add_neighbors
+from mlip.models import create
 from mlip.models.classical import LennardJones
 
 
@@ -24,25 +22,23 @@ def lj():
     return LennardJones(epsilon=0.0104, sigma=3.4, cutoff=6.0)
 
 
-class PotentialCalculator(Calculator):
-    """Test-local ASE calculator: energy and forces of a Potential (float64)."""
-
-    implemented_properties = ["energy", "forces"]
-
-    def __init__(self, potential, **kwargs):
-        super().__init__(**kwargs)
-        self.potential = potential
-
-    def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
-        super().calculate(atoms, properties, system_changes)
-        data = add_neighbors(from_atoms(self.atoms, use_calculator_labels=False), self.potential.cutoff)
-        out = self.potential(data, compute_forces=True)
-        self.results = {"energy": float(out["energy"][0].detach()), "forces": out["forces"].detach().numpy()}
-
-
 @pytest.fixture
-def calculator_factory():
-    return PotentialCalculator
+def tiny_mace():
+    """An untrained float64 MACE for H, C, O (4 channels, cutoff 3 Å), its energy scaled down (``scale``
+    0.05 eV) so that random weights give gentle forces (< 0.3 eV/Å on ethanol) and MD stays stable."""
+    return create(
+        "mace",
+        species=[1, 6, 8],
+        dtype=torch.float64,
+        seed=0,
+        hidden_irreps="4x0e+4x1o",
+        max_ell=2,
+        correlation=3,
+        radial_mlp=[8],
+        r_max=3.0,
+        avg_num_neighbors=4.0,
+        scale=0.05,
+    )
 
 
 @pytest.fixture(autouse=True)

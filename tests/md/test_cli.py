@@ -1,11 +1,15 @@
-"""``mlip md`` with an LJ model object through the Python entry point, and its argument handling."""
+"""``mlip md``: end to end with a saved model file, with an LJ model object through the Python entry point,
+and its argument handling."""
 
 import ase.io
 import pytest
+import torch
 from mlip.md import cli as md_cli
 from mlip.md import read_h5md
 
 from mlip import cli
+from mlip.calculator import MLIPCalculator
+from mlip.models import load
 from mlip.models.classical import LennardJones
 
 
@@ -23,6 +27,32 @@ def _args(tmp_path, structure, *extra):
             *extra,
         ]
     )
+
+
+def test_mlip_md_with_a_saved_model_file(tmp_path, tiny_mace, capsys):
+    model_path = tmp_path / "tiny.safetensors"
+    tiny_mace.save(model_path)
+    output = tmp_path / "ethanol.h5"
+    argv = ["md", "CCO", "--smiles", "--model", str(model_path), "--ensemble", "nve", "--steps", "6"]
+    argv += ["--dt", "0.5", "--write-interval", "3", "--output", str(output), "--no-progress"]
+    assert cli.main(argv) == 0
+    out = capsys.readouterr().out
+    assert "6 steps of 0.5 fs" in out and "NVE drift" in out
+    frames, step, time = read_h5md(output)
+    assert step == 6 and time == 6 * 0.5 and len(frames) == 1
+    # the last frame's stored energy is the saved model's energy at the stored positions
+    atoms = frames[0]
+    atoms.calc = MLIPCalculator(load(model_path), device="cpu", dtype=torch.float64)
+    assert atoms.get_potential_energy() == pytest.approx(_stored_energy(output), abs=1e-10)
+    assert output.with_suffix(".png").stat().st_size > 1000
+
+
+def _stored_energy(path):
+    """Potential energy (eV) of system 0 in the last frame of an H5MD file written by mlip.md."""
+    import h5py
+
+    with h5py.File(path, "r") as f:
+        return float(f["observables/system_0000/potential/value"][-1])
 
 
 def test_md_cli_runs_langevin_writes_h5md_and_plot(tmp_path, argon, lj, capsys):

@@ -1,4 +1,5 @@
-"""Integrators: exact answers (harmonic oscillator, ASE), conservation, batching, fixed atoms, FIRE."""
+"""Integrators: exact answers (harmonic oscillator, ASE with MLIPCalculator), conservation, batching,
+fixed atoms, FIRE."""
 
 import math
 
@@ -6,10 +7,13 @@ import numpy as np
 import pytest
 import torch
 from ase import Atoms
+from ase.build import molecule
+from ase.md.langevin import Langevin
 from ase.md.verlet import VelocityVerlet
 from mlip.md.units import AMU_A2_FS2_TO_EV, FS
 
 from mlip import md
+from mlip.calculator import MLIPCalculator
 from mlip.models.classical import HarmonicPair, LennardJones
 
 
@@ -29,20 +33,55 @@ def test_verlet_harmonic_oscillator_matches_analytic():
     assert state.time == pytest.approx(199.0)
 
 
-def test_native_verlet_equals_ase_velocity_verlet(argon, lj, calculator_factory):
-    atoms = argon.copy()
+def ethanol_box() -> Atoms:
+    """Four ethanol molecules (36 atoms) in a periodic 6.5 Å box: contacts across the boundary."""
+    one = molecule("CH3CH2OH")
+    box = Atoms(cell=[6.5, 6.5, 6.5], pbc=True)
+    for shift in ([0.5, 0.5, 0.5], [3.7, 3.6, 0.9], [0.9, 3.8, 3.6], [3.6, 0.8, 3.9]):
+        part = one.copy()
+        part.translate(np.array(shift) - part.positions.min(axis=0))
+        box += part
+    return box
+
+
+def test_native_verlet_equals_ase_velocity_verlet_with_mlip_calculator(tiny_mace):
+    atoms = ethanol_box()
     rng = np.random.default_rng(1)
-    atoms.set_velocities(rng.normal(scale=0.002, size=(len(atoms), 3)) / FS)  # Å/fs -> ASE units
+    atoms.set_velocities(rng.normal(scale=0.01, size=(len(atoms), 3)) / FS)  # Å/fs -> ASE units
     state = md.from_atoms(atoms)
-    ff = md.ForceField(lj, skin=0.5)
+    ff = md.ForceField(tiny_mace, skin=0.1)
     md.nve.init(state, ff, remove_com=False)
-    atoms.calc = calculator_factory(lj)
-    dyn = VelocityVerlet(atoms, timestep=4.0 * FS)
-    for _ in range(25):
+    atoms.calc = MLIPCalculator(tiny_mace, device="cpu", skin=0.5)
+    dyn = VelocityVerlet(atoms, timestep=1.0 * FS)
+    for _ in range(15):
         dyn.run(1)
-        md.nve.step(state, ff, 4.0)
-        np.testing.assert_allclose(state.positions.numpy(), atoms.positions, atol=1e-10)
-        np.testing.assert_allclose(state.velocities.numpy(), atoms.get_velocities() * FS, atol=1e-12)
+        md.nve.step(state, ff, 1.0)
+        np.testing.assert_allclose(state.positions.numpy(), atoms.positions, rtol=0, atol=1e-11)
+        np.testing.assert_allclose(state.velocities.numpy(), atoms.get_velocities() * FS, rtol=0, atol=1e-11)
+    assert float(state.energy[0]) == pytest.approx(atoms.get_potential_energy(), abs=1e-10)
+    assert ff.neighbors.builds > 1, "the test must cross neighbour-list rebuilds"
+
+
+def test_ase_langevin_with_mlip_calculator_heats_towards_the_target(tiny_mace, monkeypatch):
+    atoms = ethanol_box()
+    calculator = MLIPCalculator(tiny_mace, device="cpu")
+    evaluations = []
+    original = calculator.calculate
+    monkeypatch.setattr(calculator, "calculate", lambda *a, **k: (evaluations.append(1), original(*a, **k)))
+    atoms.calc = calculator
+    target, friction = 300.0, 0.1  # K, 1/fs
+    rng = np.random.default_rng(0)
+    dyn = Langevin(
+        atoms, timestep=1.0 * FS, temperature_K=target, friction=friction / FS, fixcm=False, rng=rng
+    )
+    temperatures = []
+    dyn.attach(lambda: temperatures.append(atoms.get_temperature()), interval=1)
+    dyn.run(20)
+    assert len(evaluations) == 21  # one model evaluation per step (results cached within a step)
+    # from 0 K with a gentle model, T(t) ~ target (1 - exp(-2 friction t)): > 95 % after 20 fs;
+    # 105 degrees of freedom give ~14 % fluctuations per sample
+    assert np.mean(temperatures[-5:]) == pytest.approx(target, rel=0.35)
+    assert temperatures[0] < 0.5 * target
 
 
 def test_nve_drift_with_rebuilding_neighbour_list(argon, lj):
