@@ -88,20 +88,20 @@ def test_optimizers_cell_filter_and_md(model):
         atoms = molecule("H2O")
         atoms.calc = MLIPCalculator(model, device="cpu")
         e0 = atoms.get_potential_energy()
-        optimizer(atoms, logfile=None).run(fmax=0.05, steps=30)
+        optimizer(atoms, logfile=None).run(fmax=0.05, steps=8)
         assert atoms.get_potential_energy() <= e0 + 1e-12
     crystal = periodic()
     crystal.calc = MLIPCalculator(model, device="cpu")
     e0 = crystal.get_potential_energy()
     cell0 = crystal.cell.array.copy()
-    converged = BFGS(FrechetCellFilter(crystal), logfile=None).run(fmax=1e-4, steps=15)
+    converged = BFGS(FrechetCellFilter(crystal), logfile=None).run(fmax=1e-4, steps=6)
     assert crystal.get_potential_energy() < e0 and not np.allclose(crystal.cell.array, cell0)
     assert converged or np.abs(crystal.get_stress()).max() < 1.0
     md = molecule("CH3CH2OH")
     md.calc = MLIPCalculator(model, device="cpu")
     dyn = VelocityVerlet(md, timestep=0.25 * 1e-15 * 1e15 * 0.09822694788464063)  # 0.25 fs in ASE units
     start = md.get_total_energy()
-    dyn.run(20)
+    dyn.run(10)
     assert abs(md.get_total_energy() - start) < 1e-3
 
 

@@ -1,12 +1,22 @@
 """Building blocks of the models: radial bases, species embedding, equivariant linear maps, gates,
-normalized activations, E0/scale, MACE's symmetric contraction and grid product basis."""
+normalized activations, E0/scale, MACE's symmetric contraction and grid product basis, spherical-grid
+mixing, and the memory-bounded edge convolution."""
 
 from mlip.layers.activations import NormalizedActivation, normalized_activation
+from mlip.layers.conv import edge_convolution
 from mlip.layers.embedding import SpeciesEmbedding, SpeciesIndex
 from mlip.layers.gate import Gate
 from mlip.layers.grid_product import GridProductBasis
 from mlip.layers.linear import Linear
-from mlip.layers.radial import BesselBasis, BesselEnvelope, CubicBSplineBasis, PolynomialEnvelope, RadialMLP
+from mlip.layers.radial import (
+    BesselBasis,
+    BesselEnvelope,
+    CubicBSplineBasis,
+    PolynomialEnvelope,
+    RadialMLP,
+    SplineRadial,
+)
+from mlip.layers.s2 import PerDegreeLinear, SphericalGLU
 from mlip.layers.scale_shift import AtomicEnergies, ScaleShift
 from mlip.layers.symmetric_contraction import SymmetricContraction, symmetric_basis
 
@@ -18,13 +28,17 @@ __all__ = [
     "Gate",
     "GridProductBasis",
     "Linear",
+    "PerDegreeLinear",
     "NormalizedActivation",
     "PolynomialEnvelope",
     "RadialMLP",
     "ScaleShift",
     "SpeciesEmbedding",
     "SpeciesIndex",
+    "SphericalGLU",
+    "SplineRadial",
     "SymmetricContraction",
+    "edge_convolution",
     "normalized_activation",
     "symmetric_basis",
 ]

@@ -89,7 +89,7 @@ def load(
     except (KeyError, TypeError, ValueError) as exc:
         raise ModelFileError(f"{path}: invalid {name!r} config in metadata: {exc}") from exc
     model = cls(config)
-    file_dtype = next(iter(tensors.values())).dtype if tensors else torch.float32
+    file_dtype = next((t.dtype for t in tensors.values() if t.is_floating_point()), torch.float32)
     model.to(dtype=file_dtype)
     try:
         model.load_state_dict(tensors, strict=True)

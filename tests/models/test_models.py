@@ -99,8 +99,8 @@ def test_e0_shift_and_per_atom_energies(kit, model_name):
 
 def test_float32_close_to_float64(kit, model_name):
     data = kit.record(kit.ethanol())
-    e64 = kit.build(model_name)(data)["energy"]
-    e32 = kit.build(model_name, dtype=torch.float32)(data)["energy"]
+    e64 = kit.build(model_name)(data)["energy"].detach()
+    e32 = kit.build(model_name, dtype=torch.float32)(data)["energy"].detach()
     assert e32.dtype == torch.float32
     assert abs(float(e32) - float(e64)) < 1e-4 * max(1.0, abs(float(e64)))
 
@@ -194,14 +194,17 @@ def test_unknown_species_rejected(kit):
         model(kit.record(atoms))
 
 
-def test_backend_torch_equals_triton_interpreter(kit, model_name):
-    name = model_name
+def test_backend_torch_equals_triton_interpreter(kit):
+    """One model through the Triton tp_conv (interpreter on the CPU: tiny); the kernels' own tests cover
+    every descriptor."""
     pytest.importorskip("triton")
     if os.environ.get("TRITON_INTERPRET") != "1" and not torch.cuda.is_available():
         pytest.skip("Triton needs CUDA or TRITON_INTERPRET=1 set before it is imported")
-    data = kit.record(kit.ethanol())
-    ref = kit.build(name, backend="torch")(data)
-    tri = kit.build(name, backend="triton")(data)
+    from ase.build import molecule
+
+    data = kit.record(molecule("H2O"))
+    ref = kit.build("mace-cg", backend="torch", num_interactions=1)(data)
+    tri = kit.build("mace-cg", backend="triton", num_interactions=1)(data)
     torch.testing.assert_close(tri["energy"], ref["energy"], atol=1e-9, rtol=0)
     torch.testing.assert_close(tri["forces"], ref["forces"], atol=1e-9, rtol=0)
 
@@ -223,6 +226,3 @@ def test_chunked_inference_equals_autograd_path(kit, model_name, monkeypatch):
         model(data, compute_forces=False)["energy"].sum().backward()
         grads.append(torch.cat([p.grad.reshape(-1) for p in model.parameters() if p.grad is not None]))
     torch.testing.assert_close(grads[0], grads[1], atol=1e-12, rtol=0)
-    forces = model.eval()(data)["forces"]
-    with pytest.raises(RuntimeError):  # first derivatives only: force training uses train()
-        torch.autograd.grad(forces.sum(), list(model.parameters()), allow_unused=True)
