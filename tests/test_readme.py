@@ -12,4 +12,4 @@ def test_readme_python_examples_run(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     for block in blocks:
         exec(compile(block, str(README), "exec"), {"__name__": "readme"})
-    assert (tmp_path / "tiny_mace.safetensors").stat().st_size > 0
+    assert (tmp_path / "tiny_mace.model").stat().st_size > 0
