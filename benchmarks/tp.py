@@ -137,6 +137,15 @@ def roofline(name: str, data, kind: str, dtype: torch.dtype, device: torch.devic
     return max(io * min(factor, 3) / peaks[0], flops * factor / peak)
 
 
+def _version(package: str) -> str | None:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(package)
+    except PackageNotFoundError:
+        return None
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="small batch, few configs (CPU, < 5 min)")
@@ -200,6 +209,8 @@ def main() -> None:
         "device": str(device),
         "device_name": name_of,
         "torch": torch.__version__,
+        "triton": _version("triton"),
+        "e3nn": _version("e3nn"),
         "threads": torch.get_num_threads(),
         "peaks_bytes_fp32_fp64_per_s": PEAKS,
         "results": results,
