@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 from torch.autograd.function import once_differentiable
 
-from mlip.kernels import TensorProduct, tp_conv
+from mlip.kernels import ConvGraph, TensorProduct, tp_conv
 
 EDGES_PER_CHUNK = 4096
 
@@ -76,6 +76,7 @@ def edge_convolution(
     radial_mlp: torch.nn.Module,
     tp: TensorProduct,
     chunked: bool,
+    graph: ConvGraph | None = None,
 ) -> torch.Tensor:
     """``tp_conv(x, sh, radial_mlp(radial), src, dst)``: ``[N, tp.irreps_out.dim]``.
 
@@ -83,9 +84,11 @@ def edge_convolution(
         x: node features ``[N, tp.irreps_in1.dim]``; sh: edge harmonics ``[E, tp.irreps_in2.dim]``;
         radial: radial basis ``[E, B]`` fed to ``radial_mlp`` (weights ``[E, tp.weight_numel]``);
         src, dst: ``[E]``; chunked: memory-bounded, first-derivative-only evaluation (inference) on
-        the CPU (on CUDA the Triton ``tp_conv`` never stores per-edge messages: no chunking needed).
+        the CPU (on CUDA the Triton ``tp_conv`` never stores per-edge messages: no chunking needed);
+        graph: the neighbour list's :class:`~mlip.kernels.ConvGraph` (edges sorted once, shared by all
+        layers); not used by the chunked path.
     """
     if not chunked or x.device.type != "cpu" or src.numel() <= EDGES_PER_CHUNK:
-        return tp_conv(x, sh, radial_mlp(radial), src, dst, x.shape[0], tp)
+        return tp_conv(x, sh, radial_mlp(radial), src, dst, x.shape[0], tp, graph=graph)
     params = list(radial_mlp.parameters())
     return _ChunkedConvolution.apply(x, sh, radial, src, dst, radial_mlp, tp, *params)

@@ -18,7 +18,7 @@ import torch
 
 from mlip.data import keys as K
 from mlip.data.atomic_data import AtomicData
-from mlip.kernels import TensorProduct, uvu_instructions
+from mlip.kernels import ConvGraph, TensorProduct, uvu_instructions
 from mlip.layers.activations import normalized_activation
 from mlip.layers.conv import edge_convolution
 from mlip.layers.embedding import SpeciesEmbedding
@@ -82,8 +82,11 @@ class GridLayer(torch.nn.Module):
         r: torch.Tensor,
         src: torch.Tensor,
         dst: torch.Tensor,
+        graph: ConvGraph | None = None,
     ) -> torch.Tensor:
-        msg = edge_convolution(self.linear_up(h), sh, r, src, dst, self.radial, self.conv, not self.training)
+        msg = edge_convolution(
+            self.linear_up(h), sh, r, src, dst, self.radial, self.conv, not self.training, graph=graph
+        )
         h = self.linear_msg(msg) * self.inv_avg_neighbors + self.skip(h, species)
         packed = to_channels(h, self.hidden).transpose(1, 2)  # [N, (L+1)^2, C]
         packed = packed + self.out(self.glu(packed))
@@ -117,13 +120,14 @@ class GridNet(EquivariantModel):
         self, data: AtomicData, species: torch.Tensor, edge_vectors: torch.Tensor
     ) -> torch.Tensor:
         src, dst = data[K.EDGE_INDEX][0], data[K.EDGE_INDEX][1]
+        graph = ConvGraph(src, dst, species.shape[0])  # edges sorted once, for every layer
         sh = spherical_harmonics(self.lmax, edge_vectors, normalize=True, normalization="component")
         r = edge_vectors.norm(dim=-1)
         h = self.embedding(species)
         c = self.config.channels
         energy = h.new_zeros(h.shape[0])
         for t, layer in enumerate(self.layers):
-            h = layer(h, species, sh, r, src, dst)
+            h = layer(h, species, sh, r, src, dst, graph)
             if t < len(self.readouts):
                 energy = energy + self.readouts[t](h[:, :c]).squeeze(-1)
         return energy + self.readout_out(self.readout_act(self.readout_hidden(h[:, :c]))).squeeze(-1)

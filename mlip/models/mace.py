@@ -16,7 +16,7 @@ import torch
 
 from mlip.data import keys as K
 from mlip.data.atomic_data import AtomicData
-from mlip.kernels import TensorProduct, uvu_instructions
+from mlip.kernels import ConvGraph, TensorProduct, uvu_instructions
 from mlip.layers.activations import normalized_activation
 from mlip.layers.conv import edge_convolution
 from mlip.layers.embedding import SpeciesEmbedding
@@ -135,10 +135,11 @@ class Interaction(torch.nn.Module):
         radial: torch.Tensor,
         src: torch.Tensor,
         dst: torch.Tensor,
+        graph: ConvGraph | None = None,
     ) -> torch.Tensor:
         skip = self.skip(h, species)
         msg = edge_convolution(
-            self.linear_up(h), sh, radial, src, dst, self.radial, self.conv, not self.training
+            self.linear_up(h), sh, radial, src, dst, self.radial, self.conv, not self.training, graph=graph
         )
         msg = self.linear(msg) * self.inv_avg_neighbors
         prod = self.product(to_channels(msg, self.target), species)
@@ -178,13 +179,14 @@ class MACE(EquivariantModel):
         self, data: AtomicData, species: torch.Tensor, edge_vectors: torch.Tensor
     ) -> torch.Tensor:
         src, dst = data[K.EDGE_INDEX][0], data[K.EDGE_INDEX][1]
+        graph = ConvGraph(src, dst, species.shape[0])  # edges sorted once, for every layer
         sh = spherical_harmonics(self.max_ell, edge_vectors, normalize=True, normalization="component")
         radial = self.radial_basis(edge_vectors.norm(dim=-1))
         h = self.embedding(species)
         energy = h.new_zeros(h.shape[0])
         last = len(self.interactions) - 1
         for t, (layer, readout) in enumerate(zip(self.interactions, self.readouts, strict=True)):
-            h = layer(h, species, sh, radial, src, dst)
+            h = layer(h, species, sh, radial, src, dst, graph)
             if t < last:
                 energy = energy + readout(h).squeeze(-1)
             else:

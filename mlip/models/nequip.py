@@ -12,7 +12,7 @@ import torch
 
 from mlip.data import keys as K
 from mlip.data.atomic_data import AtomicData
-from mlip.kernels import TensorProduct, uvu_instructions
+from mlip.kernels import ConvGraph, TensorProduct, uvu_instructions
 from mlip.layers.conv import edge_convolution
 from mlip.layers.embedding import SpeciesEmbedding
 from mlip.layers.gate import Gate
@@ -89,9 +89,10 @@ class Convolution(torch.nn.Module):
         radial: torch.Tensor,
         src: torch.Tensor,
         dst: torch.Tensor,
+        graph: ConvGraph | None = None,
     ) -> torch.Tensor:
         msg = edge_convolution(
-            self.linear_1(h), sh, radial, src, dst, self.radial, self.tp, not self.training
+            self.linear_1(h), sh, radial, src, dst, self.radial, self.tp, not self.training, graph=graph
         )
         out = self.gate(self.linear_2(msg * self.inv_avg_neighbors) + self.self_connection(h, species))
         return h + out if self.residual else out
@@ -125,9 +126,10 @@ class NequIP(EquivariantModel):
         self, data: AtomicData, species: torch.Tensor, edge_vectors: torch.Tensor
     ) -> torch.Tensor:
         src, dst = data[K.EDGE_INDEX][0], data[K.EDGE_INDEX][1]
+        graph = ConvGraph(src, dst, species.shape[0])  # edges sorted once, for every layer
         sh = spherical_harmonics(self.lmax, edge_vectors, normalize=True, normalization="component")
         radial = self.radial_basis(edge_vectors.norm(dim=-1))
         h = self.embedding(species)
         for layer in self.layers:
-            h = layer(h, species, sh, radial, src, dst)
+            h = layer(h, species, sh, radial, src, dst, graph)
         return self.readout_2(self.readout_1(h)).squeeze(-1)
