@@ -117,7 +117,7 @@ def test_sigkilled_run_resumes_from_last_checkpoint(tmp_path, make_config, to_ya
     proc = subprocess.Popen(
         [*mlip, str(tmp_path / "killed.yaml")], env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + 300
     while time.monotonic() < deadline and proc.poll() is None:
         ckpt = killed / "checkpoint_last.pt"
         if ckpt.exists() and load_checkpoint(ckpt)["step"] >= 9:
