@@ -153,8 +153,9 @@ def test_general_descriptor(shared: bool) -> None:
     x, y, w = inputs(tp, 4, torch.float64, grad=True)
     w = w[0].detach().requires_grad_() if shared else w
     assert rel_err(tp(x, y, w), expected(x, y, w)) < 1e-12
-    assert torch.autograd.gradcheck(tp, (x[:2], y[:2], w if shared else w[:2]))
-    assert torch.autograd.gradgradcheck(tp, (x[:2], y[:2], w if shared else w[:2]))
+    args = (x[:1], y[:1], w if shared else w[:1])
+    assert torch.autograd.gradcheck(tp, args)
+    assert torch.autograd.gradgradcheck(tp, args)
 
 
 def test_auto_backend_and_triton_rejects_uvw() -> None:
