@@ -22,16 +22,14 @@ backward pass and x4 more for double backward. Peak numbers per device are in ``
 from __future__ import annotations
 
 import argparse
-import json
 import math
-import platform
-import statistics
-import time
 
 import torch
 from mlip.kernels import ConvGraph, tp_conv
 from mlip.kernels.tensor_product.configs import CHANNELWISE, CONFIGS, config_instructions, make_tp
 from mlip.kernels.tensor_product.descriptor import wigner_block
+
+from mlip.benchmarking import measure, print_table, write_json
 
 # bytes/s, fp32 FLOP/s, fp64 FLOP/s (non-tensor-core vector peaks)
 PEAKS = {"H100": (3.35e12, 67e12, 34e12), "H200": (4.8e12, 67e12, 34e12)}
@@ -94,20 +92,13 @@ def run_pass(fn, data, kind: str) -> None:
     torch.autograd.grad(sum(g.square().sum() for g in grads), leaves)
 
 
-def timed(fn, data, kind: str, repeats: int, device: torch.device) -> float:
-    def sync() -> None:
-        if device.type == "cuda":
-            torch.cuda.synchronize()
+def _fmt(value) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
 
-    run_pass(fn, data, kind)  # warm-up (and compilation)
-    sync()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        run_pass(fn, data, kind)
-        sync()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+
+def timed(fn, data, kind: str, repeats: int) -> float:
+    """Median seconds of one pass (after one warm-up call, which also compiles)."""
+    return measure(lambda: run_pass(fn, data, kind), repeats=repeats, warmup=1)
 
 
 def roofline(name: str, data, kind: str, dtype: torch.dtype, device: torch.device) -> float | None:
@@ -137,15 +128,6 @@ def roofline(name: str, data, kind: str, dtype: torch.dtype, device: torch.devic
     return max(io * min(factor, 3) / peaks[0], flops * factor / peak)
 
 
-def _version(package: str) -> str | None:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version(package)
-    except PackageNotFoundError:
-        return None
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="small batch, few configs (CPU, < 5 min)")
@@ -166,11 +148,7 @@ def main() -> None:
     )
     repeats = args.repeats or (3 if args.quick else 10)
     backends = ["triton", "torch"] if device.type == "cuda" else ["torch"]
-    results = []
-    name_of = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor()
-    print(f"device {device} ({name_of}), torch {torch.__version__}, threads {torch.get_num_threads()}")
-    columns = " ".join(f"{b + ' ms':>11}" for b in ["e3nn", *backends])
-    print(f"{'config':16} {'dtype':8} {'pass':8} {'E':>6} {columns}  ratio(e3nn/ours)  roofline")
+    rows = []
     for name in configs:
         for dtype_name in args.dtypes:
             dtype = getattr(torch, dtype_name)
@@ -190,52 +168,37 @@ def main() -> None:
                         err = float((fns[backend](*data[:3]) - expected).abs().max() / expected.abs().max())
                         if err > (1e-4 if dtype == torch.float32 else 1e-9):
                             raise AssertionError(f"{name} {backend} {dtype_name}: relative error {err:.2e}")
-                times = {b: timed(f, data, kind, repeats, device) for b, f in fns.items()}
+                times = {b: timed(f, data, kind, repeats) for b, f in fns.items()}
                 ideal = roofline(name, data, kind, dtype, device)
                 best = min(times[b] for b in backends)
-                entry = {
-                    "config": name, "dtype": dtype_name, "pass": kind, "edges": edges,
-                    "weights": "shared" if shared else "per-sample", "sort_per_call": args.sort_per_call,
-                    "times_ms": {b: t * 1e3 for b, t in times.items()},
-                    "ratio_vs_e3nn": {b: times["e3nn"] / times[b] for b in backends},
-                    "roofline_fraction": None if ideal is None else ideal / best,
-                }  # fmt: skip
-                results.append(entry)
-                ratios = " ".join(f"{b}:{entry['ratio_vs_e3nn'][b]:.2f}x" for b in backends)
-                roof = "n/a" if ideal is None else f"{ideal / best:.1%}"
-                cells = " ".join(f"{times[b] * 1e3:11.2f}" for b in ["e3nn", *backends])
-                print(f"{name:16} {dtype_name:8} {kind:8} {edges:6d} {cells}  {ratios}  {roof}", flush=True)
-    meta = {
-        "device": str(device),
-        "device_name": name_of,
-        "torch": torch.__version__,
-        "triton": _version("triton"),
-        "e3nn": _version("e3nn"),
-        "threads": torch.get_num_threads(),
-        "peaks_bytes_fp32_fp64_per_s": PEAKS,
-        "results": results,
-    }
+                row = {"config": name, "dtype": dtype_name, "pass": kind, "edges": edges,
+                       "weights": "shared" if shared else "per-sample"}  # fmt: skip
+                row.update({f"{b}_ms": t * 1e3 for b, t in times.items()})
+                row.update({f"{b}_x_vs_e3nn": times["e3nn"] / times[b] for b in backends})
+                row["roofline_fraction"] = None if ideal is None else ideal / best
+                rows.append(row)
+                print(", ".join(f"{k}={_fmt(v)}" for k, v in row.items()), flush=True)
+    print()
+    print_table(rows)
     if args.out:
-        with open(args.out, "w") as f:
-            json.dump(meta, f, indent=1)
+        write_json(args.out, "tp", rows, str(device), sort_per_call=args.sort_per_call, peaks=str(PEAKS))
     if args.plot:
-        plot(results, args.plot)
+        plot(rows, backends, args.plot)
 
 
-def plot(results: list[dict], path: str) -> None:
+def plot(rows: list[dict], backends: list[str], path: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    labels = [f"{r['config']}\n{r['dtype'][5:]} {r['pass']}" for r in results]
-    backends = list(results[0]["ratio_vs_e3nn"])
-    fig, ax = plt.subplots(figsize=(max(6, 0.5 * len(results)), 4))
+    labels = [f"{r['config']}\n{r['dtype'][5:]} {r['pass']}" for r in rows]
+    fig, ax = plt.subplots(figsize=(max(6, 0.5 * len(rows)), 4))
     for n, b in enumerate(backends):
-        xs = [i + n * 0.8 / len(backends) for i in range(len(results))]
-        ax.bar(xs, [r["ratio_vs_e3nn"][b] for r in results], width=0.8 / len(backends), label=b)
+        xs = [i + n * 0.8 / len(backends) for i in range(len(rows))]
+        ax.bar(xs, [r[f"{b}_x_vs_e3nn"] for r in rows], width=0.8 / len(backends), label=b)
     ax.axhline(1.0, color="k", lw=0.8)
-    ax.set_xticks(range(len(results)), labels, rotation=90, fontsize=6)
+    ax.set_xticks(range(len(rows)), labels, rotation=90, fontsize=6)
     ax.set_ylabel("speed-up vs e3nn")
     ax.legend()
     fig.tight_layout()
