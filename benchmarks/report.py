@@ -2,7 +2,9 @@
 
 Each record (written by ``mlip.benchmarking.write_json``) becomes one section: suite, device, date,
 versions, the command that produced it, and its rows as a table. Sections are ordered by suite, then
-device. Usage: ``python benchmarks/report.py [--results DIR] [--out RESULTS.md]``.
+device. The commentary of a suite (what was compared, caveats, targets met or missed) is kept by hand in
+``benchmarks/notes/<suite>.md`` and printed before that suite's tables; the figures themselves come only
+from the JSON. Usage: ``python benchmarks/report.py [--results DIR] [--out RESULTS.md]``.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ def render(record: dict, source: Path) -> str:
     rows = record.get("rows", [])
     versions = ", ".join(f"{k} {v}" for k, v in sorted(env.get("versions", {}).items()))
     lines = [
-        f"## {record.get('suite', source.stem)} — {env.get('device_name', env.get('device', '?'))}",
+        f"### {record.get('suite', source.stem)} — {env.get('device_name', env.get('device', '?'))}",
         "",
         f"- date: {env.get('date', '?')}; threads: {env.get('threads', '?')}; versions: {versions}",
         f"- command: `{env.get('command', '?')}`; record: `{source.relative_to(HERE)}`",
@@ -52,6 +54,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--results", type=Path, default=HERE / "results")
     parser.add_argument("--out", type=Path, default=HERE / "RESULTS.md")
+    parser.add_argument("--notes", type=Path, default=HERE / "notes")
     args = parser.parse_args()
     records = []
     for path in sorted(args.results.rglob("*.json")):
@@ -72,7 +75,15 @@ def main() -> None:
         "edit by hand. Ratios compare implementations measured in the same process on the same machine.",
         "",
     ]
-    body = [render(record, path) for path, record in sorted(records, key=order)]
+    body = []
+    current_suite = None
+    for path, record in sorted(records, key=order):
+        suite = record.get("suite", path.stem)
+        if suite != current_suite:
+            current_suite = suite
+            notes = args.notes / f"{suite}.md"
+            body.append(notes.read_text().strip() + "\n" if notes.exists() else f"# {suite}\n")
+        body.append(render(record, path))
     args.out.write_text("\n".join(header + body))
     print(f"wrote {args.out} ({len(records)} records)")
 

@@ -79,7 +79,7 @@ def environment(device: str = "cpu") -> dict[str, Any]:
     if device.startswith("cuda") and torch.cuda.is_available():
         device_name = torch.cuda.get_device_name()
     else:
-        device_name = f"{platform.processor() or platform.machine()} ({os.cpu_count()} cores)"
+        device_name = f"{_cpu_name()} ({os.cpu_count()} cores)"
     return {
         "device": device,
         "device_name": device_name,
@@ -88,6 +88,17 @@ def environment(device: str = "cpu") -> dict[str, Any]:
         "date": datetime.date.today().isoformat(),
         "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
     }
+
+
+def _cpu_name() -> str:
+    """The CPU model from /proc/cpuinfo on Linux, else what ``platform`` knows."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def print_table(rows: Sequence[dict[str, Any]], columns: Sequence[str] | None = None) -> str:
