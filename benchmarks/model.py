@@ -236,6 +236,11 @@ def main() -> None:
         default=2000 if not torch.cuda.is_available() else 100000,
         help="largest system mace-torch runs on (CPU memory)",
     )
+    parser.add_argument(
+        "--memory-models",
+        default="mace,mace-torch",
+        help="models whose CPU peak RSS is measured (< 5k atoms)",
+    )
     parser.add_argument("--large-models", default="mace", help="models run on the 10k box (others skipped)")
     parser.add_argument(
         "--no-memory", action="store_true", help="skip the child-process RSS measurement (CPU)"
@@ -283,7 +288,8 @@ def main() -> None:
                 step()
                 memory = torch.cuda.max_memory_allocated() / 2**20
             else:
-                memory = None if args.no_memory else child_peak_rss(model_name, system, args)
+                wanted = model_name in args.memory_models.split(",") and len(atoms) < 5000
+                memory = child_peak_rss(model_name, system, args) if wanted and not args.no_memory else None
             rows.append(
                 {
                     "system": system,
