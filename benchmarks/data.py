@@ -19,9 +19,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from mlip.datasets import CacheDataset, ConcatDataset, load, write_cache
 
 from mlip.benchmarking import print_table, write_json
+from mlip.datasets import CacheDataset, ConcatDataset, load, write_cache
 
 
 def _data_dir(given: str | None) -> Path:

@@ -18,10 +18,10 @@ import argparse
 from pathlib import Path
 
 import torch
-from mlip.kernels import gaunt_tp
-from mlip.kernels.gaunt import gaunt_tp_reference
 
 from mlip.benchmarking import measure, print_table, write_json
+from mlip.kernels import gaunt_tp
+from mlip.kernels.gaunt import gaunt_tp_reference
 from mlip.o3 import grid_for
 
 HERE = Path(__file__).resolve().parent

@@ -33,11 +33,11 @@ import numpy as np
 import torch
 from ase import Atoms
 from ase.md.verlet import VelocityVerlet
-from mlip.md.units import FS
 
 from mlip import md, models
 from mlip.benchmarking import measure, print_table, write_json
 from mlip.calculator import MLIPCalculator
+from mlip.md.units import FS
 
 RMD17 = Path(__file__).resolve().parents[2] / "shared" / "data" / "rmd17"
 RESULTS = Path(__file__).resolve().parent / "results"

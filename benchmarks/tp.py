@@ -25,11 +25,11 @@ import argparse
 import math
 
 import torch
+
+from mlip.benchmarking import measure, print_table, write_json
 from mlip.kernels import ConvGraph, tp_conv
 from mlip.kernels.tensor_product.configs import CHANNELWISE, CONFIGS, config_instructions, make_tp
 from mlip.kernels.tensor_product.descriptor import wigner_block
-
-from mlip.benchmarking import measure, print_table, write_json
 
 # bytes/s, fp32 FLOP/s, fp64 FLOP/s (non-tensor-core vector peaks)
 PEAKS = {"H100": (3.35e12, 67e12, 34e12), "H200": (4.8e12, 67e12, 34e12)}

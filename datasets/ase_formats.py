@@ -19,10 +19,10 @@ from typing import Any
 
 import numpy as np
 import torch
-from mlip.datasets.base import DEFAULT_UNITS, ListDataset
 
 from mlip.data import AtomicData, DataError, from_atoms
 from mlip.data import keys as K
+from mlip.datasets.base import DEFAULT_UNITS, ListDataset
 
 _CALC_NAMES = ("energy", "free_energy", "forces", "stress")
 

@@ -28,10 +28,10 @@ from typing import Any
 
 import numpy as np
 import torch
-from mlip.datasets.base import AtomicDataset, file_sha256
 
 from mlip.data import AtomicData, DataError, validate
 from mlip.data import keys as K
+from mlip.datasets.base import AtomicDataset, file_sha256
 
 FORMAT_VERSION = 1
 NeighborFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, float], tuple[torch.Tensor, torch.Tensor]]

@@ -25,6 +25,9 @@ from typing import Any
 
 import numpy as np
 import torch
+
+from mlip.data import AtomicData, DataError, validate
+from mlip.data import keys as K
 from mlip.datasets.ase_formats import LabelKeys, atoms_to_record, load_ase
 from mlip.datasets.base import (
     DEFAULT_UNITS,
@@ -36,9 +39,6 @@ from mlip.datasets.base import (
     ListDataset,
 )
 from mlip.datasets.safe_pickle import record_fields, restricted_loads
-
-from mlip.data import AtomicData, DataError, validate
-from mlip.data import keys as K
 
 EnergyRefs = Mapping[int, float]
 _SID = re.compile(r"random(\d+)")

@@ -25,9 +25,9 @@ import numpy as np
 import torch
 from ase import units
 from ase.data import atomic_numbers
-from mlip.datasets.base import DEFAULT_UNITS, TARGETS, ListDataset, molecule_record
 
 from mlip.data import AtomicData, DataError, validate
+from mlip.datasets.base import DEFAULT_UNITS, TARGETS, ListDataset, molecule_record
 
 TARGET_NAMES = (
     "mu", "alpha", "homo", "lumo", "gap", "r2", "zpve", "U0", "U", "H", "G", "cv",

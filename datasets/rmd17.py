@@ -19,10 +19,10 @@ from pathlib import Path
 
 import numpy as np
 from ase import units
-from mlip.datasets.base import DEFAULT_UNITS, AtomicDataset, Subset, check_finite, molecule_record
-from mlip.datasets.splits import read_index_file
 
 from mlip.data import AtomicData, DataError
+from mlip.datasets.base import DEFAULT_UNITS, AtomicDataset, Subset, check_finite, molecule_record
+from mlip.datasets.splits import read_index_file
 
 KCAL_PER_MOL = units.kcal / units.mol  # eV
 

@@ -7,10 +7,10 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
-from mlip.datasets.base import AtomicDataset
-from mlip.datasets.cache import NeighborFn, default_neighbor_fn
 
 from mlip.data import keys as K
+from mlip.datasets.base import AtomicDataset
+from mlip.datasets.cache import NeighborFn, default_neighbor_fn
 
 
 @dataclass

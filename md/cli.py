@@ -90,9 +90,9 @@ def main(args: argparse.Namespace) -> int:
 def run(args: argparse.Namespace, model: Any = None) -> int:
     """Run ``mlip md`` with parsed ``args``; ``model`` (a Potential) replaces ``--model`` when given."""
     import torch
-    from mlip.md.units import EV_A3_TO_GPA
 
     from mlip import md, models
+    from mlip.md.units import EV_A3_TO_GPA
 
     potential = model if model is not None else models.load(args.model)
     potential = (

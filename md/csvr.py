@@ -10,6 +10,7 @@ energy the thermostat removed, so ``E_kin + E_pot + heat`` is conserved (a check
 from __future__ import annotations
 
 import torch
+
 from mlip.md.forcefield import ForceField
 from mlip.md.nve import advance_clock, verlet
 from mlip.md.state import MDState, zero_momentum

@@ -14,6 +14,7 @@ the enthalpy is minimised.
 from __future__ import annotations
 
 import torch
+
 from mlip.md.forcefield import ForceField
 from mlip.md.state import MDState
 

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import torch
-from mlip.md.state import MDState
 
 from mlip.data import keys as K
 from mlip.data.neighbors import SkinNeighborList
+from mlip.md.state import MDState
 from mlip.models.base import Potential
 
 

@@ -8,6 +8,7 @@ Momentum is not conserved, so ``dof = 3 N_free``.
 from __future__ import annotations
 
 import torch
+
 from mlip.md.forcefield import ForceField
 from mlip.md.nve import advance_clock, drift, kick
 from mlip.md.state import MDState

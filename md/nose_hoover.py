@@ -11,6 +11,7 @@ conserved (:func:`conserved_energy`).
 from __future__ import annotations
 
 import torch
+
 from mlip.md.forcefield import ForceField
 from mlip.md.nve import advance_clock, verlet
 from mlip.md.state import MDState, zero_momentum

@@ -20,6 +20,7 @@ Each step: thermostat ``dt/2``, kick ``dt/2``, barostat ``dt``, drift ``dt``, fo
 from __future__ import annotations
 
 import torch
+
 from mlip.md import csvr
 from mlip.md.forcefield import ForceField
 from mlip.md.nve import advance_clock, drift, kick

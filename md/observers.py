@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 
 import torch
+
 from mlip.md.state import MDState
 from mlip.md.units import EV_A3_TO_GPA
 

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 import torch
+
 from mlip.md.units import AMU_A2_FS2_TO_EV, FS, KB
 
 

@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 import torch
+
 from mlip.md.observers import observe
 from mlip.md.state import MDState, from_atoms, to_atoms
 
@@ -122,6 +123,7 @@ def read_h5md(path: str | Path, frame: int = -1) -> tuple[list[Any], int, float]
     masses, velocities), with its step and time (fs): the starting point to resume a run."""
     import h5py
     from ase import Atoms
+
     from mlip.md.units import FS
 
     atoms_list = []

@@ -154,7 +154,7 @@ def _batches(indices: list[int], sizes: list[int], max_atoms: int) -> list[list[
 
 
 def _results(out: dict[str, torch.Tensor], index: int, atoms: slice, with_stress: bool) -> dict[str, Any]:
-    energy = float(out["energy"][index])
+    energy = float(out["energy"][index].detach())
     results: dict[str, Any] = {
         "energy": energy,
         "free_energy": energy,

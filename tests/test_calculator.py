@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import os
-
-os.environ.setdefault("TRITON_INTERPRET", "1")  # as tests/kernels: Triton must see it before import
-
 import numpy as np
 import pytest
 import torch

@@ -9,10 +9,10 @@ Gaunt coefficients is :func:`.reference.gaunt_tp_reference`.
 from __future__ import annotations
 
 import torch
+
 from mlip.kernels.gaunt.fourier import gaunt_tp_fourier
 from mlip.kernels.gaunt.reference import degree_of, gaunt_tp_reference
 from mlip.kernels.grid_contract import Pointwise, grid_contract, resolve_backend
-
 from mlip.o3 import from_grid_matrix, grid_for, to_grid_matrix
 
 __all__ = ["gaunt_tp", "gaunt_tp_fourier", "gaunt_tp_reference"]

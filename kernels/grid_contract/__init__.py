@@ -10,6 +10,7 @@ import logging
 from collections.abc import Sequence
 
 import torch
+
 from mlip.kernels.grid_contract.reference import Pointwise, contract
 
 __all__ = ["Pointwise", "grid_contract", "resolve_backend"]

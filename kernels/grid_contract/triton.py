@@ -20,6 +20,7 @@ from collections.abc import Sequence
 import torch
 import triton
 import triton.language as tl
+
 from mlip.kernels.grid_contract.reference import Pointwise, contract
 
 MAX_OPERANDS = 3

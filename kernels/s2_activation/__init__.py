@@ -10,10 +10,10 @@ symmetric product basis of correlation order ``ν``, computed on the grid). Both
 from __future__ import annotations
 
 import torch
+
 from mlip.kernels.gaunt.reference import degree_of
 from mlip.kernels.grid_contract import Pointwise, grid_contract
 from mlip.kernels.s2_activation.reference import s2_activation_reference, symmetric_product_reference
-
 from mlip.o3 import SphericalGrid, from_grid_matrix, grid_for, to_grid_matrix
 
 __all__ = [

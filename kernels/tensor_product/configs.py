@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from mlip.kernels.tensor_product.descriptor import uvu_instructions
 from mlip.kernels.tensor_product.module import TensorProduct
-
 from mlip.o3 import Irreps
 
 # name: (irreps_in1, irreps_in2 (edge SH), target irreps of the output)

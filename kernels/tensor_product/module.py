@@ -6,10 +6,10 @@ import logging
 from collections.abc import Sequence
 
 import torch
+
 from mlip.kernels.tensor_product.descriptor import InstructionLike, TPDescriptor, build_descriptor
 from mlip.kernels.tensor_product.reference import tensor_product_reference
 from mlip.kernels.tensor_product.torch_fast import tensor_product_fast
-
 from mlip.o3 import Irreps, IrrepsLike
 
 log = logging.getLogger(__name__)

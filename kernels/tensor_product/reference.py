@@ -7,6 +7,7 @@ multiplicities, ``uvu`` and ``uvw``, float32/float64) and favours clarity over s
 from __future__ import annotations
 
 import torch
+
 from mlip.kernels.tensor_product.descriptor import TPDescriptor, wigner_block
 
 

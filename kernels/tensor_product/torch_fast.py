@@ -33,8 +33,8 @@ import functools
 from dataclasses import dataclass
 
 import torch
-from mlip.kernels.tensor_product.descriptor import TPDescriptor, wigner_block
 
+from mlip.kernels.tensor_product.descriptor import TPDescriptor, wigner_block
 from mlip.o3 import cached_constant
 
 CHUNK_ELEMENTS = 1 << 22

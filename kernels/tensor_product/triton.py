@@ -29,9 +29,9 @@ import tempfile
 from dataclasses import dataclass, field
 
 import torch
+
 from mlip.kernels.tensor_product.descriptor import TPDescriptor, wigner_block
 from mlip.kernels.tensor_product.graph import ConvGraph
-
 from mlip.o3 import cached_constant
 
 ROLES = ("x", "y", "w", "o")

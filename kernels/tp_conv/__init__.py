@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+
 from mlip.kernels.tensor_product.graph import ConvGraph
 from mlip.kernels.tensor_product.module import TensorProduct, check_dtype, resolve_backend
 from mlip.kernels.tp_conv.reference import tp_conv_reference

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+
 from mlip.kernels.tensor_product.descriptor import TPDescriptor
 from mlip.kernels.tensor_product.reference import tensor_product_reference
 

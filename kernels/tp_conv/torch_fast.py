@@ -10,6 +10,7 @@ pair/GEMM product.
 from __future__ import annotations
 
 import torch
+
 from mlip.kernels.tensor_product import torch_fast as fast
 from mlip.kernels.tensor_product.descriptor import TPDescriptor
 from mlip.kernels.tp_conv.reference import scatter_sum

@@ -7,6 +7,7 @@ The kernels are those of :mod:`mlip.kernels.tensor_product.triton`, generated wi
 from __future__ import annotations
 
 import torch
+
 from mlip.kernels.tensor_product.descriptor import TPDescriptor
 from mlip.kernels.tensor_product.graph import ConvGraph
 from mlip.kernels.tensor_product.triton import compute, weight_slot

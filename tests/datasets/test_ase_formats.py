@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 from ase import Atoms
 from ase.calculators.singlepoint import SinglePointCalculator
-from mlip.datasets import load
-from mlip.datasets.ase_formats import LabelKeys
 
 from mlip.data import DataError, collate
+from mlip.datasets import load
+from mlip.datasets.ase_formats import LabelKeys
 
 
 def test_extxyz_energy_forces_stress(fx, tmp_path):

@@ -9,10 +9,10 @@ import h5py
 import numpy as np
 import pytest
 import torch
-from mlip.datasets import CacheDataset, ListDataset, load, write_cache
-from mlip.datasets.base import file_sha256
 
 from mlip.data import DataError, collate
+from mlip.datasets import CacheDataset, ListDataset, load, write_cache
+from mlip.datasets.base import file_sha256
 
 
 def assert_same_records(a, b):

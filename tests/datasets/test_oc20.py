@@ -14,11 +14,11 @@ import numpy as np
 import pytest
 import torch
 from ase.db.row import AtomsRow
-from mlip.datasets import load
-from mlip.datasets.safe_pickle import UnsafePickleError, restricted_loads
 from torch_geometric.data import Data
 
 from mlip.data import DataError
+from mlip.datasets import load
+from mlip.datasets.safe_pickle import UnsafePickleError, restricted_loads
 
 
 def s2ef_record(i: int, n: int = 5) -> Data:

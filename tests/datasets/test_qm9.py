@@ -7,10 +7,10 @@ import tarfile
 import numpy as np
 import pytest
 from ase import units
-from mlip.datasets import load
-from mlip.datasets.qm9 import ATOM_REFS, TARGET_NAMES, load_qm9
 
 from mlip.data import DataError
+from mlip.datasets import load
+from mlip.datasets.qm9 import ATOM_REFS, TARGET_NAMES, load_qm9
 
 # gdb id -> (element symbols, positions Å, the 15 raw properties of line 2)
 MOLECULES = {

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 from ase import units
-from mlip.datasets import load
-from mlip.datasets.rmd17 import KCAL_PER_MOL, load_rmd17
 
 from mlip.data import DataError
+from mlip.datasets import load
+from mlip.datasets.rmd17 import KCAL_PER_MOL, load_rmd17
 
 
 def test_kcal_factor():

@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 import torch
 from ase import Atoms
-from mlip.datasets import CacheDataset, ListDataset, load, nested_subsets, random_split, write_cache
-from mlip.datasets.statistics import compute_statistics
 
 from mlip.cli import main as mlip_main
 from mlip.data import from_atoms
+from mlip.datasets import CacheDataset, ListDataset, load, nested_subsets, random_split, write_cache
+from mlip.datasets.statistics import compute_statistics
 
 
 def synthetic(n: int = 30, seed: int = 0) -> tuple[ListDataset, dict[int, float]]:

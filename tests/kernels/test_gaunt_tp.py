@@ -1,15 +1,9 @@
-import os
-
+import pytest
 import torch
 
-if not torch.cuda.is_available():  # Triton runs on the CPU only through its interpreter
-    os.environ["TRITON_INTERPRET"] = "1"
-
-import pytest  # noqa: E402
-from mlip.kernels import gaunt_tp  # noqa: E402
-from mlip.kernels.gaunt import gaunt_tp_reference  # noqa: E402
-
-from mlip.testing import irreps_matrix, random_rotation  # noqa: E402
+from mlip.kernels import gaunt_tp
+from mlip.kernels.gaunt import gaunt_tp_reference
+from mlip.testing import irreps_matrix, random_rotation
 
 CUDA = torch.cuda.is_available()
 DEVICE = "cuda" if CUDA else "cpu"

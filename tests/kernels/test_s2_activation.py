@@ -1,20 +1,14 @@
-import os
-
+import pytest
 import torch
 
-if not torch.cuda.is_available():  # Triton runs on the CPU only through its interpreter
-    os.environ["TRITON_INTERPRET"] = "1"
-
-import pytest  # noqa: E402
-from mlip.kernels import gaunt_tp, s2_activation, symmetric_product  # noqa: E402
-from mlip.kernels.s2_activation import (  # noqa: E402
+from mlip.kernels import gaunt_tp, s2_activation, symmetric_product
+from mlip.kernels.s2_activation import (
     default_activation_grid,
     s2_activation_reference,
     symmetric_product_reference,
 )
-
-from mlip.o3 import grid_for  # noqa: E402
-from mlip.testing import irreps_matrix, random_rotation  # noqa: E402
+from mlip.o3 import grid_for
+from mlip.testing import irreps_matrix, random_rotation
 
 CUDA = torch.cuda.is_available()
 DEVICE = "cuda" if CUDA else "cpu"

@@ -2,18 +2,12 @@
 
 Triton runs under ``TRITON_INTERPRET=1`` on a CPU-only machine (tiny shapes) and compiled on CUDA."""
 
-import os
-
+import pytest
 import torch
 
-if not torch.cuda.is_available():
-    os.environ.setdefault("TRITON_INTERPRET", "1")
-
-import pytest  # noqa: E402
-from mlip.kernels import TensorProduct  # noqa: E402
-from mlip.kernels.tensor_product.configs import CHANNELWISE, CONFIGS, config_instructions, make_tp  # noqa: E402
-
-from mlip.testing import assert_equivariant  # noqa: E402
+from mlip.kernels import TensorProduct
+from mlip.kernels.tensor_product.configs import CHANNELWISE, CONFIGS, config_instructions, make_tp
+from mlip.testing import assert_equivariant
 
 o3 = pytest.importorskip("e3nn.o3")
 DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")

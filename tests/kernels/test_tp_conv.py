@@ -1,18 +1,12 @@
 """tp_conv against e3nn + scatter, gradients to second order, edge cases, determinism, equivariance."""
 
-import os
-
+import pytest
 import torch
 
-if not torch.cuda.is_available():
-    os.environ.setdefault("TRITON_INTERPRET", "1")
-
-import pytest  # noqa: E402
-from mlip.kernels import TensorProduct, tp_conv  # noqa: E402
-from mlip.kernels.tensor_product.configs import config_instructions, make_tp  # noqa: E402
-from mlip.kernels.tp_conv import ConvGraph  # noqa: E402
-
-from mlip.testing import assert_equivariant  # noqa: E402
+from mlip.kernels import TensorProduct, tp_conv
+from mlip.kernels.tensor_product.configs import config_instructions, make_tp
+from mlip.kernels.tp_conv import ConvGraph
+from mlip.testing import assert_equivariant
 
 o3 = pytest.importorskip("e3nn.o3")
 DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")

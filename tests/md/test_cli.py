@@ -4,11 +4,11 @@ and its argument handling."""
 import ase.io
 import pytest
 import torch
-from mlip.md import cli as md_cli
-from mlip.md import read_h5md
 
 from mlip import cli
 from mlip.calculator import MLIPCalculator
+from mlip.md import cli as md_cli
+from mlip.md import read_h5md
 from mlip.models import load
 from mlip.models.classical import LennardJones
 

@@ -10,10 +10,10 @@ from ase import Atoms
 from ase.build import molecule
 from ase.md.langevin import Langevin
 from ase.md.verlet import VelocityVerlet
-from mlip.md.units import AMU_A2_FS2_TO_EV, FS
 
 from mlip import md
 from mlip.calculator import MLIPCalculator
+from mlip.md.units import AMU_A2_FS2_TO_EV, FS
 from mlip.models.classical import HarmonicPair, LennardJones
 
 

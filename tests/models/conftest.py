@@ -2,12 +2,6 @@
 
 from __future__ import annotations
 
-import os
-
-# Triton reads this when its kernels are defined: set before anything imports it (as tests/kernels do).
-# Harmless elsewhere: backend="auto" still takes the torch paths on the CPU.
-os.environ.setdefault("TRITON_INTERPRET", "1")
-
 from types import SimpleNamespace
 
 import numpy as np
