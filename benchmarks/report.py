@@ -14,7 +14,7 @@ import json
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-SUITE_ORDER = ["tp", "gaunt", "model", "md", "data", "neighbors", "train"]
+SUITE_ORDER = ["tp", "gaunt", "model", "md", "md_drift", "data", "neighbors", "train"]
 
 
 def _cell(value) -> str:
@@ -82,7 +82,7 @@ def main() -> None:
         if suite != current_suite:
             current_suite = suite
             notes = args.notes / f"{suite}.md"
-            body.append(notes.read_text().strip() + "\n" if notes.exists() else f"# {suite}\n")
+            body.append(notes.read_text().strip() + "\n" if notes.exists() else f"## {suite}\n")
         body.append(render(record, path))
     args.out.write_text("\n".join(header + body))
     print(f"wrote {args.out} ({len(records)} records)")
