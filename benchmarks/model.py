@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mlip.benchmarking import measure, print_table, write_json
+from mlip.benchmarking import measure, peak_memory, print_table, write_json
 from mlip.data import keys as K
 from mlip.data.atomic_data import from_atoms
 from mlip.data.neighbors import add_neighbors
@@ -284,9 +284,7 @@ def main() -> None:
             repeats, warmup = (5, 2) if len(atoms) < 500 else (2, 1) if len(atoms) < 5000 else (1, 0)
             seconds = measure(step, repeats=repeats, warmup=warmup)
             if args.device.startswith("cuda"):
-                torch.cuda.reset_peak_memory_stats()
-                step()
-                memory = torch.cuda.max_memory_allocated() / 2**20
+                memory = peak_memory(step, args.device) / 2**20
             else:
                 wanted = model_name in args.memory_models.split(",") and len(atoms) < 5000
                 memory = child_peak_rss(model_name, system, args) if wanted and not args.no_memory else None

@@ -125,11 +125,6 @@ class Irreps(tuple):
             raise ValueError("empty Irreps has no lmax")
         return max(item.ir.l for item in self)
 
-    @property
-    def ls(self) -> list[int]:
-        """Degree of every irrep copy, in order (length ``num_irreps``)."""
-        return [item.ir.l for item in self for _ in range(item.mul)]
-
     def slices(self) -> list[slice]:
         """Slice of each block in a feature vector of dimension ``dim``."""
         out, start = [], 0
