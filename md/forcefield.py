@@ -50,7 +50,7 @@ class ForceField:
         return state
 
     def edge_vectors(self, state: MDState) -> torch.Tensor:
-        """``[E, 3]`` Å vectors of the current neighbour list (pairs up to ``cutoff + skin`` apart)."""
+        """``[E, 3]`` Å vectors of the pairs closer than the cutoff (from the reused neighbour list)."""
         edge_index, shifts = self.neighbors(state.positions, state.cell, state.pbc, state.batch)
         src, dst = edge_index
         offsets = torch.einsum("ei,eij->ej", shifts, state.cell[state.batch[src]])

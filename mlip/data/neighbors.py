@@ -218,8 +218,9 @@ class SkinNeighborList:
     deformation since the last build (0 for an unchanged cell) and ``δ`` the largest displacement of an
     atom in the frame of the old cell (``r h^-1 h0 - r0``). With a fixed cell this is the classic rule:
     rebuild when any atom moved more than ``skin / 2``. A changed cell that is not fully periodic forces a
-    rebuild. The returned list may hold pairs up to ``cutoff + skin`` apart: potentials give them zero
-    weight.
+    rebuild. Each call returns only the stored pairs that are closer than ``cutoff`` now (in their stored
+    order), so a model never computes messages for the skin shell, where its weights are zero: with a
+    1 Å skin on a 5 Å cutoff that shell holds about 40 % of the stored pairs of a dense system.
 
     Attributes:
         builds: number of builds so far.
@@ -237,13 +238,20 @@ class SkinNeighborList:
     def __call__(
         self, positions: torch.Tensor, cell: torch.Tensor, pbc: torch.Tensor, batch: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """``edge_index`` ``[2, E]`` and ``cell_shifts`` ``[E, 3]`` for ``positions`` ``[N, 3]`` (Å),
-        ``cell`` ``[B, 3, 3]`` (Å), ``pbc`` ``[B, 3]``, ``batch`` ``[N]``; rebuilt only when needed."""
+        """``edge_index`` ``[2, E]`` and ``cell_shifts`` ``[E, 3]`` of the pairs closer than ``cutoff`` for
+        ``positions`` ``[N, 3]`` (Å), ``cell`` ``[B, 3, 3]`` (Å), ``pbc`` ``[B, 3]``, ``batch`` ``[N]``;
+        the list at ``cutoff + skin`` behind them is rebuilt only when needed."""
         if self._edges is None or self.needs_rebuild(positions, cell, pbc, batch):
             self._edges = batched_neighbor_list(positions, cell, pbc, batch, self.cutoff + self.skin)
             self._ref = tuple(t.detach().clone() for t in (positions, cell, pbc, batch))
             self.builds += 1
-        return self._edges
+        edge_index, shifts = self._edges
+        with torch.no_grad():
+            src, dst = edge_index
+            offsets = torch.einsum("ei,eij->ej", shifts.to(cell.dtype), cell[batch[src]])
+            lengths = (positions[dst] - positions[src] + offsets).norm(dim=1)
+            inside = lengths < self.cutoff
+        return edge_index[:, inside], shifts[inside]
 
     def needs_rebuild(
         self, positions: torch.Tensor, cell: torch.Tensor, pbc: torch.Tensor, batch: torch.Tensor

@@ -135,10 +135,10 @@ def test_add_neighbors_on_record_and_batch():
 
 
 def _assert_covers(edges, positions, cell, pbc, cutoff):
-    """Every pair closer than cutoff now is in the reused list."""
+    """The reused list holds exactly the pairs closer than cutoff now (none of the skin shell)."""
     have = _triples(edges[0][0].numpy(), edges[0][1].numpy(), edges[1].numpy())
     need = _ase(positions.numpy(), cell[0].numpy(), pbc[0].numpy(), cutoff)
-    assert need <= have
+    assert need == have
 
 
 def test_skin_list_rebuilds_only_when_needed():
