@@ -140,6 +140,31 @@ def from_channels(z: torch.Tensor, desc: TPDescriptor, g: Group) -> dict[int, to
     return out
 
 
+def to_out_channels(z: torch.Tensor, desc: TPDescriptor, g: Group) -> torch.Tensor:
+    """e3nn-layout output ``[B, dim_out]`` -> ``[B, U, out_width]`` for the group's output blocks (the
+    inverse of :func:`from_channels`; used for output gradients)."""
+    s = desc.irreps_out.slices()
+    parts = [z[:, s[o]].reshape(z.shape[0], g.mul, desc.irreps_out[o].ir.dim) for o in g.out_blocks]
+    return parts[0] if len(parts) == 1 else torch.cat(parts, dim=2)
+
+
+def from_in_channels(xcs: list[torch.Tensor], desc: TPDescriptor, groups: tuple[Group, ...]) -> torch.Tensor:
+    """Per-group ``[B, U, D1]`` tensors -> e3nn-layout ``[B, dim1]`` (the inverse of :func:`to_channels`
+    over all groups; ``in1`` blocks no group reads are zero)."""
+    batch = xcs[0].shape[0]
+    blocks: dict[int, torch.Tensor] = {}
+    for g, xc in zip(groups, xcs, strict=True):
+        col = 0
+        for b in g.in1_blocks:
+            d = desc.irreps_in1[b].ir.dim
+            blocks[b] = xc[:, :, col : col + d].reshape(batch, g.mul * d)
+            col += d
+    parts = [
+        blocks[b] if b in blocks else xcs[0].new_zeros(batch, mi.dim) for b, mi in enumerate(desc.irreps_in1)
+    ]
+    return torch.cat(parts, dim=1)
+
+
 def extend_weights(desc: TPDescriptor, weight: torch.Tensor | None, like: torch.Tensor) -> torch.Tensor:
     """Weights with a trailing column of ones (the factor of unweighted paths): ``[B | -, numel + 1]``."""
     if weight is None:

@@ -35,13 +35,23 @@ def tp_conv_fast(
             out = out + scatter_sum(msg, edge_dst[s], num_nodes, deterministic)
         return out
     weight_ext = fast.extend_weights(desc, edge_weights, node_feats)
+    in_place = not deterministic or node_feats.device.type == "cpu"  # index_add_ is deterministic on CPU
     blocks: dict[int, torch.Tensor] = {}
     for g in fast.plan(desc):
         xc = fast.to_channels(node_feats, desc, g)
         agg = xc.new_zeros(num_nodes, g.mul, g.out_width)
-        for s in fast.chunks(edge_src.numel(), g):
-            w = weight_ext if weight_ext.dim() == 1 else weight_ext[s]
-            msg = fast.messages(desc, g, xc.index_select(0, edge_src[s]), edge_sh[s], w)
-            agg = agg + scatter_sum(msg, edge_dst[s], num_nodes, deterministic)
+        # torch.split rather than slicing: the backward of a split writes each gradient in one pass, the
+        # backward of a slice fills a full-size zero tensor per chunk
+        sizes = [s.stop - s.start for s in fast.chunks(edge_src.numel(), g)]
+        gathered = xc.index_select(0, edge_src).split(sizes)
+        weights = [weight_ext] * len(sizes) if weight_ext.dim() == 1 else weight_ext.split(sizes)
+        for xs, ys, ws, dst in zip(
+            gathered, edge_sh.split(sizes), weights, edge_dst.split(sizes), strict=True
+        ):
+            msg = fast.messages(desc, g, xs, ys, ws)
+            if in_place:
+                agg.index_add_(0, dst, msg)
+            else:
+                agg = agg + scatter_sum(msg, dst, num_nodes, deterministic)
         blocks.update(fast.from_channels(agg, desc, g))
     return fast.assemble(desc, blocks, num_nodes, node_feats)

@@ -125,3 +125,32 @@ def test_symmetric_contraction_equivariant():
         return sc(z.reshape(3, 2, 9), species).reshape(3, -1)
 
     assert_equivariant(fn, "0e+1o+2e+0e+1o+2e", "0e+1o+2e+0e+1o+2e", batch=3)
+
+
+def test_chunked_convolution_equals_plain_with_two_multiplicities(monkeypatch):
+    """The memory-bounded inference convolution (channel layout per multiplicity group, edges in chunks)
+    gives the plain autograd path's output and first derivatives for every input and MLP parameter."""
+    import mlip.layers.conv as conv
+    from mlip.kernels import TensorProduct
+    from mlip.layers.radial import RadialMLP
+
+    monkeypatch.setattr(conv, "EDGES_PER_CHUNK", 5)
+    tp = TensorProduct("3x0e+3x1o+2x1e", "0e+1o", "3x1o+3x0e+2x1e+2x0o",
+                       [(0, 1, 0, "uvu", False), (1, 0, 0, "uvu", True), (1, 1, 1, "uvu", True),
+                        (0, 0, 1, "uvu", True), (2, 1, 3, "uvu", True), (2, 0, 2, "uvu", True)])  # fmt: skip
+    assert len(conv.fast.plan(tp.descriptor)) == 2
+    g = torch.Generator().manual_seed(0)
+    mlp = RadialMLP([4, 8, tp.weight_numel]).double()
+    nodes, edges = 6, 23
+    x = torch.randn(nodes, tp.irreps_in1.dim, generator=g, dtype=torch.float64, requires_grad=True)
+    sh = torch.randn(edges, tp.irreps_in2.dim, generator=g, dtype=torch.float64, requires_grad=True)
+    radial = torch.randn(edges, 4, generator=g, dtype=torch.float64, requires_grad=True)
+    src, dst = torch.randint(0, nodes, (2, edges), generator=g)
+    probe = torch.randn(nodes, tp.irreps_out.dim, generator=g, dtype=torch.float64)
+    results = []
+    for chunked in (False, True):
+        out = conv.edge_convolution(x, sh, radial, src, dst, mlp, tp, chunked)
+        grads = torch.autograd.grad((out * probe).sum(), [x, sh, radial, *mlp.parameters()])
+        results.append((out, *grads))
+    for plain, chunked in zip(*results, strict=True):
+        torch.testing.assert_close(chunked, plain, atol=1e-12, rtol=0)
