@@ -23,7 +23,7 @@ $(STAMP): pyproject.toml
 test: $(STAMP)
 	$(BIN)/ruff check mlip kernels datasets md tests benchmarks
 	$(BIN)/ruff format --check mlip kernels datasets md tests benchmarks
-	OMP_NUM_THREADS=2 $(BIN)/pytest -q
+	OMP_NUM_THREADS=2 $(BIN)/pytest -q --durations=15
 
 lint: $(STAMP)
 	$(BIN)/ruff check mlip kernels datasets md tests benchmarks

@@ -132,7 +132,7 @@ def edge_convolution(
         layers); not used by the chunked path.
     """
     path = resolve_backend(tp.backend, tp.descriptor, x.device)
-    if not chunked or x.device.type != "cpu" or src.numel() <= EDGES_PER_CHUNK or path != "fast":
+    if not chunked or x.device.type != "cpu" or path != "fast" or len(_chunks(src.numel(), tp)) <= 1:
         return tp_conv(x, sh, radial_mlp(radial), src, dst, x.shape[0], tp, graph=graph)
     params = list(radial_mlp.parameters())
     return _ChunkedConvolution.apply(x, sh, radial, src, dst, radial_mlp, tp, *params)
