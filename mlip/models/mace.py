@@ -18,6 +18,7 @@ from mlip.data import keys as K
 from mlip.data.atomic_data import AtomicData
 from mlip.kernels import ConvGraph, TensorProduct, uvu_instructions
 from mlip.layers.activations import normalized_activation
+from mlip.layers.chunking import checkpointed_rows
 from mlip.layers.conv import edge_convolution
 from mlip.layers.embedding import SpeciesEmbedding
 from mlip.layers.grid_product import GridProductBasis
@@ -142,7 +143,11 @@ class Interaction(torch.nn.Module):
             self.linear_up(h), sh, radial, src, dst, self.radial, self.conv, not self.training, graph=graph
         )
         msg = self.linear(msg) * self.inv_avg_neighbors
-        prod = self.product(to_channels(msg, self.target), species)
+        features = to_channels(msg, self.target)
+        if self.training:  # training differentiates forces: plain autograd, no recomputation
+            prod = self.product(features, species)
+        else:
+            prod = checkpointed_rows(self.product, features, species)
         return self.linear_product(from_channels(prod, self.irreps_out)) + skip
 
 
