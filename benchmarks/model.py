@@ -333,7 +333,31 @@ def main() -> None:
     ]
     print(f"\ndevice {args.device}, dtype {args.dtype}, torch threads {torch.get_num_threads()}")
     print_table(rows, columns)
-    write_json(args.out, "model", rows, device=args.device, dtype=args.dtype)
+    figure = Path(args.out).with_suffix(".png")
+    plot_scaling(rows, figure, f"energy+forces, {args.device}, {args.dtype}")
+    write_json(args.out, "model", rows, device=args.device, dtype=args.dtype, figure=figure.name)
+
+
+def plot_scaling(rows: list[dict], path: Path, title: str) -> None:
+    """Time per atom (µs) against the number of atoms, one line per model (flat = linear cost)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for model in dict.fromkeys(r["model"] for r in rows):
+        points = sorted(
+            (r["atoms"], r["us_per_atom"]) for r in rows if r["model"] == model and "us_per_atom" in r
+        )
+        if points:
+            ax.plot(*zip(*points, strict=True), marker="o", label=model)
+    ax.set(xscale="log", yscale="log", xlabel="atoms", ylabel="time per atom (µs)", title=title)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    print(f"wrote {path}")
 
 
 if __name__ == "__main__":
