@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from mlip.data import keys as K
-from mlip.data.neighbors import SkinNeighborList
+from mlip.data.neighbors import SkinNeighborList, edge_vectors
 from mlip.md.state import MDState
 from mlip.models.base import Potential
 
@@ -52,6 +52,4 @@ class ForceField:
     def edge_vectors(self, state: MDState) -> torch.Tensor:
         """``[E, 3]`` Å vectors of the pairs closer than the cutoff (from the reused neighbour list)."""
         edge_index, shifts = self.neighbors(state.positions, state.cell, state.pbc, state.batch)
-        src, dst = edge_index
-        offsets = torch.einsum("ei,eij->ej", shifts, state.cell[state.batch[src]])
-        return state.positions[dst] - state.positions[src] + offsets
+        return edge_vectors(state.positions, state.cell, state.batch, edge_index, shifts)

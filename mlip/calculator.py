@@ -24,7 +24,7 @@ from ase.calculators.calculator import Calculator, PropertyNotImplementedError, 
 
 from mlip.data import keys as K
 from mlip.data.atomic_data import AtomicData, DataError, collate, from_atoms
-from mlip.data.neighbors import SkinNeighborList, add_neighbors
+from mlip.data.neighbors import SkinNeighborList, add_neighbors, edge_vectors
 from mlip.models.model import EquivariantModel
 
 
@@ -83,13 +83,12 @@ class MLIPCalculator(Calculator):
         }
 
     def _warn_close(self, data: AtomicData) -> None:
-        src, dst = data[K.EDGE_INDEX]
-        if src.numel() == 0:
+        if data[K.EDGE_INDEX].shape[1] == 0:
             return
         cell = data[K.CELL] if data[K.CELL].dim() == 3 else data[K.CELL].unsqueeze(0)
         batch = data.get(K.BATCH, torch.zeros_like(data[K.ATOMIC_NUMBERS]))
-        offsets = torch.einsum("ei,eij->ej", data[K.CELL_SHIFTS], cell[batch[src]])
-        shortest = float((data[K.POSITIONS][dst] - data[K.POSITIONS][src] + offsets).norm(dim=1).min())
+        vectors = edge_vectors(data[K.POSITIONS], cell, batch, data[K.EDGE_INDEX], data[K.CELL_SHIFTS])
+        shortest = float(vectors.norm(dim=1).min())
         if shortest < self.min_distance:
             warnings.warn(
                 f"atoms {shortest:.3f} Å apart (below {self.min_distance} Å): outside any training data",

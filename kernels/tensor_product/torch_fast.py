@@ -35,7 +35,7 @@ from dataclasses import dataclass
 import torch
 
 from mlip.kernels.tensor_product.descriptor import TPDescriptor, wigner_block
-from mlip.o3 import cached_constant
+from mlip.o3 import Irreps, cached_constant
 
 CHUNK_ELEMENTS = 1 << 22
 
@@ -123,46 +123,56 @@ def _tables(desc: TPDescriptor, g: Group, dtype: torch.dtype, device: torch.devi
     return coupling, index, reduce
 
 
+def _stack_blocks(z: torch.Tensor, irreps: Irreps, blocks: tuple[int, ...], mul: int) -> torch.Tensor:
+    """e3nn-layout ``z [B, irreps.dim]`` -> ``[B, mul, Σ d]``: the listed blocks side by side."""
+    s = irreps.slices()
+    parts = [z[:, s[b]].reshape(z.shape[0], mul, irreps[b].ir.dim) for b in blocks]
+    return parts[0] if len(parts) == 1 else torch.cat(parts, dim=2)
+
+
+def _split_blocks(
+    z: torch.Tensor, irreps: Irreps, blocks: tuple[int, ...], mul: int
+) -> dict[int, torch.Tensor]:
+    """``[B, mul, Σ d]`` -> e3nn-layout blocks ``{b: [B, mul * d]}`` (inverse of :func:`_stack_blocks`)."""
+    out, col = {}, 0
+    for b in blocks:
+        d = irreps[b].ir.dim
+        out[b] = z[:, :, col : col + d].reshape(z.shape[0], mul * d)
+        col += d
+    return out
+
+
+def _concat_blocks(
+    irreps: Irreps, blocks: dict[int, torch.Tensor], batch: int, like: torch.Tensor
+) -> torch.Tensor:
+    """Concatenate e3nn-layout blocks in order into ``[B, irreps.dim]`` (zeros for missing blocks)."""
+    parts = [blocks[b] if b in blocks else like.new_zeros(batch, mi.dim) for b, mi in enumerate(irreps)]
+    return torch.cat(parts, dim=1) if parts else like.new_zeros(batch, 0)
+
+
 def to_channels(x: torch.Tensor, desc: TPDescriptor, g: Group) -> torch.Tensor:
     """e3nn layout ``[B, dim1]`` -> ``[B, U, D1]`` for the group's ``in1`` blocks."""
-    s1 = desc.irreps_in1.slices()
-    parts = [x[:, s1[b]].reshape(x.shape[0], g.mul, desc.irreps_in1[b].ir.dim) for b in g.in1_blocks]
-    return parts[0] if len(parts) == 1 else torch.cat(parts, dim=2)
+    return _stack_blocks(x, desc.irreps_in1, g.in1_blocks, g.mul)
 
 
 def from_channels(z: torch.Tensor, desc: TPDescriptor, g: Group) -> dict[int, torch.Tensor]:
     """``[B, U, out_width]`` -> e3nn-layout blocks ``{i_out: [B, U * d]}``."""
-    out, col = {}, 0
-    for o in g.out_blocks:
-        d = desc.irreps_out[o].ir.dim
-        out[o] = z[:, :, col : col + d].reshape(z.shape[0], g.mul * d)
-        col += d
-    return out
+    return _split_blocks(z, desc.irreps_out, g.out_blocks, g.mul)
 
 
 def to_out_channels(z: torch.Tensor, desc: TPDescriptor, g: Group) -> torch.Tensor:
     """e3nn-layout output ``[B, dim_out]`` -> ``[B, U, out_width]`` for the group's output blocks (the
     inverse of :func:`from_channels`; used for output gradients)."""
-    s = desc.irreps_out.slices()
-    parts = [z[:, s[o]].reshape(z.shape[0], g.mul, desc.irreps_out[o].ir.dim) for o in g.out_blocks]
-    return parts[0] if len(parts) == 1 else torch.cat(parts, dim=2)
+    return _stack_blocks(z, desc.irreps_out, g.out_blocks, g.mul)
 
 
 def from_in_channels(xcs: list[torch.Tensor], desc: TPDescriptor, groups: tuple[Group, ...]) -> torch.Tensor:
     """Per-group ``[B, U, D1]`` tensors -> e3nn-layout ``[B, dim1]`` (the inverse of :func:`to_channels`
     over all groups; ``in1`` blocks no group reads are zero)."""
-    batch = xcs[0].shape[0]
     blocks: dict[int, torch.Tensor] = {}
     for g, xc in zip(groups, xcs, strict=True):
-        col = 0
-        for b in g.in1_blocks:
-            d = desc.irreps_in1[b].ir.dim
-            blocks[b] = xc[:, :, col : col + d].reshape(batch, g.mul * d)
-            col += d
-    parts = [
-        blocks[b] if b in blocks else xcs[0].new_zeros(batch, mi.dim) for b, mi in enumerate(desc.irreps_in1)
-    ]
-    return torch.cat(parts, dim=1)
+        blocks.update(_split_blocks(xc, desc.irreps_in1, g.in1_blocks, g.mul))
+    return _concat_blocks(desc.irreps_in1, blocks, xcs[0].shape[0], xcs[0])
 
 
 def extend_weights(desc: TPDescriptor, weight: torch.Tensor | None, like: torch.Tensor) -> torch.Tensor:
@@ -199,10 +209,7 @@ def assemble(
     desc: TPDescriptor, blocks: dict[int, torch.Tensor], batch: int, like: torch.Tensor
 ) -> torch.Tensor:
     """Concatenate output blocks in order (zeros for blocks no path writes)."""
-    parts = [
-        blocks[o] if o in blocks else like.new_zeros(batch, mi.dim) for o, mi in enumerate(desc.irreps_out)
-    ]
-    return torch.cat(parts, dim=1) if parts else like.new_zeros(batch, 0)
+    return _concat_blocks(desc.irreps_out, blocks, batch, like)
 
 
 def tensor_product_channelwise(

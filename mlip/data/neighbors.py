@@ -191,6 +191,21 @@ def _close_pairs(
     return query.index_select(0, close), order.index_select(0, sorted_index.index_select(0, close))
 
 
+def edge_vectors(
+    positions: torch.Tensor,
+    cell: torch.Tensor,
+    batch: torch.Tensor,
+    edge_index: torch.Tensor,
+    cell_shifts: torch.Tensor,
+) -> torch.Tensor:
+    """``[E, 3]`` Å vectors ``positions[dst] - positions[src] + cell_shifts @ cell[batch[src]]`` of the
+    edges ``edge_index`` ``[2, E]`` (``positions`` ``[N, 3]``, ``cell`` ``[B, 3, 3]``, ``batch`` ``[N]``,
+    ``cell_shifts`` ``[E, 3]``, cast to the cell's dtype); differentiable in positions and cell."""
+    src, dst = edge_index
+    offsets = torch.einsum("ei,eij->ej", cell_shifts.to(cell.dtype), cell[batch[src]])
+    return positions[dst] - positions[src] + offsets
+
+
 def add_neighbors(data: AtomicData, cutoff: float) -> AtomicData:
     """A copy of ``data`` (one record or a collated batch) with ``edge_index`` and ``cell_shifts`` added.
 
@@ -247,10 +262,7 @@ class SkinNeighborList:
             self.builds += 1
         edge_index, shifts = self._edges
         with torch.no_grad():
-            src, dst = edge_index
-            offsets = torch.einsum("ei,eij->ej", shifts.to(cell.dtype), cell[batch[src]])
-            lengths = (positions[dst] - positions[src] + offsets).norm(dim=1)
-            inside = lengths < self.cutoff
+            inside = edge_vectors(positions, cell, batch, edge_index, shifts).norm(dim=1) < self.cutoff
         return edge_index[:, inside], shifts[inside]
 
     def needs_rebuild(

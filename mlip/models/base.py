@@ -11,6 +11,7 @@ import torch
 
 from mlip.data import keys as K
 from mlip.data.atomic_data import AtomicData
+from mlip.data.neighbors import edge_vectors
 
 
 def as_batch(data: AtomicData) -> AtomicData:
@@ -81,11 +82,8 @@ class Potential(torch.nn.Module):
             symmetric = 0.5 * (strain + strain.transpose(1, 2))
             positions = positions + torch.einsum("ni,nij->nj", positions, symmetric[batch])
             cell = cell + torch.bmm(cell, symmetric)
-        src, dst = data[K.EDGE_INDEX][0], data[K.EDGE_INDEX][1]
-        shifts = data[K.CELL_SHIFTS].to(dtype)
-        offsets = torch.einsum("ei,eij->ej", shifts, cell[batch[src]])
-        edge_vectors = positions[dst] - positions[src] + offsets
-        energies = self.atomic_energies(data, edge_vectors)
+        vectors = edge_vectors(positions, cell, batch, data[K.EDGE_INDEX], data[K.CELL_SHIFTS])
+        energies = self.atomic_energies(data, vectors)
         energy = energies.new_zeros(num_structures).index_add(0, batch, energies)
         out = {"energy": energy, "energies": energies}
         if inputs:
