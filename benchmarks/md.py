@@ -65,7 +65,7 @@ def molecule_box(molecule: Atoms, count: int, spacing: float, seed: int = 0) -> 
     return box
 
 
-def mace_torch_calculator(config: Any, dtype: torch.dtype) -> Any:
+def mace_torch_calculator(config: Any, dtype: torch.dtype, device: str) -> Any:
     """mace-torch's ``MACECalculator`` around an untrained ``MACE`` with the hyperparameters of our
     :class:`~mlip.models.mace.MACEConfig` ``config``; ``None`` when mace-torch does not import."""
     try:
@@ -99,14 +99,14 @@ def mace_torch_calculator(config: Any, dtype: torch.dtype) -> Any:
     finally:
         torch.set_default_dtype(previous)
     name = str(dtype).removeprefix("torch.")
-    return lambda: MACECalculator(models=model.to(dtype), device="cpu", default_dtype=name)
+    return lambda: MACECalculator(models=model.to(dtype), device=device, default_dtype=name)
 
 
 def native_run(
-    atoms: Atoms, replicas: int, model: torch.nn.Module, steps: int, dt: float
+    atoms: Atoms, replicas: int, model: torch.nn.Module, steps: int, dt: float, device: str
 ) -> Callable[[], Any]:
     """A function running ``steps`` native NVE steps of all replicas in one batch (state kept)."""
-    state = md.from_atoms([atoms] * replicas, seed=0)
+    state = md.from_atoms([atoms] * replicas, device=device, seed=0)
     md.maxwell_boltzmann(state, 300.0)
     ff = md.ForceField(model, skin=1.0)
     md.nve.init(state, ff)
@@ -129,11 +129,11 @@ def ase_run(
 
 def throughput(args: argparse.Namespace) -> None:
     dtype = getattr(torch, args.dtype)
-    model = models.load(args.model, dtype=dtype).eval().requires_grad_(False)
+    model = models.load(args.model, dtype=dtype).eval().requires_grad_(False).to(args.device)
     molecule = ethanol(args.rmd17)
     routes: dict[str, Callable[[], Any] | None] = {
-        "ase_ours": lambda: MLIPCalculator(model, device="cpu", dtype=dtype, skin=1.0),
-        "ase_mace_torch": mace_torch_calculator(model.config, dtype),
+        "ase_ours": lambda: MLIPCalculator(model, device=args.device, dtype=dtype, skin=1.0),
+        "ase_mace_torch": mace_torch_calculator(model.config, dtype, args.device),
     }
     systems = [("ethanol", molecule, r) for r in args.replicas]
     systems.append(("box999", molecule_box(molecule, 111, 4.8), 1))
@@ -142,7 +142,9 @@ def throughput(args: argparse.Namespace) -> None:
         atom_steps = len(atoms) * replicas * args.steps
         row: dict[str, Any] = {"system": name, "replicas": replicas, "atoms": len(atoms) * replicas}
         timings = {
-            "native": measure(native_run(atoms, replicas, model, args.steps, args.dt), args.repeats, 1)
+            "native": measure(
+                native_run(atoms, replicas, model, args.steps, args.dt, args.device), args.repeats, 1
+            )
         }
         for route, calculator in routes.items():
             if calculator is not None:
@@ -158,9 +160,10 @@ def throughput(args: argparse.Namespace) -> None:
         print_table([row])
     print_table(rows)
     write_json(
-        RESULTS / "md.json",
+        args.out or RESULTS / "md.json",
         "md",
         rows,
+        device=args.device,
         model=str(args.model),
         dtype=args.dtype,
         steps=args.steps,
@@ -254,6 +257,10 @@ def main() -> None:
     parser.add_argument("--model", type=Path, required=True, help="model file from mlip train (ethanol)")
     parser.add_argument("--rmd17", type=Path, default=RMD17, help="folder with rmd17_ethanol_test_01.npz")
     parser.add_argument("--dtype", choices=("float32", "float64"), default="float64")
+    parser.add_argument("--device", default="cpu", help="torch device of every route (throughput)")
+    parser.add_argument(
+        "--out", type=Path, default=None, help="JSON file (throughput; default results/md.json)"
+    )
     parser.add_argument("--dt", type=float, default=0.5, help="time step, fs")
     parser.add_argument("--replicas", type=int, nargs="+", default=[1, 16, 128])
     parser.add_argument("--steps", type=int, default=2, help="timed steps per call (throughput)")

@@ -2,14 +2,17 @@
 
 Systems: aspirin (21 atoms, a fixed rdkit conformer), periodic water boxes of ~100, ~1000 and ~10k atoms
 (density 0.1 atoms/Å^3, ~50 neighbours within 5 Å). Models: our ``mace`` (``product="cg"`` and
-``"gaunt"``), ``nequip``, ``gridnet``, and mace-torch's ``MACE`` (128x0e+128x1o, max_ell 3, correlation 3,
-2 interactions, r_max 5, radial MLP [64, 64, 64]), fed the same neighbour list.
+``"gaunt"``), ``nequip``, ``gridnet``, and mace-torch's ``ScaleShiftMACE`` (as its training script
+builds it; 128x0e+128x1o, max_ell 3, correlation 3, 2 interactions, r_max 5, radial MLP [64, 64, 64]),
+fed the same neighbour list.
 
 Reported per (model, system): median time of one energy+forces evaluation, steps/s, ns/day at 0.5 fs,
 time per atom (constant from 100 to 10k atoms when the cost is linear in the system size), and peak
 memory (CUDA: max allocated; CPU: peak RSS of a fresh child process running the same case, minus its
 footprint after imports).
-Before timing, our mace and mace-torch are checked to produce finite energies and forces.
+Before timing, our mace and mace-torch are checked to produce finite energies and forces, and
+``mace-torch-cueq`` (mace-torch converted to cuEquivariance by mace's converter) to match the e3nn
+model it was converted from.
 
     python benchmarks/model.py [--quick] [--device cuda] [--dtype float32] [--threads N]
 """
@@ -113,12 +116,12 @@ def ours(name: str, dtype: torch.dtype, device: str):
 
 def mace_torch(dtype: torch.dtype, device: str):
     from e3nn import o3
-    from mace.modules import MACE, RealAgnosticResidualInteractionBlock
+    from mace.modules import RealAgnosticResidualInteractionBlock, ScaleShiftMACE
 
     previous = torch.get_default_dtype()
     torch.set_default_dtype(dtype)
     try:
-        model = MACE(
+        model = ScaleShiftMACE(
             r_max=R_MAX,
             num_bessel=8,
             num_polynomial_cutoff=5,
@@ -135,10 +138,31 @@ def mace_torch(dtype: torch.dtype, device: str):
             correlation=3,
             gate=torch.nn.functional.silu,
             radial_MLP=[64, 64, 64],
+            atomic_inter_scale=1.0,
+            atomic_inter_shift=0.0,
         )
     finally:
         torch.set_default_dtype(previous)
     return model.to(device=device, dtype=dtype)
+
+
+def mace_torch_cueq(dtype: torch.dtype, device: str, data):
+    """mace-torch's model converted to cuEquivariance (mace's own converter: ``ir_mul`` layout, fused
+    convolution on CUDA), checked against the e3nn model it was converted from on ``data``."""
+    from mace.cli.convert_e3nn_cueq import run as to_cueq
+
+    source = mace_torch(dtype, device).requires_grad_(False).eval()
+    previous = torch.get_default_dtype()
+    try:
+        model = to_cueq(source, device=device, return_model=True).to(dtype).requires_grad_(False).eval()
+    finally:
+        torch.set_default_dtype(previous)
+    expected, got = mace_torch_step(source, data, dtype)(), mace_torch_step(model, data, dtype)()
+    tolerance = 1e-3 if dtype == torch.float32 else 1e-8
+    for name, a, b in zip(("energy", "forces"), expected, got, strict=True):
+        if not torch.allclose(a, b, rtol=tolerance, atol=tolerance):
+            raise AssertionError(f"mace-torch-cueq {name} differs from mace-torch: {(a - b).abs().max():.3g}")
+    return model
 
 
 def our_step(model, data):
@@ -178,6 +202,8 @@ def build(model_name: str, atoms, dtype: torch.dtype, device: str):
     # inference, as both packages' ASE calculators run: no weight gradients are kept
     if model_name == "mace-torch":
         return mace_torch_step(mace_torch(dtype, device).requires_grad_(False).eval(), data, dtype), data
+    if model_name == "mace-torch-cueq":
+        return mace_torch_step(mace_torch_cueq(dtype, device, data), data, dtype), data
     return our_step(ours(model_name, dtype, device).requires_grad_(False).eval(), data), data
 
 
@@ -210,7 +236,7 @@ def run_child(model_name: str, system: str, args: argparse.Namespace) -> None:
     excluded: mace-torch pulls in e3nn, we pull in Triton)."""
     import mlip.models  # noqa: F401  (import cost outside the measurement, as mace below)
 
-    if model_name == "mace-torch":
+    if model_name.startswith("mace-torch"):
         import mace.modules  # noqa: F401
     dtype = getattr(torch, args.dtype)
     atoms = systems(quick=system != "box-10k")[system]
@@ -230,7 +256,11 @@ def main() -> None:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--dtype", default="float32", choices=["float32", "float64"])
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
-    parser.add_argument("--models", default="mace,mace-torch,mace-gaunt,nequip,gridnet")
+    parser.add_argument(
+        "--models",
+        default="mace,mace-torch,mace-gaunt,nequip,gridnet",
+        help="comma-separated; also mace-torch-cueq (mace-torch converted to cuEquivariance)",
+    )
     parser.add_argument(
         "--peer-max-atoms",
         type=int,
@@ -257,7 +287,7 @@ def main() -> None:
     rows = []
     for system, atoms in systems(args.quick).items():
         for model_name in args.models.split(","):
-            if model_name == "mace-torch" and len(atoms) > args.peer_max_atoms:
+            if model_name.startswith("mace-torch") and len(atoms) > args.peer_max_atoms:
                 rows.append(
                     {"system": system, "atoms": len(atoms), "model": model_name, "note": "skipped (memory)"}
                 )
@@ -308,16 +338,17 @@ def main() -> None:
             write_json(args.out, "model", rows, device=args.device, dtype=args.dtype, partial=True)
             del step, data
     for row in rows:
-        peer = next(
-            (
-                r
-                for r in rows
-                if r["system"] == row["system"] and r["model"] == "mace-torch" and "ms_per_step" in r
-            ),
-            None,
-        )
-        if peer and "ms_per_step" in row:
-            row["speedup_vs_mace_torch"] = peer["ms_per_step"] / row["ms_per_step"]
+        for peer_name in ("mace-torch", "mace-torch-cueq"):
+            peer = next(
+                (
+                    r
+                    for r in rows
+                    if r["system"] == row["system"] and r["model"] == peer_name and "ms_per_step" in r
+                ),
+                None,
+            )
+            if peer and "ms_per_step" in row:
+                row[f"speedup_vs_{peer_name.replace('-', '_')}"] = peer["ms_per_step"] / row["ms_per_step"]
     columns = [
         "system",
         "atoms",
@@ -329,6 +360,7 @@ def main() -> None:
         "us_per_atom",
         "peak_mem_mb",
         "speedup_vs_mace_torch",
+        "speedup_vs_mace_torch_cueq",
         "note",
     ]
     print(f"\ndevice {args.device}, dtype {args.dtype}, torch threads {torch.get_num_threads()}")

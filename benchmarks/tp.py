@@ -7,6 +7,12 @@ e3nn measured in the same process, and how close to the roofline?
     python benchmarks/tp.py --quick                      # CPU, small, < 5 min
     python benchmarks/tp.py --device cuda --out benchmarks/results/tp_h100.json --plot tp.png
 
+cuEquivariance (when ``cuequivariance_ops_torch`` imports, i.e. its CUDA kernels are there) is timed on
+the channelwise configs in two forms, as mace-torch uses it: ``cueq`` = ``ChannelWiseTensorProduct`` on
+gathered node features + ``index_add`` (``mul_ir`` layout), and ``cueq-fused`` = its ``uniform_1d``
+segmented polynomial with the gather and scatter fused (``ir_mul`` layout, so the node features are given
+in that layout; the check transposes).
+
 Graph: ``E`` edges, ``N = E // 16`` nodes, random ``src``/``dst``; our convolution gets one
 :class:`~mlip.kernels.ConvGraph` per problem, built outside the timed region, as a model builds one per
 neighbour list and shares it between its layers (``--sort-per-call``: a fresh one, i.e. the edges sorted,
@@ -63,9 +69,48 @@ def problem(name: str, edges: int, dtype: torch.dtype, device: torch.device, sha
     return tp, (x, sh, w, src, dst, nodes)
 
 
+def cueq_available() -> bool:
+    """cuEquivariance with its CUDA kernels (without them it falls back to a slow naive path)."""
+    try:
+        import cuequivariance_ops_torch  # noqa: F401
+        import cuequivariance_torch  # noqa: F401
+    except ImportError as error:
+        print(f"cuEquivariance not timed: {error}")
+        return False
+    return True
+
+
+def cueq_module(name: str, fused: bool, dtype: torch.dtype, device: torch.device):
+    """The cuEquivariance form of a channelwise config (e3nn's O3 conventions, same weight order)."""
+    import cuequivariance as cue
+    import cuequivariance_torch as cuet
+    from mace.tools.cg import O3_e3nn
+
+    in1, in2, out = (cue.Irreps(O3_e3nn, str(i)) for i in config_instructions(name)[:3])
+    if not fused:
+        return cuet.ChannelWiseTensorProduct(
+            in1, in2, out, layout=cue.mul_ir, shared_weights=False, internal_weights=False,
+            dtype=dtype, math_dtype=dtype, device=device,
+        )  # fmt: skip
+    poly = cue.descriptors.channelwise_tensor_product(in1, in2, out).flatten_coefficient_modes()
+    module = cuet.SegmentedPolynomial(poly.squeeze_modes().polynomial, method="uniform_1d", math_dtype=dtype)
+    module.to_ir_mul = cuet.TransposeIrrepsLayout(in1, source=cue.mul_ir, target=cue.ir_mul, device=device)
+    module.to_mul_ir = cuet.TransposeIrrepsLayout(out, source=cue.ir_mul, target=cue.mul_ir, device=device)
+    return module.to(device)
+
+
+def cueq_check(fn, module, data) -> torch.Tensor:
+    """Output of the fused cuEquivariance form in e3nn's layout (its inputs transposed to ``ir_mul``)."""
+    x, sh, w = data[:3]
+    return module.to_mul_ir(fn(module.to_ir_mul(x), sh, w))
+
+
 def forward_fn(name: str, backend: str, module, data, sort_per_call: bool = False):
     x, sh, w, src, dst, nodes = data
-    if backend == "e3nn":
+    if backend == "cueq-fused":
+        shape = x.new_empty(nodes, 0)
+        return lambda a, b, c: module([c, a, b], {1: src}, {0: shape}, {0: dst})[0]
+    if backend in ("e3nn", "cueq"):
         if src is None:
             return lambda a, b, c: module(a, b, c)
         return lambda a, b, c: a.new_zeros(nodes, module.irreps_out.dim).index_add(
@@ -148,6 +193,7 @@ def main() -> None:
     )
     repeats = args.repeats or (3 if args.quick else 10)
     backends = ["triton", "torch"] if device.type == "cuda" else ["torch"]
+    peers = ["cueq", "cueq-fused"] if device.type == "cuda" and cueq_available() else []
     rows = []
     for name in configs:
         for dtype_name in args.dtypes:
@@ -159,14 +205,23 @@ def main() -> None:
                                        (20000 if kind == "double" else 50000))  # fmt: skip
                 tp, data = problem(name, edges, dtype, device, shared)
                 fns = {"e3nn": forward_fn(name, "e3nn", reference, data)}
+                cueq = {p: cueq_module(name, p == "cueq-fused", dtype, device) for p in peers}
+                cueq = cueq if name in CHANNELWISE else {}
+                fns.update({p: forward_fn(name, p, m, data) for p, m in cueq.items()})
                 for backend in backends:
                     module = make_tp(name, backend if name in CHANNELWISE else "torch", shared).to(device)
                     fns[backend] = forward_fn(name, backend, module, data, args.sort_per_call)
                 with torch.no_grad():
                     expected = fns["e3nn"](*data[:3])
-                    for backend in backends:
-                        err = float((fns[backend](*data[:3]) - expected).abs().max() / expected.abs().max())
-                        if err > (1e-4 if dtype == torch.float32 else 1e-9):
+                    for backend in [*backends, *cueq]:
+                        out = (
+                            cueq_check(fns[backend], cueq[backend], data)
+                            if backend == "cueq-fused"
+                            else fns[backend](*data[:3])
+                        )
+                        err = float((out - expected).abs().max() / expected.abs().max())
+                        # cuEquivariance's fp64 coefficients agree with e3nn's to ~1e-8 only
+                        if err > (1e-4 if dtype == torch.float32 else 1e-9 if backend in backends else 1e-7):
                             raise AssertionError(f"{name} {backend} {dtype_name}: relative error {err:.2e}")
                 times = {b: timed(f, data, kind, repeats) for b, f in fns.items()}
                 ideal = roofline(name, data, kind, dtype, device)
@@ -175,6 +230,8 @@ def main() -> None:
                        "weights": "shared" if shared else "per-sample"}  # fmt: skip
                 row.update({f"{b}_ms": t * 1e3 for b, t in times.items()})
                 row.update({f"{b}_x_vs_e3nn": times["e3nn"] / times[b] for b in backends})
+                if cueq:
+                    row["ours_x_vs_cueq"] = min(times[p] for p in cueq) / best
                 row["roofline_fraction"] = None if ideal is None else ideal / best
                 rows.append(row)
                 print(", ".join(f"{k}={_fmt(v)}" for k, v in row.items()), flush=True)
