@@ -235,6 +235,8 @@ def main() -> None:
                 row["roofline_fraction"] = None if ideal is None else ideal / best
                 rows.append(row)
                 print(", ".join(f"{k}={_fmt(v)}" for k, v in row.items()), flush=True)
+                if args.out:  # kept if the run is stopped before the end
+                    write_json(args.out, "tp", rows, str(device), partial=True, peaks=str(PEAKS))
     print()
     print_table(rows)
     if args.out:
