@@ -199,10 +199,17 @@ def messages(
     return t if reduce is None else t @ reduce
 
 
-def chunks(total: int, g: Group) -> list[slice]:
-    """Batch slices bounding the ``[chunk, U, K]`` temporaries to about ``CHUNK_ELEMENTS``."""
-    step = max(1, CHUNK_ELEMENTS // max(1, g.mul * g.width))
-    return [slice(s, min(s + step, total)) for s in range(0, max(total, 1), step)]  # >= 1 (autograd graph)
+def chunk_sizes(total: int, step: int) -> list[int]:
+    """Sizes of consecutive chunks of at most ``step`` rows covering ``total`` (at least one chunk, so
+    an empty batch still builds an autograd graph). Callers ``torch.split`` by them: the backward of a
+    split writes each gradient once, while slicing in a loop fills a whole-size zero gradient per chunk
+    (quadratic in the batch)."""
+    return [min(step, total - s) for s in range(0, total, step)] or [0]
+
+
+def chunks(total: int, g: Group) -> list[int]:
+    """Batch chunk sizes bounding the ``[chunk, U, K]`` temporaries to about ``CHUNK_ELEMENTS``."""
+    return chunk_sizes(total, max(1, CHUNK_ELEMENTS // max(1, g.mul * g.width)))
 
 
 def assemble(
@@ -221,11 +228,13 @@ def tensor_product_channelwise(
     blocks: dict[int, torch.Tensor] = {}
     for g in plan(desc):
         xc = to_channels(x, desc, g)
-        parts = []
-        for s in chunks(batch, g):
-            w = weight_ext if weight_ext.dim() == 1 else weight_ext[s]
-            parts.append(messages(desc, g, xc[s], y[s], w))
-        z = torch.cat(parts, dim=0) if parts else xc.new_zeros(0, g.mul, g.out_width)
+        sizes = chunks(batch, g)
+        weights = [weight_ext] * len(sizes) if weight_ext.dim() == 1 else weight_ext.split(sizes)
+        parts = [
+            messages(desc, g, xs, ys, ws)
+            for xs, ys, ws in zip(xc.split(sizes), y.split(sizes), weights, strict=True)
+        ]
+        z = torch.cat(parts, dim=0)
         blocks.update(from_channels(z, desc, g))
     return assemble(desc, blocks, batch, x)
 
@@ -337,14 +346,13 @@ def tensor_product_general(
     return assemble(desc, blocks, batch, x)
 
 
-def general_chunks(desc: TPDescriptor, total: int) -> list[slice]:
-    """Batch slices bounding the ``[chunk, U * V, K]`` temporaries to about ``CHUNK_ELEMENTS``."""
+def general_chunks(desc: TPDescriptor, total: int) -> list[int]:
+    """Batch chunk sizes bounding the ``[chunk, U * V, K]`` temporaries to about ``CHUNK_ELEMENTS``."""
     widest = max(
         (desc.irreps_in1[p.i_in1].mul * desc.irreps_in2[p.i_in2].mul * p.width for p in pair_plan(desc)),
         default=1,
     )
-    step = max(1, CHUNK_ELEMENTS // widest)
-    return [slice(s, min(s + step, total)) for s in range(0, max(total, 1), step)]
+    return chunk_sizes(total, max(1, CHUNK_ELEMENTS // widest))
 
 
 def tensor_product_fast(
@@ -354,8 +362,10 @@ def tensor_product_fast(
     the grouped formulation for channelwise descriptors, the pair/GEMM one otherwise."""
     if desc.channelwise:
         return tensor_product_channelwise(desc, x, y, weight)
-    parts = []
-    for s in general_chunks(desc, x.shape[0]):
-        w = weight if weight is None or weight.dim() == 1 else weight[s]
-        parts.append(tensor_product_general(desc, x[s], y[s], w))
+    sizes = general_chunks(desc, x.shape[0])
+    weights = [weight] * len(sizes) if weight is None or weight.dim() == 1 else weight.split(sizes)
+    parts = [
+        tensor_product_general(desc, xs, ys, w)
+        for xs, ys, w in zip(x.split(sizes), y.split(sizes), weights, strict=True)
+    ]
     return parts[0] if len(parts) == 1 else torch.cat(parts, dim=0)

@@ -29,10 +29,14 @@ def tp_conv_fast(
     """Same contract as :func:`~mlip.kernels.tp_conv.reference.tp_conv_reference`."""
     if not desc.channelwise:
         out = node_feats.new_zeros(num_nodes, desc.irreps_out.dim)
-        for s in fast.general_chunks(desc, edge_src.numel()):
-            w = edge_weights if edge_weights is None or edge_weights.dim() == 1 else edge_weights[s]
-            msg = fast.tensor_product_general(desc, node_feats.index_select(0, edge_src[s]), edge_sh[s], w)
-            out = out + scatter_sum(msg, edge_dst[s], num_nodes, deterministic)
+        sizes = fast.general_chunks(desc, edge_src.numel())
+        w = edge_weights
+        weights = [w] * len(sizes) if w is None or w.dim() == 1 else w.split(sizes)
+        for src, sh, ws, dst in zip(
+            edge_src.split(sizes), edge_sh.split(sizes), weights, edge_dst.split(sizes), strict=True
+        ):
+            msg = fast.tensor_product_general(desc, node_feats.index_select(0, src), sh, ws)
+            out = out + scatter_sum(msg, dst, num_nodes, deterministic)
         return out
     weight_ext = fast.extend_weights(desc, edge_weights, node_feats)
     in_place = not deterministic or node_feats.device.type == "cpu"  # index_add_ is deterministic on CPU
@@ -40,9 +44,7 @@ def tp_conv_fast(
     for g in fast.plan(desc):
         xc = fast.to_channels(node_feats, desc, g)
         agg = xc.new_zeros(num_nodes, g.mul, g.out_width)
-        # torch.split rather than slicing: the backward of a split writes each gradient in one pass, the
-        # backward of a slice fills a full-size zero tensor per chunk
-        sizes = [s.stop - s.start for s in fast.chunks(edge_src.numel(), g)]
+        sizes = fast.chunks(edge_src.numel(), g)  # split, not sliced (see fast.chunk_sizes)
         gathered = xc.index_select(0, edge_src).split(sizes)
         weights = [weight_ext] * len(sizes) if weight_ext.dim() == 1 else weight_ext.split(sizes)
         for xs, ys, ws, dst in zip(

@@ -35,8 +35,7 @@ def checkpointed_rows(
     total = inputs[0].shape[0]
     if total <= rows:
         return fn(*inputs)
-    parts = [
-        checkpoint(fn, *(t[start : start + rows] for t in inputs), use_reentrant=False)
-        for start in range(0, total, rows)
-    ]
-    return torch.cat(parts)
+    # torch.split, not slicing: the backward of a slice fills a zero gradient of the whole input per chunk
+    # (quadratic in the rows: 1.6 of 10.6 ms per atom at 10k atoms), a split's backward is one concatenation
+    chunks = zip(*(t.split(rows) for t in inputs), strict=True)
+    return torch.cat([checkpoint(fn, *chunk, use_reentrant=False) for chunk in chunks])

@@ -44,20 +44,28 @@ class Linear(torch.nn.Module):
                 )
                 weights.append(torch.nn.Parameter(torch.randn(shape)))
         self.weights = torch.nn.ParameterList(weights)
+        # One matmul per run of adjacent input blocks feeding the same output block: their flattened
+        # [mul, d] layouts concatenate to [sum(mul), d], so the run is one slice of ``x``.
         slices = self.irreps_in.slices()
-        self._in = [
-            (s.start, s.stop, mul, ir.dim) for s, (mul, ir) in zip(slices, self.irreps_in, strict=True)
-        ]
+        self._runs: list[
+            tuple[int, int, int, int, list[int], float]
+        ] = []  # (out, start, stop, d, paths, norm)
+        for p, (i, j, norm) in enumerate(self._paths):
+            run = self._runs[-1] if self._runs else None
+            if run is not None and run[0] == j and run[2] == slices[i].start:
+                self._runs[-1] = (j, run[1], slices[i].stop, run[3], [*run[4], p], norm)
+            else:
+                self._runs.append((j, slices[i].start, slices[i].stop, self.irreps_in[i].ir.dim, [p], norm))
         self._out = [(mul, ir.dim) for mul, ir in self.irreps_out]
 
     def forward(self, x: torch.Tensor, species: torch.Tensor | None = None) -> torch.Tensor:
         n = x.shape[0]
         rows = torch.arange(n, device=x.device) if self.num_species > 1 else None
         blocks: list[torch.Tensor | None] = [None] * len(self._out)
-        for (i, j, norm), w in zip(self._paths, self.weights, strict=True):
-            start, stop, mul, d = self._in[i]
-            xi = x[:, start:stop].reshape(n, mul, d)
-            y = torch.einsum("nud,uw->nwd", xi, (w * norm).reshape(mul, -1))
+        for j, start, stop, d, paths, norm in self._runs:
+            xi = x[:, start:stop].reshape(n, -1, d)
+            w = self.weights[paths[0]] if len(paths) == 1 else torch.cat([self.weights[p] for p in paths])
+            y = torch.einsum("nud,uw->nwd", xi, w.reshape(xi.shape[1], -1) * norm)
             if rows is not None:  # pick each row's species: [N, S * mul_out, d] -> [N, mul_out, d]
                 y = y.reshape(n, self.num_species, -1, d)[rows, species]
             y = y.reshape(n, -1)
