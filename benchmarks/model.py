@@ -253,6 +253,9 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--quick", action="store_true", help="skip the 10k-atom box")
+    parser.add_argument(
+        "--systems", default=None, help="comma-separated subset: aspirin,box-100,box-1000,box-10k"
+    )
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--dtype", default="float32", choices=["float32", "float64"])
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
@@ -286,6 +289,8 @@ def main() -> None:
     dtype = getattr(torch, args.dtype)
     rows = []
     for system, atoms in systems(args.quick).items():
+        if args.systems and system not in args.systems.split(","):
+            continue
         for model_name in args.models.split(","):
             if model_name.startswith("mace-torch") and len(atoms) > args.peer_max_atoms:
                 rows.append(
@@ -312,7 +317,8 @@ def main() -> None:
                     }
                 )
                 continue
-            repeats, warmup = (5, 2) if len(atoms) < 500 else (2, 1) if len(atoms) < 5000 else (1, 0)
+            # one warm-up call at every size: a first call pays one-time costs (allocator growth, caches)
+            repeats, warmup = (5, 2) if len(atoms) < 500 else (2, 1) if len(atoms) < 5000 else (1, 1)
             seconds = measure(step, repeats=repeats, warmup=warmup)
             if args.device.startswith("cuda"):
                 memory = peak_memory(step, args.device) / 2**20
