@@ -27,6 +27,7 @@ def tp_conv_fast(
     deterministic: bool = False,
 ) -> torch.Tensor:
     """Same contract as :func:`~mlip.kernels.tp_conv.reference.tp_conv_reference`."""
+    in_place = not deterministic or node_feats.device.type == "cpu"  # index_add_ is deterministic on CPU
     if not desc.channelwise:
         out = node_feats.new_zeros(num_nodes, desc.irreps_out.dim)
         sizes = fast.general_chunks(desc, edge_src.numel())
@@ -36,10 +37,12 @@ def tp_conv_fast(
             edge_src.split(sizes), edge_sh.split(sizes), weights, edge_dst.split(sizes), strict=True
         ):
             msg = fast.tensor_product_general(desc, node_feats.index_select(0, src), sh, ws)
-            out = out + scatter_sum(msg, dst, num_nodes, deterministic)
+            if in_place:
+                out.index_add_(0, dst, msg)
+            else:
+                out = out + scatter_sum(msg, dst, num_nodes, deterministic)
         return out
     weight_ext = fast.extend_weights(desc, edge_weights, node_feats)
-    in_place = not deterministic or node_feats.device.type == "cpu"  # index_add_ is deterministic on CPU
     blocks: dict[int, torch.Tensor] = {}
     for g in fast.plan(desc):
         xc = fast.to_channels(node_feats, desc, g)

@@ -159,6 +159,27 @@ def test_uvw_convolution() -> None:
         assert float((a - b).abs().max().detach()) < 1e-10 * max(1.0, float(b.abs().max().detach()))
 
 
+@pytest.mark.parametrize("name", ["nequip-water", "uvw-l2"])
+def test_fast_path_in_many_chunks(name: str, monkeypatch) -> None:
+    """The fast torch paths split their batch into chunks of about ``CHUNK_ELEMENTS``: with one edge per
+    chunk, ``tp_conv`` and the plain product still equal the reference to second order."""
+    import mlip.kernels.tensor_product.torch_fast as fast
+
+    monkeypatch.setattr(fast, "CHUNK_ELEMENTS", 1)
+    tp, ref = make_tp(name, "torch"), make_tp(name, "reference")
+    x, sh, w, src, dst = graph(tp, 5, 12, torch.float64, grad=True)
+    results = []
+    for module in (tp, ref):
+        conv = tp_conv(x, sh, w, src, dst, 5, module)
+        plain = module(x[src], sh, w)
+        out = (conv * conv.detach().sin()).sum() + (plain * plain.detach().cos()).sum()
+        grads = torch.autograd.grad(out, (x, sh, w), create_graph=True)
+        second = torch.autograd.grad(sum(g.cos().sum() for g in grads), (x, sh, w))
+        results.append([conv, plain, *grads, *second])
+    for a, b in zip(*results, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)
+
+
 @pytest.mark.parametrize("backend", ["torch", "triton"])
 def test_graph_reused_across_calls(backend: str) -> None:
     """One ConvGraph per neighbour list: same results as without it; its sorted orders are built on first
