@@ -12,7 +12,8 @@ memory (CUDA: max allocated; CPU: peak RSS of a fresh child process running the 
 footprint after imports).
 Before timing, our mace and mace-torch are checked to produce finite energies and forces, and
 ``mace-torch-cueq`` (mace-torch converted to cuEquivariance by mace's converter) to match the e3nn
-model it was converted from.
+model it was converted from. ``first_call_s`` is the time to build the model and run its first step (on
+a GPU mostly kernel compilation and autotuning), apart from the steady-state timing.
 
     python benchmarks/model.py [--quick] [--device cuda] [--dtype float32] [--threads N]
 """
@@ -25,6 +26,7 @@ import math
 import resource
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -303,10 +305,12 @@ def main() -> None:
                 )
                 continue
             try:
+                started = time.perf_counter()
                 step, data = build(model_name, atoms, dtype, args.device)
                 energy, forces = step()
-                if not (torch.isfinite(energy).all() and torch.isfinite(forces).all()):
+                if not (torch.isfinite(energy).all() and torch.isfinite(forces).all()):  # synchronizes
                     raise RuntimeError("non-finite energy or forces")
+                first_call = time.perf_counter() - started  # building + first step (compilation on GPU)
             except (ImportError, KeyError) as exc:
                 rows.append(
                     {
@@ -338,6 +342,7 @@ def main() -> None:
                     "ns_per_day": FS_PER_STEP * 1e-6 * 86400 / seconds,
                     "us_per_atom": 1e6 * seconds / len(atoms),
                     "peak_mem_mb": memory,
+                    "first_call_s": first_call,
                 }
             )
             print_table(rows[-1:])
@@ -365,6 +370,7 @@ def main() -> None:
         "ns_per_day",
         "us_per_atom",
         "peak_mem_mb",
+        "first_call_s",
         "speedup_vs_mace_torch",
         "speedup_vs_mace_torch_cueq",
         "note",

@@ -18,7 +18,8 @@ Graph: ``E`` edges, ``N = E // 16`` nodes, random ``src``/``dst``; our convoluti
 neighbour list and shares it between its layers (``--sort-per-call``: a fresh one, i.e. the edges sorted,
 in every call). ``uvw`` configs are plain batched products (batch ``E``) with shared weights by default
 (``--uvw-weights per-sample`` for one weight vector per sample), e3nn given the same.
-Each timing is the median of ``--repeats`` runs after warm-up (CUDA synchronized).
+Each timing is the median of ``--repeats`` runs after warm-up (CUDA synchronized); ``row_wall_s`` is the
+whole row's wall time (building, checks, compiling, all timings), to see where a suite's minutes go.
 Outputs are checked against e3nn before timing. Roofline fraction is ``max(bytes/bandwidth,
 flops/peak) / time`` with *approximate* counts: bytes = each input read once and each output written
 once (fused ideal), flops = ``2 * nnz(CG) * U + U * d_out`` per edge and path for the forward, x3 for the
@@ -29,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import time
 
 import torch
 
@@ -201,6 +203,7 @@ def main() -> None:
             shared = name not in CHANNELWISE and args.uvw_weights == "shared"
             reference = e3nn_module(name, dtype, device, shared)
             for kind in args.passes:
+                started = time.perf_counter()
                 edges = args.edges or ((1000 if kind == "double" else 2000) if args.quick else
                                        (20000 if kind == "double" else 50000))  # fmt: skip
                 tp, data = problem(name, edges, dtype, device, shared)
@@ -233,6 +236,7 @@ def main() -> None:
                 if cueq:
                     row["ours_x_vs_cueq"] = min(times[p] for p in cueq) / best
                 row["roofline_fraction"] = None if ideal is None else ideal / best
+                row["row_wall_s"] = time.perf_counter() - started  # incl. building, checks, compiling
                 rows.append(row)
                 print(", ".join(f"{k}={_fmt(v)}" for k, v in row.items()), flush=True)
                 if args.out:  # kept if the run is stopped before the end
