@@ -202,14 +202,14 @@ def main() -> None:
             dtype = getattr(torch, dtype_name)
             shared = name not in CHANNELWISE and args.uvw_weights == "shared"
             reference = e3nn_module(name, dtype, device, shared)
+            channelwise_peers = peers if name in CHANNELWISE else []
+            cueq = {p: cueq_module(name, p == "cueq-fused", dtype, device) for p in channelwise_peers}
             for kind in args.passes:
                 started = time.perf_counter()
                 edges = args.edges or ((1000 if kind == "double" else 2000) if args.quick else
                                        (20000 if kind == "double" else 50000))  # fmt: skip
                 tp, data = problem(name, edges, dtype, device, shared)
                 fns = {"e3nn": forward_fn(name, "e3nn", reference, data)}
-                cueq = {p: cueq_module(name, p == "cueq-fused", dtype, device) for p in peers}
-                cueq = cueq if name in CHANNELWISE else {}
                 fns.update({p: forward_fn(name, p, m, data) for p, m in cueq.items()})
                 for backend in backends:
                     module = make_tp(name, backend if name in CHANNELWISE else "torch", shared).to(device)

@@ -207,6 +207,13 @@ def chunk_sizes(total: int, step: int) -> list[int]:
     return [min(step, total - s) for s in range(0, total, step)] or [0]
 
 
+def split_weights(weight: torch.Tensor | None, sizes: list[int]) -> list[torch.Tensor | None]:
+    """Per-chunk weights: per-sample ``[B, W]`` split by ``sizes``; shared ``[W]`` or ``None`` repeated."""
+    if weight is None or weight.dim() == 1:
+        return [weight] * len(sizes)
+    return list(weight.split(sizes))
+
+
 def chunks(total: int, g: Group) -> list[int]:
     """Batch chunk sizes bounding the ``[chunk, U, K]`` temporaries to about ``CHUNK_ELEMENTS``."""
     return chunk_sizes(total, max(1, CHUNK_ELEMENTS // max(1, g.mul * g.width)))
@@ -229,10 +236,11 @@ def tensor_product_channelwise(
     for g in plan(desc):
         xc = to_channels(x, desc, g)
         sizes = chunks(batch, g)
-        weights = [weight_ext] * len(sizes) if weight_ext.dim() == 1 else weight_ext.split(sizes)
         parts = [
             messages(desc, g, xs, ys, ws)
-            for xs, ys, ws in zip(xc.split(sizes), y.split(sizes), weights, strict=True)
+            for xs, ys, ws in zip(
+                xc.split(sizes), y.split(sizes), split_weights(weight_ext, sizes), strict=True
+            )
         ]
         z = torch.cat(parts, dim=0)
         blocks.update(from_channels(z, desc, g))
@@ -363,9 +371,8 @@ def tensor_product_fast(
     if desc.channelwise:
         return tensor_product_channelwise(desc, x, y, weight)
     sizes = general_chunks(desc, x.shape[0])
-    weights = [weight] * len(sizes) if weight is None or weight.dim() == 1 else weight.split(sizes)
     parts = [
         tensor_product_general(desc, xs, ys, w)
-        for xs, ys, w in zip(x.split(sizes), y.split(sizes), weights, strict=True)
+        for xs, ys, w in zip(x.split(sizes), y.split(sizes), split_weights(weight, sizes), strict=True)
     ]
     return parts[0] if len(parts) == 1 else torch.cat(parts, dim=0)

@@ -31,8 +31,7 @@ def tp_conv_fast(
     if not desc.channelwise:
         out = node_feats.new_zeros(num_nodes, desc.irreps_out.dim)
         sizes = fast.general_chunks(desc, edge_src.numel())
-        w = edge_weights
-        weights = [w] * len(sizes) if w is None or w.dim() == 1 else w.split(sizes)
+        weights = fast.split_weights(edge_weights, sizes)
         for src, sh, ws, dst in zip(
             edge_src.split(sizes), edge_sh.split(sizes), weights, edge_dst.split(sizes), strict=True
         ):
@@ -49,7 +48,7 @@ def tp_conv_fast(
         agg = xc.new_zeros(num_nodes, g.mul, g.out_width)
         sizes = fast.chunks(edge_src.numel(), g)  # split, not sliced (see fast.chunk_sizes)
         gathered = xc.index_select(0, edge_src).split(sizes)
-        weights = [weight_ext] * len(sizes) if weight_ext.dim() == 1 else weight_ext.split(sizes)
+        weights = fast.split_weights(weight_ext, sizes)
         for xs, ys, ws, dst in zip(
             gathered, edge_sh.split(sizes), weights, edge_dst.split(sizes), strict=True
         ):

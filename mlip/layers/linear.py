@@ -10,10 +10,23 @@ Each output block is ``Σ_paths x_block @ W / sqrt(fan_in)`` over the input bloc
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import torch
 
 from mlip.o3 import Irreps, IrrepsLike
+
+
+class _Run(NamedTuple):
+    """Adjacent input blocks ``x[:, start:stop]`` (irrep dimension ``dim``) feeding output block ``out``
+    through weights ``paths`` (indices into ``Linear.weights``), scaled by ``norm``."""
+
+    out: int
+    start: int
+    stop: int
+    dim: int
+    paths: tuple[int, ...]
+    norm: float
 
 
 class Linear(torch.nn.Module):
@@ -47,15 +60,14 @@ class Linear(torch.nn.Module):
         # One matmul per run of adjacent input blocks feeding the same output block: their flattened
         # [mul, d] layouts concatenate to [sum(mul), d], so the run is one slice of ``x``.
         slices = self.irreps_in.slices()
-        self._runs: list[
-            tuple[int, int, int, int, list[int], float]
-        ] = []  # (out, start, stop, d, paths, norm)
+        self._runs: list[_Run] = []
         for p, (i, j, norm) in enumerate(self._paths):
-            run = self._runs[-1] if self._runs else None
-            if run is not None and run[0] == j and run[2] == slices[i].start:
-                self._runs[-1] = (j, run[1], slices[i].stop, run[3], [*run[4], p], norm)
+            last = self._runs[-1] if self._runs else None
+            if last is not None and last.out == j and last.stop == slices[i].start:
+                self._runs[-1] = last._replace(stop=slices[i].stop, paths=(*last.paths, p))
             else:
-                self._runs.append((j, slices[i].start, slices[i].stop, self.irreps_in[i].ir.dim, [p], norm))
+                dim = self.irreps_in[i].ir.dim
+                self._runs.append(_Run(j, slices[i].start, slices[i].stop, dim, (p,), norm))
         self._out = [(mul, ir.dim) for mul, ir in self.irreps_out]
 
     def forward(self, x: torch.Tensor, species: torch.Tensor | None = None) -> torch.Tensor:
