@@ -201,3 +201,29 @@ def test_graph_reused_across_calls(backend: str) -> None:
         assert all(conv_graph._csr[k][1] is orders[k][1] for k in orders)
     with pytest.raises(ValueError, match="other edge_src"):
         tp_conv(x, sh, w, src.clone(), dst, nodes, tp, graph=conv_graph)
+
+
+@pytest.mark.parametrize("name", ["nequip-water", "nequip-lips"])
+def test_fused_gradients_equal_role_kernels(name: str, monkeypatch) -> None:
+    """The backward of a Triton convolution computes the x, y and w gradients in one fused kernel (one
+    program per source node); they equal the per-slot kernels, also for a descriptor whose paths are
+    split into several sections (nequip-lips), and a source node without edges gets a zero gradient."""
+    import mlip.kernels.tensor_product.triton as tt
+
+    tp = make_tp(name, "triton")
+    nodes, edges = (200, 3000) if GPU else (4, 7)
+    x, sh, w, src, dst = graph(tp, nodes, edges, torch.float64, grad=True)
+    src = src.clamp(max=nodes - 2)  # the last node sends nothing
+    assert len(tt.path_chunks(tp.descriptor, "x")) == (1 if name == "nequip-water" else 2)
+    fused_calls, original = [], tt.launch_fused_grads
+    monkeypatch.setattr(tt, "launch_fused_grads", lambda *a: fused_calls.append(1) or original(*a))
+    out = tp_conv(x, sh, w, src, dst, nodes, tp)
+    g_out = torch.randn_like(out)
+    grads = torch.autograd.grad(out, (x, sh, w), g_out)
+    assert fused_calls == [1]
+    conv_graph = ConvGraph(src, dst, nodes)
+    ops = {"x": x, "y": sh, "w": tt.weight_slot(tp.descriptor, w, edges, x), "o": g_out}
+    for slot, got in zip("xyw", grads, strict=True):
+        expected = tt.launch(tp.descriptor, conv_graph, slot, {k: v for k, v in ops.items() if k != slot})
+        torch.testing.assert_close(got, expected[:, : got.shape[1]], rtol=1e-12, atol=1e-12)
+    assert not grads[0][-1].any()
