@@ -3,9 +3,10 @@
 The product is a quadrilinear form ``T(x, y, w, o) = sum coef C[i,j,k] x[src,u,i] y[e,j] w[e,p,u] o[dst,u,k]``
 over edges ``e``, paths ``p`` and channels ``u``. The forward is ``dT/do``; the gradient with respect to
 any other slot is ``dT/d(slot)`` with ``o`` replaced by the incoming gradient. So one generated kernel
-family, parametrized by the *role* (the slot it computes), gives forward (role ``o``), backward (roles
-``x``, ``y``, ``w``) and, because the autograd function's backward calls the same differentiable
-function, double backward and beyond, with no third hand-written kernel.
+family, parametrized by the *role* (the slot it computes) and summing one or more *forms* (which operand
+fills each other slot), gives forward (role ``o``), backward (roles ``x``, ``y``, ``w``) and, because
+the gradient of a sum of forms is again a sum of forms, double backward and beyond, with no
+hand-written derivative kernels.
 
 Kernels are generated per descriptor: the sparse Wigner-3j entries are unrolled into straight-line code
 over tiles ``[BE edges, BU channels]`` read directly in e3nn's layout; the coefficients are read from a
@@ -14,11 +15,12 @@ convolution) are segment reductions over a CSR of edges sorted by ``dst`` (resp.
 owns one node and a channel tile, sums its edges in registers and writes once. There are no atomics,
 so results are deterministic, and per-edge messages never reach global memory. Paths are split into
 chunks of at most ``MAX_LIVE`` accumulated components to bound register use; the chunks are consecutive
-sections of one kernel (one launch per role), each writing its own components. The backward of a
-convolution computes roles ``x``, ``y`` and ``w`` in one fused kernel over the edges sorted by ``src``
-(:func:`fused_grad_source`): the incoming gradient is gathered once instead of three times. Block
-sizes are autotuned per kernel, keyed on the edge count rounded up to a power of two (``MLIP_TP_AUTOTUNE=0``
-turns tuning off: the first candidate of :func:`block_configs`, as in the interpreter).
+sections of one kernel (one launch per role), each writing its own components. Requests for two or
+three of the slots ``x``, ``y``, ``w`` of a convolution (every backward and double backward) run as one
+fused kernel over the edges sorted by ``src`` (:func:`fused_grad_source`), which gathers the shared
+operands once instead of once per slot. Block sizes are autotuned per kernel, keyed on the edge count
+rounded up to a power of two (``MLIP_TP_AUTOTUNE=0`` turns tuning off: the first candidate of
+:func:`block_configs`, as in the interpreter).
 """
 
 from __future__ import annotations
@@ -106,11 +108,16 @@ def path_chunks(desc: TPDescriptor, role: str) -> list[tuple[int, ...]]:
 
 @dataclass
 class _Emitter:
-    """Builds the straight-line body: lazily emitted loads, then accumulations."""
+    """Builds the straight-line body: lazily emitted loads, then accumulations.
+
+    Operands are read through pointers ``X0, X1, ..., Y0, ..., W0, ..., O0, ...`` (row strides ``sx0``,
+    ...): ``version`` names, per slot, the operand of the form being emitted, so a body may sum several
+    forms of the same slot (double backward) and share the loads they have in common."""
 
     desc: TPDescriptor
     prefix: str = ""  # per-section prefix of variable names (no loop-carried clashes between sections)
     node_x: bool = False  # x is the program's own node row (fused gradients): loaded once, [1, BU]
+    version: dict = field(default_factory=dict)  # slot -> operand number of the current form
     pre: list[str] = field(default_factory=list)  # loads hoisted out of the edge loop
     lines: list[str] = field(default_factory=list)
     loaded: set = field(default_factory=set)
@@ -119,30 +126,31 @@ class _Emitter:
 
     def load(self, comp: tuple) -> str:
         d = self.desc
-        name = f"{self.prefix}v_" + "_".join(str(c) for c in comp)
-        if comp in self.loaded:
+        slot, v = comp[0], self.version.get(comp[0], 0)
+        ptr, stride = f"{slot.upper()}{v}", f"s{slot}{v}"
+        name = f"{self.prefix}v_{slot}{v}_" + "_".join(str(c) for c in comp[1:])
+        if (v, comp) in self.loaded:
             return name
-        self.loaded.add(comp)
-        if comp[0] == "y":
+        self.loaded.add((v, comp))
+        if slot == "y":
             col = d.irreps_in2.slices()[comp[1]].start + comp[2]
-            self.lines.append(f"{name} = tl.load(Y + e * sy + {col}, mask=valid, other=0.0)[:, None]")
-        elif comp[0] == "x" and self.node_x:
+            load = f"tl.load({ptr} + e * {stride} + {col}, mask=valid, other=0.0)"
+            self.lines.append(f"{name} = {load}[:, None]")
+        elif slot == "x" and self.node_x:
             mul, ir = d.irreps_in1[comp[1]]
             col = d.irreps_in1.slices()[comp[1]].start + comp[2]
             self.pre.append(
-                f"{name} = tl.load(X + node * sx + {col} + u[None, :] * {ir.dim}, "
+                f"{name} = tl.load({ptr} + node * {stride} + {col} + u[None, :] * {ir.dim}, "
                 f"mask=u[None, :] < {mul}, other=0.0)"
             )
-        elif comp[0] == "w":
+        elif slot == "w":
             ins = d.instructions[comp[1]]
             self.lines.append(
-                f"{name} = tl.load(W + e[:, None] * sw + {weight_column(d, comp[1])} + u[None, :], "
+                f"{name} = tl.load({ptr} + e[:, None] * {stride} + {weight_column(d, comp[1])} + u[None, :], "
                 f"mask=valid[:, None] & (u[None, :] < {ins.path_shape[0]}), other=0.0)"
             )
         else:
-            irreps, ptr, row, stride = (
-                (d.irreps_in1, "X", "rx", "sx") if comp[0] == "x" else (d.irreps_out, "O", "ro", "so")
-            )
+            irreps, row = (d.irreps_in1, "rx") if slot == "x" else (d.irreps_out, "ro")
             mul, ir = irreps[comp[1]]
             col = irreps.slices()[comp[1]].start + comp[2]
             self.lines.append(
@@ -174,7 +182,7 @@ def _body(em: _Emitter, role: str, paths: tuple[int, ...], nonzeros: list) -> No
     for p in paths:
         ins, entries = d.instructions[p], nonzeros[p]
         d1, do = d.irreps_in1[ins.i_in1].ir.dim, d.irreps_out[ins.i_out].ir.dim
-        weight = f" * {em.load(('w', p))}"
+        weight = f" * {em.load(('w', p))}" if role != "w" else ""
         if role == "o":
             for k in range(do):
                 terms = [
@@ -207,7 +215,7 @@ def _body(em: _Emitter, role: str, paths: tuple[int, ...], nonzeros: list) -> No
         else:  # role y: accumulate [BE, BU] per component; the store reduces over channels once
             pairs = sorted({(i, k) for (i, _, k, _) in entries})
             for i, k in pairs:
-                r = f"{em.prefix}r_{p}_{i}_{k}"
+                r = f"{em.prefix}r_{p}_{i}_{k}"  # a temporary: reassigned by the next form
                 x, g = em.load(("x", ins.i_in1, i)), em.load(("o", ins.i_out, k))
                 em.lines.append(f"{r} = {x} * {g}{weight}")
                 for ii, j, kk, n in entries:
@@ -254,37 +262,72 @@ def autotuning() -> bool:
     return os.environ.get("TRITON_INTERPRET") != "1" and os.environ.get("MLIP_TP_AUTOTUNE", "1") != "0"
 
 
-def kernel_source(
-    desc: TPDescriptor, role: str, chunks: tuple[tuple[int, ...], ...], gather: bool, tune: bool
-) -> str:
-    """Source of the one Triton kernel computing slot ``role`` from the others over all paths.
+Structure = tuple[tuple[tuple[str, int], ...], ...]  # per form: (slot, operand number) of its three slots
 
-    The path chunks become consecutive sections of the same program (each with its own accumulators,
-    so register use stays bounded by ``MAX_LIVE``); each output component belongs to one section, which
-    stores it. Every launch therefore writes its output from scratch (safe to re-run, as the autotuner
-    does), and a program re-reads the same edges' inputs from cache.
-    """
+
+def _signature(structures: list[Structure]) -> tuple[list[str], list[str]]:
+    """Pointer and row-stride parameter names of the operands the forms read, slot by slot."""
+    counts = {slot: 0 for slot in ROLES}
+    for structure in structures:
+        for form in structure:
+            for slot, v in form:
+                counts[slot] = max(counts[slot], v + 1)
+    pointers = [f"{slot.upper()}{v}" for slot in ROLES for v in range(counts[slot])]
+    strides = [f"s{slot}{v}" for slot in ROLES for v in range(counts[slot])]
+    return pointers, strides
+
+
+def _sections(desc: TPDescriptor, roles: dict[str, Structure], chunks, node_x: bool) -> list[_Emitter]:
+    """One emitter per path chunk, holding the bodies of every role's forms over the chunk's paths."""
     nonzeros = _nonzeros(desc)
-    segment = gather and role in ("x", "o")
     sections = []
     for n, paths in enumerate(chunks):
-        em = _Emitter(desc, prefix=f"s{n}_")
-        _body(em, role, paths, nonzeros)
+        em = _Emitter(desc, prefix=f"s{n}_", node_x=node_x)
+        for role, structure in roles.items():
+            for form in structure:
+                em.version = dict(form)
+                _body(em, role, paths, nonzeros)
         sections.append(em)
-    umax = max(mi.mul for mi in desc.irreps_in1)
-    configs = ", ".join(
-        f"triton.Config({{'BE': {be}, 'BU': {bu}}}, num_warps={w})" for be, bu, w in block_configs(desc, tune)
-    )
-    head = [
+    return sections
+
+
+def _header(configs: str, params: list[str]) -> list[str]:
+    return [
         "import triton",
         "import triton.language as tl",
         "",
         "",
         f"@triton.autotune(configs=[{configs}], key=['E_BUCKET'])",
         "@triton.jit",
-        "def kernel(X, Y, W, O, OUT, CG, SRC, DST, ROWPTR, PERM, n_rows, sx, sy, sw, so, sout, E_BUCKET,",
-        "           BE: tl.constexpr, BU: tl.constexpr):",
+        f"def kernel({', '.join(params)}, E_BUCKET, BE: tl.constexpr, BU: tl.constexpr):",
     ]
+
+
+def kernel_source(
+    desc: TPDescriptor,
+    role: str,
+    structure: Structure,
+    chunks: tuple[tuple[int, ...], ...],
+    gather: bool,
+    tune: bool,
+) -> str:
+    """Source of the one Triton kernel computing slot ``role`` as a sum of forms over all paths.
+
+    ``structure`` gives, per form, which operand fills each of the three other slots (one form in the
+    forward and backward; two or three in double backward, sharing their common loads). The path
+    chunks become consecutive sections of the same program (each with its own accumulators, so register
+    use stays bounded by ``MAX_LIVE``); each output component belongs to one section, which stores it.
+    Every launch therefore writes its output from scratch (safe to re-run, as the autotuner does), and a
+    program re-reads the same edges' inputs from cache.
+    """
+    segment = gather and role in ("x", "o")
+    sections = _sections(desc, {role: structure}, chunks, node_x=False)
+    umax = max(mi.mul for mi in desc.irreps_in1)
+    configs = ", ".join(
+        f"triton.Config({{'BE': {be}, 'BU': {bu}}}, num_warps={w})" for be, bu, w in block_configs(desc, tune)
+    )
+    pointers, strides = _signature([structure])
+    params = [*pointers, "OUT", "CG", "SRC", "DST", "ROWPTR", "PERM", "n_rows", *strides, "sout"]
     body = [f"c{n} = tl.load(CG + {n})" for n in sorted(set().union(*(em.coefs for em in sections)))]
     zero = "tl.zeros([BE, BU], dtype=OUT.dtype.element_ty)"
     rows = []
@@ -328,40 +371,28 @@ def kernel_source(
             axis = 1 if role == "y" else 0 if segment else None  # sum over channels (y) or a node's edges
             value = name if axis is None else f"tl.sum({name}, axis={axis})"
             body.append(_store(em, c, value, segment))
-    return "\n".join(head + ["    " + line for line in body]) + "\n"
+    return "\n".join(_header(configs, params) + ["    " + line for line in body]) + "\n"
 
 
-def fused_grad_source(desc: TPDescriptor, chunks: tuple[tuple[int, ...], ...], tune: bool) -> str:
-    """Source of the one kernel computing the gradients of a convolution for ``x``, ``y`` and ``w`` at once.
+def fused_grad_source(
+    desc: TPDescriptor, roles: dict[str, Structure], chunks: tuple[tuple[int, ...], ...], tune: bool
+) -> str:
+    """Source of the one kernel computing several of the slots ``x``, ``y``, ``w`` of a convolution at once
+    (``roles``: each one's sum of forms), as the backward and double backward need them.
 
     Each program owns one source node and a channel tile and walks that node's edges (CSR by ``src``):
-    its own ``x`` row is read once, the incoming gradient (slot ``o``) is gathered through ``dst`` once
-    per edge and shared by the three bodies. The ``x`` gradient is summed over the edges in registers
-    and written once; the ``w`` gradient of an edge is written by the one program owning its source and
-    tile; the ``y`` gradient, a sum over channels, is written per tile as partial rows
-    ``DY[tile * E + e]`` that the launcher adds up. No atomics, so the result is deterministic. Path
-    chunks become sections as in :func:`kernel_source`.
+    its own ``x`` rows are read once, the other operands once per edge, shared by all bodies. The ``x``
+    result is summed over the edges in registers and written once; the ``w`` result of an edge is written
+    by the one program owning its source and tile; the ``y`` result, a sum over channels, is written per
+    tile as partial rows ``DY[tile * E + e]`` that the launcher adds up. No atomics, so the result is
+    deterministic. Path chunks (grouped by ``x`` block) become sections as in :func:`kernel_source`.
     """
-    nonzeros = _nonzeros(desc)
-    sections = []
-    for n, paths in enumerate(chunks):
-        em = _Emitter(desc, prefix=f"s{n}_", node_x=True)
-        for role in ("x", "w", "y"):
-            _body(em, role, paths, nonzeros)
-        sections.append(em)
-    configs = ", ".join(
-        f"triton.Config({{'BE': {be}}}, num_warps={w})" for be, w in fused_block_configs(tune)
-    )
-    head = [
-        "import triton",
-        "import triton.language as tl",
-        "",
-        "",
-        f"@triton.autotune(configs=[{configs}], key=['E_BUCKET'])",
-        "@triton.jit",
-        "def kernel(X, Y, W, O, DX, DY, DW, CG, DST, ROWPTR, PERM, n_rows, sx, sy, sw, so, sdx, sdy, sdw,",
-        "           E_BUCKET, BE: tl.constexpr, BU: tl.constexpr):",
-    ]
+    sections = _sections(desc, roles, chunks, node_x=True)
+    candidates = fused_block_configs(tune)
+    configs = ", ".join(f"triton.Config({{'BE': {be}}}, num_warps={w})" for be, w in candidates)
+    pointers, strides = _signature(list(roles.values()))
+    params = [*pointers, "DX", "DY", "DW", "CG", "DST", "ROWPTR", "PERM", "n_rows", *strides]
+    params += ["sdx", "sdy", "sdw"]
     body = [f"c{n} = tl.load(CG + {n})" for n in sorted(set().union(*(em.coefs for em in sections)))]
     body += [
         "node = tl.program_id(0)",
@@ -373,7 +404,7 @@ def fused_grad_source(desc: TPDescriptor, chunks: tuple[tuple[int, ...], ...], t
     written: set = set()
     for n, em in enumerate(sections):
         if n:
-            body.append("tl.debug_barrier()")  # earlier sections' stores visible to this program's loads
+            body.append("tl.debug_barrier()")  # earlier sections' y partials visible to this program
         per_node = {c: a for c, a in em.acc.items() if c[0] == "x"}
         per_edge = {c: a for c, a in em.acc.items() if c[0] != "x"}
         body += em.pre
@@ -384,8 +415,7 @@ def fused_grad_source(desc: TPDescriptor, chunks: tuple[tuple[int, ...], ...], t
             "e = tl.load(PERM + idx, mask=valid, other=0)",
             "ro = tl.load(DST + e, mask=valid, other=0)",
         ]
-        for a in per_edge.values():
-            loop.append(f"{a} = tl.zeros([BE, BU], dtype=DX.dtype.element_ty)")
+        loop += [f"{a} = tl.zeros([BE, BU], dtype=DX.dtype.element_ty)" for a in per_edge.values()]
         loop += em.lines
         for c, a in per_edge.items():
             if c[0] == "w":  # each weight column belongs to one path: always a first write
@@ -405,7 +435,7 @@ def fused_grad_source(desc: TPDescriptor, chunks: tuple[tuple[int, ...], ...], t
             ptr = f"DX + node * sdx + {desc.irreps_in1.slices()[c[1]].start + c[2]} + u * {ir.dim}"
             body.append(f"tl.store({ptr}, tl.sum({a}, axis=0), mask=u < {mul})")
         written |= set(em.acc)
-    return "\n".join(head + ["    " + line for line in body]) + "\n"
+    return "\n".join(_header(configs, params) + ["    " + line for line in body]) + "\n"
 
 
 def fused_block_configs(tune: bool) -> list[tuple[int, int]]:
@@ -433,16 +463,20 @@ def _load_kernel(source: str, name: str):
 
 
 @functools.cache
-def _compiled_fused(desc: TPDescriptor, chunks: tuple[tuple[int, ...], ...], tune: bool):
-    return _load_kernel(fused_grad_source(desc, chunks, tune), "xyw")
+def _compiled(desc: TPDescriptor, role: str, structure: Structure, gather: bool, tune: bool):
+    source = kernel_source(desc, role, structure, tuple(path_chunks(desc, role)), gather, tune)
+    return _load_kernel(source, role)
 
 
 @functools.cache
-def _compiled(desc: TPDescriptor, role: str, chunks: tuple[tuple[int, ...], ...], gather: bool, tune: bool):
-    return _load_kernel(kernel_source(desc, role, chunks, gather, tune), role)
+def _compiled_fused(desc: TPDescriptor, roles: tuple[tuple[str, Structure], ...], tune: bool):
+    return _load_kernel(fused_grad_source(desc, dict(roles), tuple(path_chunks(desc, "x")), tune), "xyw")
 
 
 # ------------------------------------------------------------------------------------------------ launch
+Form = dict[str, torch.Tensor]  # the three slots other than the result's -> operand
+
+
 def _row_major(t: torch.Tensor) -> torch.Tensor:
     """Unit column stride (row stride may be 0, as for shared weights)."""
     return t if t.dim() == 2 and (t.stride(1) == 1 or t.shape[1] == 1) else t.contiguous()
@@ -452,66 +486,87 @@ def _next_pow2(n: int) -> int:
     return 1 << max(0, (n - 1).bit_length())
 
 
-def launch(desc: TPDescriptor, graph: ConvGraph, role: str, ops: dict[str, torch.Tensor]) -> torch.Tensor:
-    """Compute slot ``role`` (``[rows, cols]``) from the three other slots ``ops`` (no autograd)."""
-    like = ops["x"] if role != "x" else ops["o"]
+def _operands(forms_by_role: dict[str, list[Form]]) -> tuple[dict[str, Structure], list[torch.Tensor]]:
+    """Number the distinct operands of each slot (by identity): the forms' structures, and the operands
+    in the kernel's parameter order (slot by slot, as :func:`_signature`)."""
+    numbered: dict[str, list[torch.Tensor]] = {slot: [] for slot in ROLES}
+    structures = {}
+    for role, forms in forms_by_role.items():
+        structure = []
+        for form in forms:
+            entry = []
+            for slot in sorted(form):
+                same = [v for v, t in enumerate(numbered[slot]) if t is form[slot]]
+                if not same:
+                    numbered[slot].append(form[slot])
+                entry.append((slot, same[0] if same else len(numbered[slot]) - 1))
+            structure.append(tuple(entry))
+        structures[role] = tuple(structure)
+    return structures, [_row_major(t) for slot in ROLES for t in numbered[slot]]
+
+
+def _table(desc: TPDescriptor, like: torch.Tensor) -> torch.Tensor:
+    """The coefficient table on ``like``'s device and dtype (cached)."""
+    return cached_constant(("tp_triton_cg", desc), lambda: coefficient_table(desc), like.dtype, like.device)
+
+
+def _shape(desc: TPDescriptor, graph: ConvGraph, role: str) -> tuple[int, int]:
     rows = {"x": graph.num_src, "o": graph.num_nodes, "y": graph.num_edges, "w": graph.num_edges}[role]
-    cols = {
-        "x": desc.irreps_in1.dim,
-        "y": desc.irreps_in2.dim,
-        "w": _weight_width(desc),
-        "o": desc.irreps_out.dim,
-    }[role]
-    out = torch.zeros(rows, cols, dtype=like.dtype, device=like.device)  # components no path writes: 0
-    if graph.num_edges == 0 or rows == 0:
+    cols = {"x": desc.irreps_in1.dim, "y": desc.irreps_in2.dim, "o": desc.irreps_out.dim}
+    return rows, _weight_width(desc) if role == "w" else cols[role]
+
+
+def launch(desc: TPDescriptor, graph: ConvGraph, role: str, forms: list[Form]) -> torch.Tensor:
+    """Slot ``role`` (``[rows, cols]``) summed over ``forms``, each giving the three other slots (no
+    autograd)."""
+    like = forms[0]["x" if role != "x" else "o"]
+    out = torch.zeros(_shape(desc, graph, role), dtype=like.dtype, device=like.device)  # unwritten: 0
+    if graph.num_edges == 0 or out.shape[0] == 0:
         return out
-    slots = {r: _row_major(t) for r, t in ops.items()}
-    slots[role] = out
-    table = cached_constant(("tp_triton_cg", desc), lambda: coefficient_table(desc), like.dtype, like.device)
+    structures, operands = _operands({role: forms})
+    table = _table(desc, like)
     umax = max(mi.mul for mi in desc.irreps_in1)
     segment = graph.gather and role in ("x", "o")
     rowptr, perm = graph.csr("dst" if role == "o" else "src") if segment else (graph.src, graph.src)
 
     def grid(meta: dict) -> tuple[int, ...]:
         if segment:
-            return (rows, triton_cdiv(umax, meta["BU"]))
+            return (out.shape[0], triton_cdiv(umax, meta["BU"]))
         if role == "y":
             return (triton_cdiv(graph.num_edges, meta["BE"]),)
         return (triton_cdiv(graph.num_edges, meta["BE"]), triton_cdiv(umax, meta["BU"]))
 
-    kernel = _compiled(desc, role, tuple(path_chunks(desc, role)), graph.gather, autotuning())
+    kernel = _compiled(desc, role, structures[role], graph.gather, autotuning())
     kernel[grid](
-        slots["x"], slots["y"], slots["w"], slots["o"], out, table,
-        graph.src, graph.dst, rowptr, perm, graph.num_edges,
-        slots["x"].stride(0), slots["y"].stride(0), slots["w"].stride(0), slots["o"].stride(0),
-        out.stride(0), _next_pow2(graph.num_edges),
+        *operands, out, table, graph.src, graph.dst, rowptr, perm, graph.num_edges,
+        *(t.stride(0) for t in operands), out.stride(0), _next_pow2(graph.num_edges),
     )  # fmt: skip
     return out
 
 
-def launch_fused_grads(
-    desc: TPDescriptor, graph: ConvGraph, ops: dict[str, torch.Tensor]
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Slots ``x``, ``y``, ``w`` of a convolution (``graph.gather``) from ``ops`` = ``{x, y, w, o}`` in one
-    launch of the fused gradient kernel (no autograd)."""
-    x, y, w, g = (_row_major(ops[r]) for r in ("x", "y", "w", "o"))
+def launch_fused(
+    desc: TPDescriptor, graph: ConvGraph, forms_by_role: dict[str, list[Form]]
+) -> dict[str, torch.Tensor]:
+    """Slots among ``x``, ``y``, ``w`` of a convolution (``graph.gather``), each summed over its forms, in
+    one launch of the fused gradient kernel (no autograd)."""
+    like = next(iter(forms_by_role.values()))[0]["o"]
     umax = max(mi.mul for mi in desc.irreps_in1)
     bu = min(FUSED_BU, _next_pow2(umax))
     tiles = triton_cdiv(umax, bu)
-    dx = torch.zeros(graph.num_src, desc.irreps_in1.dim, dtype=x.dtype, device=x.device)
-    dy_tiles = torch.zeros(tiles * graph.num_edges, desc.irreps_in2.dim, dtype=x.dtype, device=x.device)
-    dw = torch.zeros(graph.num_edges, _weight_width(desc), dtype=x.dtype, device=x.device)
+    out = {r: torch.zeros(_shape(desc, graph, r), dtype=like.dtype, device=like.device) for r in "xw"}
+    dy_tiles = torch.zeros(tiles * graph.num_edges, desc.irreps_in2.dim, dtype=like.dtype, device=like.device)
     if graph.num_edges and graph.num_src:
-        table = cached_constant(("tp_triton_cg", desc), lambda: coefficient_table(desc), x.dtype, x.device)
+        structures, operands = _operands(forms_by_role)
+        table = _table(desc, like)
         rowptr, perm = graph.csr("src")
-        kernel = _compiled_fused(desc, tuple(path_chunks(desc, "x")), autotuning())
+        kernel = _compiled_fused(desc, tuple(sorted(structures.items())), autotuning())
         kernel[(graph.num_src, tiles)](
-            x, y, w, g, dx, dy_tiles, dw, table, graph.dst, rowptr, perm, graph.num_edges,
-            x.stride(0), y.stride(0), w.stride(0), g.stride(0), dx.stride(0), dy_tiles.stride(0),
-            dw.stride(0), _next_pow2(graph.num_edges), BU=bu,
+            *operands, out["x"], dy_tiles, out["w"], table, graph.dst, rowptr, perm, graph.num_edges,
+            *(t.stride(0) for t in operands), out["x"].stride(0), dy_tiles.stride(0), out["w"].stride(0),
+            _next_pow2(graph.num_edges), BU=bu,
         )  # fmt: skip
-    dy = dy_tiles.view(tiles, graph.num_edges, -1).sum(0)
-    return dx, dy, dw
+    out["y"] = dy_tiles.view(tiles, graph.num_edges, -1).sum(0)
+    return {r: out[r] for r in forms_by_role}
 
 
 def _weight_width(desc: TPDescriptor) -> int:
@@ -523,67 +578,80 @@ def triton_cdiv(a: int, b: int) -> int:
     return -(-a // b)
 
 
-class _Slot(torch.autograd.Function):
-    """One slot of the quadrilinear form from the three others; backward = the same op on other slots."""
+def _evaluate_now(
+    desc: TPDescriptor, graph: ConvGraph, requests: list[tuple[str, list[Form]]]
+) -> list[torch.Tensor]:
+    """Each request ``(role, forms)``: slot ``role`` summed over ``forms`` (no autograd). Requests for two
+    or three of the slots ``x``, ``y``, ``w`` of a convolution share one fused launch."""
+    fusable = [n for n, (role, _) in enumerate(requests) if role in "xyw"]
+    roles = [requests[n][0] for n in fusable]
+    results: dict[int, torch.Tensor] = {}
+    if graph.gather and len(fusable) >= 2 and len(set(roles)) == len(roles):
+        fused = launch_fused(desc, graph, {requests[n][0]: requests[n][1] for n in fusable})
+        results = {n: fused[requests[n][0]] for n in fusable}
+    return [results[n] if n in results else launch(desc, graph, *requests[n]) for n in range(len(requests))]
+
+
+class _Forms(torch.autograd.Function):
+    """Differentiable :func:`_evaluate_now`. ``spec`` holds the requests with operands as indices into
+    ``operands``. Every result is linear in each operand of a form, so its gradient with respect to an
+    operand filling slot ``s`` is slot ``s`` of the same form with that operand removed and the result's
+    slot filled by the incoming gradient: the backward is again a set of requests (differentiable to any
+    order), one per operand, which fuse as the forward's did."""
 
     @staticmethod
-    def forward(ctx, desc, graph, role, a, b, c):  # noqa: ANN001
-        ctx.desc, ctx.graph, ctx.role = desc, graph, role
-        ctx.save_for_backward(a, b, c)
-        return launch(desc, graph, role, dict(zip(_others(role), (a, b, c), strict=True)))
-
-    @staticmethod
-    def backward(ctx, grad):  # noqa: ANN001
-        ops = dict(zip(_others(ctx.role), ctx.saved_tensors, strict=True))
-        ops[ctx.role] = grad
-        needed = dict(zip(_others(ctx.role), ctx.needs_input_grad[3:], strict=True))
-        if ctx.role == "o" and ctx.graph.gather and sum(needed.values()) >= 2:
-            fused = _FusedGrads.apply(ctx.desc, ctx.graph, *(ops[r] for r in ROLES))
-            grads = dict(zip("xyw", fused, strict=True))
-        else:
-            grads = {
-                r: compute(ctx.desc, ctx.graph, r, {k: v for k, v in ops.items() if k != r})
-                for r in _others(ctx.role)
-                if needed[r]
-            }
-        return (None, None, None, *(grads[r] if needed[r] else None for r in _others(ctx.role)))
-
-
-class _FusedGrads(torch.autograd.Function):
-    """Slots ``x``, ``y``, ``w`` of a convolution from the three others and the output gradient, in one
-    kernel (:func:`fused_grad_source`). Each result is a slot of the same form, so its backward is again
-    a sum of :func:`compute` calls (differentiable to any order)."""
-
-    @staticmethod
-    def forward(ctx, desc, graph, x, y, w, o):  # noqa: ANN001
-        ctx.desc, ctx.graph = desc, graph
-        ctx.save_for_backward(x, y, w, o)
+    def forward(ctx, desc, graph, spec, *operands):  # noqa: ANN001
+        ctx.desc, ctx.graph, ctx.spec = desc, graph, spec
+        ctx.save_for_backward(*operands)
         ctx.set_materialize_grads(False)  # an unused result gets None, not a zero tensor to multiply
-        return launch_fused_grads(desc, graph, {"x": x, "y": y, "w": w, "o": o})
+        requests = [(role, [{s: operands[i] for s, i in form} for form in forms]) for role, forms in spec]
+        return tuple(_evaluate_now(desc, graph, requests))
 
     @staticmethod
     def backward(ctx, *grads):  # noqa: ANN001
-        ops = dict(zip(ROLES, ctx.saved_tensors, strict=True))
-        needed = dict(zip(ROLES, ctx.needs_input_grad[2:], strict=True))
-        result: dict[str, torch.Tensor | None] = dict.fromkeys(ROLES)
-        for out, g_out in zip("xyw", grads, strict=True):
-            if g_out is None:
+        operands = ctx.saved_tensors
+        wanted: dict[tuple[int, str], list[Form]] = {}  # (operand index, slot it fills) -> gradient's forms
+        for (role, forms), grad in zip(ctx.spec, grads, strict=True):
+            if grad is None:
                 continue
-            replaced = {**ops, out: g_out}  # d<g_out, slot out>/d(slot s) = slot s with out -> g_out
-            for s in ROLES:
-                if s != out and needed[s]:
-                    term = compute(ctx.desc, ctx.graph, s, {k: v for k, v in replaced.items() if k != s})
-                    result[s] = term if result[s] is None else result[s] + term
-        return (None, None, *result.values())
+            for form in forms:
+                for slot, i in form:
+                    if ctx.needs_input_grad[3 + i]:
+                        rest = {s: operands[j] for s, j in form if s != slot}
+                        wanted.setdefault((i, slot), []).append({**rest, role: grad})
+        order = sorted(wanted)
+        results = evaluate(ctx.desc, ctx.graph, [(slot, wanted[i, slot]) for i, slot in order])
+        total: list[torch.Tensor | None] = [None] * len(operands)
+        for (i, _), result in zip(order, results, strict=True):
+            total[i] = result if total[i] is None else total[i] + result
+        return (None, None, None, *total)
 
 
-def _others(role: str) -> tuple[str, ...]:
-    return tuple(r for r in ROLES if r != role)
+def evaluate(
+    desc: TPDescriptor, graph: ConvGraph, requests: list[tuple[str, list[Form]]]
+) -> list[torch.Tensor]:
+    """Differentiable (to any order): for each request ``(role, forms)``, slot ``role`` of the quadrilinear
+    form summed over ``forms`` (each a dict of the three other slots)."""
+    operands: list[torch.Tensor] = []
+    spec = []
+    for role, forms in requests:
+        spec_forms = []
+        for form in forms:
+            entry = []
+            for slot in sorted(form):
+                index = next((n for n, t in enumerate(operands) if t is form[slot]), None)
+                if index is None:
+                    operands.append(form[slot])
+                    index = len(operands) - 1
+                entry.append((slot, index))
+            spec_forms.append(tuple(entry))
+        spec.append((role, tuple(spec_forms)))
+    return list(_Forms.apply(desc, graph, tuple(spec), *operands))
 
 
-def compute(desc: TPDescriptor, graph: ConvGraph, role: str, ops: dict[str, torch.Tensor]) -> torch.Tensor:
-    """Differentiable (to any order) slot ``role`` of the quadrilinear form."""
-    return _Slot.apply(desc, graph, role, *(ops[r] for r in _others(role)))
+def compute(desc: TPDescriptor, graph: ConvGraph, role: str, ops: Form) -> torch.Tensor:
+    """Differentiable (to any order) slot ``role`` of the quadrilinear form from the three others."""
+    return evaluate(desc, graph, [(role, [ops])])[0]
 
 
 def weight_slot(

@@ -204,26 +204,34 @@ def test_graph_reused_across_calls(backend: str) -> None:
 
 
 @pytest.mark.parametrize("name", ["nequip-water", "nequip-lips"])
-def test_fused_gradients_equal_role_kernels(name: str, monkeypatch) -> None:
+def test_fused_gradients(name: str, monkeypatch) -> None:
     """The backward of a Triton convolution computes the x, y and w gradients in one fused kernel (one
-    program per source node); they equal the per-slot kernels, also for a descriptor whose paths are
-    split into several sections (nequip-lips), and a source node without edges gets a zero gradient."""
+    program per source node), and the double backward again (two forms per slot) beside one o-slot
+    kernel summing three forms. First order equals the one-slot kernels, second order the reference,
+    also for a descriptor whose paths fall into two sections (nequip-lips); a source node without edges
+    gets a zero gradient."""
     import mlip.kernels.tensor_product.triton as tt
 
-    tp = make_tp(name, "triton")
+    tp, ref = make_tp(name, "triton"), make_tp(name, "reference")
     nodes, edges = (200, 3000) if GPU else (4, 7)
     x, sh, w, src, dst = graph(tp, nodes, edges, torch.float64, grad=True)
     src = src.clamp(max=nodes - 2)  # the last node sends nothing
     assert len(tt.path_chunks(tp.descriptor, "x")) == (1 if name == "nequip-water" else 2)
-    fused_calls, original = [], tt.launch_fused_grads
-    monkeypatch.setattr(tt, "launch_fused_grads", lambda *a: fused_calls.append(1) or original(*a))
-    out = tp_conv(x, sh, w, src, dst, nodes, tp)
-    g_out = torch.randn_like(out)
-    grads = torch.autograd.grad(out, (x, sh, w), g_out)
-    assert fused_calls == [1]
+    fused, original = [], tt.launch_fused
+    monkeypatch.setattr(tt, "launch_fused", lambda *a: fused.append(sorted(a[2])) or original(*a))
+    results = []
+    for module in (tp, ref):
+        out = tp_conv(x, sh, w, src, dst, nodes, module)
+        grads = torch.autograd.grad((out * out.detach().sin()).sum(), (x, sh, w), create_graph=True)
+        second = torch.autograd.grad(sum((g * g.detach().cos()).sum() for g in grads), (x, sh, w))
+        results.append([*grads, *second])
+    assert fused == [["w", "x", "y"], ["w", "x", "y"]]
+    for a, b in zip(*results, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)
+    assert not results[0][0][-1].any()
     conv_graph = ConvGraph(src, dst, nodes)
-    ops = {"x": x, "y": sh, "w": tt.weight_slot(tp.descriptor, w, edges, x), "o": g_out}
-    for slot, got in zip("xyw", grads, strict=True):
-        expected = tt.launch(tp.descriptor, conv_graph, slot, {k: v for k, v in ops.items() if k != slot})
-        torch.testing.assert_close(got, expected[:, : got.shape[1]], rtol=1e-12, atol=1e-12)
-    assert not grads[0][-1].any()
+    ops = {"x": x, "y": sh, "w": tt.weight_slot(tp.descriptor, w, edges, x), "o": out.detach().sin()}
+    for slot, got in zip("xyw", results[0][:3], strict=True):
+        form = {k: v for k, v in ops.items() if k != slot}
+        expected = tt.launch(tp.descriptor, conv_graph, slot, [form])[:, : got.shape[1]]
+        torch.testing.assert_close(got, expected, rtol=1e-12, atol=1e-12)
