@@ -22,6 +22,7 @@ from typing import Any
 
 SUITES = {
     "tp": "tp.py",
+    "kernel_resources": "kernel_resources.py",
     "gaunt": "gaunt.py",
     "model": "model.py",
     "md": "md.py",

@@ -14,7 +14,8 @@ import sys
 VERBS: dict[str, tuple[str, str]] = {
     "bench": (
         "mlip.benchmarking",
-        "run a benchmark suite from benchmarks/ (tp, gaunt, model, md, data, train)",
+        "run a benchmark suite from benchmarks/ (tp, kernel_resources, gaunt, model, md, data, train, "
+        "neighbors)",
     ),
     "train": (
         "mlip.train.train_verb",

@@ -9,8 +9,8 @@ the gradient of a sum of forms is again a sum of forms, double backward and beyo
 hand-written derivative kernels.
 
 Kernels are generated per descriptor: the sparse Wigner-3j entries are unrolled into straight-line code
-over tiles ``[BE edges, BU channels]`` read directly in e3nn's layout; the coefficients are read from a
-small table in the tensors' dtype (exact in float64). Node-indexed outputs (roles ``o`` and ``x`` of a
+over tiles ``[BE edges, BU channels]`` read directly in e3nn's layout; the coefficients are compile-time
+constants in the tensors' dtype (exact in float64). Node-indexed outputs (roles ``o`` and ``x`` of a
 convolution) are segment reductions over a CSR of edges sorted by ``dst`` (resp. ``src``): each program
 owns one node and a channel tile, sums its edges in registers and writes once. There are no atomics,
 so results are deterministic, and per-edge messages never reach global memory. Paths are split into
@@ -36,10 +36,9 @@ import torch
 
 from mlip.kernels.tensor_product.descriptor import TPDescriptor, wigner_block
 from mlip.kernels.tensor_product.graph import ConvGraph
-from mlip.o3 import cached_constant
 
 ROLES = ("x", "y", "w", "o")
-MAX_LIVE = 16
+MAX_LIVE = 8  # accumulated [BE, BU] tiles per section (16 spilled registers on mace-large, see block_configs)
 FUSED_BU = 32  # channel tile of the fused gradient kernel
 
 
@@ -247,10 +246,12 @@ def _store(em: _Emitter, comp: tuple, value: str, segment: bool) -> str:
 
 def block_configs(desc: TPDescriptor, tune: bool) -> list[tuple[int, int, int]]:
     """Block-size candidates ``(BE, BU, num_warps)`` for the autotuner, ``BU`` clipped to the channel
-    count; the first one only when not tuning (interpreter, or ``MLIP_TP_AUTOTUNE=0``)."""
+    count; the first one only when not tuning (interpreter, or ``MLIP_TP_AUTOTUNE=0``). Chosen so that the
+    mace-large kernels do not spill registers in fp32 or fp64 on sm_90 (``benchmarks/kernel_resources.py``:
+    larger tiles such as ``(16, 64, 4)`` spilled hundreds of bytes per thread)."""
     umax = _next_pow2(max(mi.mul for mi in desc.irreps_in1))
     configs = []
-    for be, bu, warps in ((16, 32, 4), (32, 32, 4), (16, 64, 4)):
+    for be, bu, warps in ((8, 32, 4), (8, 32, 8), (16, 32, 8)):
         candidate = (be, min(bu, umax), warps)
         if candidate not in configs:
             configs.append(candidate)
@@ -291,6 +292,14 @@ def _sections(desc: TPDescriptor, roles: dict[str, Structure], chunks, node_x: b
     return sections
 
 
+def _constants(desc: TPDescriptor, sections: list[_Emitter], out: str) -> list[str]:
+    """The coupling coefficients the sections use, as compile-time constants in the output's dtype (exact
+    float64 literals; constants cost no registers, unlike values loaded from a table)."""
+    values = coefficient_table(desc).tolist()
+    used = sorted(set().union(*(em.coefs for em in sections)))
+    return [f"c{n} = tl.full([], {values[n]!r}, {out}.dtype.element_ty)" for n in used]
+
+
 def _header(configs: str, params: list[str]) -> list[str]:
     return [
         "import triton",
@@ -327,8 +336,8 @@ def kernel_source(
         f"triton.Config({{'BE': {be}, 'BU': {bu}}}, num_warps={w})" for be, bu, w in block_configs(desc, tune)
     )
     pointers, strides = _signature([structure])
-    params = [*pointers, "OUT", "CG", "SRC", "DST", "ROWPTR", "PERM", "n_rows", *strides, "sout"]
-    body = [f"c{n} = tl.load(CG + {n})" for n in sorted(set().union(*(em.coefs for em in sections)))]
+    params = [*pointers, "OUT", "SRC", "DST", "ROWPTR", "PERM", "n_rows", *strides, "sout"]
+    body = _constants(desc, sections, "OUT")
     zero = "tl.zeros([BE, BU], dtype=OUT.dtype.element_ty)"
     rows = []
     if gather:
@@ -391,9 +400,9 @@ def fused_grad_source(
     candidates = fused_block_configs(tune)
     configs = ", ".join(f"triton.Config({{'BE': {be}}}, num_warps={w})" for be, w in candidates)
     pointers, strides = _signature(list(roles.values()))
-    params = [*pointers, "DX", "DY", "DW", "CG", "DST", "ROWPTR", "PERM", "n_rows", *strides]
+    params = [*pointers, "DX", "DY", "DW", "DST", "ROWPTR", "PERM", "n_rows", *strides]
     params += ["sdx", "sdy", "sdw"]
-    body = [f"c{n} = tl.load(CG + {n})" for n in sorted(set().union(*(em.coefs for em in sections)))]
+    body = _constants(desc, sections, "DX")
     body += [
         "node = tl.program_id(0)",
         "tile = tl.program_id(1)",
@@ -439,9 +448,10 @@ def fused_grad_source(
 
 
 def fused_block_configs(tune: bool) -> list[tuple[int, int]]:
-    """``(BE, num_warps)`` candidates of the fused gradient kernel. Its channel tile is fixed
-    (:data:`FUSED_BU`, clipped to the channel count) because the number of ``y`` partials depends on it."""
-    configs = [(16, 4), (32, 4), (16, 8)]
+    """``(BE, num_warps)`` candidates of the fused gradient kernel, spill-free on mace-large like
+    :func:`block_configs`. Its channel tile is fixed (:data:`FUSED_BU`, clipped to the channel count)
+    because the number of ``y`` partials depends on it."""
+    configs = [(8, 8), (16, 8), (8, 4)]
     return configs if tune else configs[:1]
 
 
@@ -505,11 +515,6 @@ def _operands(forms_by_role: dict[str, list[Form]]) -> tuple[dict[str, Structure
     return structures, [_row_major(t) for slot in ROLES for t in numbered[slot]]
 
 
-def _table(desc: TPDescriptor, like: torch.Tensor) -> torch.Tensor:
-    """The coefficient table on ``like``'s device and dtype (cached)."""
-    return cached_constant(("tp_triton_cg", desc), lambda: coefficient_table(desc), like.dtype, like.device)
-
-
 def _shape(desc: TPDescriptor, graph: ConvGraph, role: str) -> tuple[int, int]:
     rows = {"x": graph.num_src, "o": graph.num_nodes, "y": graph.num_edges, "w": graph.num_edges}[role]
     cols = {"x": desc.irreps_in1.dim, "y": desc.irreps_in2.dim, "o": desc.irreps_out.dim}
@@ -524,7 +529,6 @@ def launch(desc: TPDescriptor, graph: ConvGraph, role: str, forms: list[Form]) -
     if graph.num_edges == 0 or out.shape[0] == 0:
         return out
     structures, operands = _operands({role: forms})
-    table = _table(desc, like)
     umax = max(mi.mul for mi in desc.irreps_in1)
     segment = graph.gather and role in ("x", "o")
     rowptr, perm = graph.csr("dst" if role == "o" else "src") if segment else (graph.src, graph.src)
@@ -538,7 +542,7 @@ def launch(desc: TPDescriptor, graph: ConvGraph, role: str, forms: list[Form]) -
 
     kernel = _compiled(desc, role, structures[role], graph.gather, autotuning())
     kernel[grid](
-        *operands, out, table, graph.src, graph.dst, rowptr, perm, graph.num_edges,
+        *operands, out, graph.src, graph.dst, rowptr, perm, graph.num_edges,
         *(t.stride(0) for t in operands), out.stride(0), _next_pow2(graph.num_edges),
     )  # fmt: skip
     return out
@@ -557,11 +561,10 @@ def launch_fused(
     dy_tiles = torch.zeros(tiles * graph.num_edges, desc.irreps_in2.dim, dtype=like.dtype, device=like.device)
     if graph.num_edges and graph.num_src:
         structures, operands = _operands(forms_by_role)
-        table = _table(desc, like)
         rowptr, perm = graph.csr("src")
         kernel = _compiled_fused(desc, tuple(sorted(structures.items())), autotuning())
         kernel[(graph.num_src, tiles)](
-            *operands, out["x"], dy_tiles, out["w"], table, graph.dst, rowptr, perm, graph.num_edges,
+            *operands, out["x"], dy_tiles, out["w"], graph.dst, rowptr, perm, graph.num_edges,
             *(t.stride(0) for t in operands), out["x"].stride(0), dy_tiles.stride(0), out["w"].stride(0),
             _next_pow2(graph.num_edges), BU=bu,
         )  # fmt: skip
