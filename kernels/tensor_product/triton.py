@@ -474,12 +474,18 @@ def _load_kernel(source: str, name: str):
 
 @functools.cache
 def _compiled(desc: TPDescriptor, role: str, structure: Structure, gather: bool, tune: bool):
+    """The kernel of slot ``role`` summing the forms of ``structure``. Kernels of several forms (double
+    backward) are not tuned: they are the longest to compile (mace-large: 50-100 s per candidate on the
+    development CPU, ``benchmarks/kernel_resources.py``) and the first candidate spills least (fp32: not)."""
+    tune = tune and len(structure) == 1
     source = kernel_source(desc, role, structure, tuple(path_chunks(desc, role)), gather, tune)
     return _load_kernel(source, role)
 
 
 @functools.cache
 def _compiled_fused(desc: TPDescriptor, roles: tuple[tuple[str, Structure], ...], tune: bool):
+    """The fused gradient kernel; tuned only for single-form roles, as :func:`_compiled`."""
+    tune = tune and all(len(structure) == 1 for _, structure in roles)
     return _load_kernel(fused_grad_source(desc, dict(roles), tuple(path_chunks(desc, "x")), tune), "xyw")
 
 
