@@ -43,7 +43,7 @@ def sources(desc, kernels: list[str]) -> dict[str, str]:
         "w": [{"x": gx, "y": y, "o": o}, {"x": x, "y": gy, "o": o}],
     }
     three = [{"x": gx, "y": y, "w": w}, {"x": x, "y": gy, "w": w}, {"x": x, "y": y, "w": gw}]
-    fused_chunks = tuple(tt.path_chunks(desc, "x"))
+    fused_chunks = tt.fused_chunks(desc)
 
     def one_slot(role: str, forms: list[dict]) -> str:
         structure = tt._operands({role: forms})[0][role]

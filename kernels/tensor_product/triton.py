@@ -394,7 +394,7 @@ def fused_grad_source(
     result is summed over the edges in registers and written once; the ``w`` result of an edge is written
     by the one program owning its source and tile; the ``y`` result, a sum over channels, is written per
     tile as partial rows ``DY[tile * E + e]`` that the launcher adds up. No atomics, so the result is
-    deterministic. Path chunks (grouped by ``x`` block) become sections as in :func:`kernel_source`.
+    deterministic. The chunks (:func:`fused_chunks`) become sections as in :func:`kernel_source`.
     """
     sections = _sections(desc, roles, chunks, node_x=True)
     candidates = fused_block_configs(tune)
@@ -439,12 +439,27 @@ def fused_grad_source(
                     value = f"tl.load({ptr}, mask=valid, other=0.0) + {value}"
                 loop.append(f"tl.store({ptr}, {value}, mask=valid)")
         body += ["for start in range(beg, end, BE):", *["    " + line for line in loop]]
-        for c, a in per_node.items():  # a block's paths are in one section (path_chunks): one write
+        for c, a in per_node.items():
             mul, ir = desc.irreps_in1[c[1]]
             ptr = f"DX + node * sdx + {desc.irreps_in1.slices()[c[1]].start + c[2]} + u * {ir.dim}"
-            body.append(f"tl.store({ptr}, tl.sum({a}, axis=0), mask=u < {mul})")
+            value = f"tl.sum({a}, axis=0)"
+            if c in written:
+                value = f"tl.load({ptr}, mask=u < {mul}, other=0.0) + {value}"
+            body.append(f"tl.store({ptr}, {value}, mask=u < {mul})")
         written |= set(em.acc)
     return "\n".join(_header(configs, params) + ["    " + line for line in body]) + "\n"
+
+
+FUSED_PATHS = 4  # paths per section of the fused gradient kernels (8: mace-large fp64 spilled 256 B)
+
+
+def fused_chunks(desc: TPDescriptor) -> tuple[tuple[int, ...], ...]:
+    """Sections of the fused gradient kernels: ``FUSED_PATHS`` paths each, in order of their ``x`` block.
+    Each section holds its own accumulators and loads, so registers stay bounded (mace-large, fp64
+    double backward: 1,352 B of spills with one section per ``x`` block, 176 B with these); a block's
+    ``x`` gradient may span sections (later ones add to what earlier ones stored)."""
+    paths = sorted(range(len(desc.instructions)), key=lambda p: desc.instructions[p].i_in1)
+    return tuple(tuple(paths[n : n + FUSED_PATHS]) for n in range(0, len(paths), FUSED_PATHS))
 
 
 def fused_block_configs(tune: bool) -> list[tuple[int, int]]:
@@ -486,7 +501,7 @@ def _compiled(desc: TPDescriptor, role: str, structure: Structure, gather: bool,
 def _compiled_fused(desc: TPDescriptor, roles: tuple[tuple[str, Structure], ...], tune: bool):
     """The fused gradient kernel; tuned only for single-form roles, as :func:`_compiled`."""
     tune = tune and all(len(structure) == 1 for _, structure in roles)
-    return _load_kernel(fused_grad_source(desc, dict(roles), tuple(path_chunks(desc, "x")), tune), "xyw")
+    return _load_kernel(fused_grad_source(desc, dict(roles), fused_chunks(desc), tune), "xyw")
 
 
 # ------------------------------------------------------------------------------------------------ launch

@@ -207,16 +207,18 @@ def test_graph_reused_across_calls(backend: str) -> None:
 def test_fused_gradients(name: str, monkeypatch) -> None:
     """The backward of a Triton convolution computes the x, y and w gradients in one fused kernel (one
     program per source node), and the double backward again (two forms per slot) beside one o-slot
-    kernel summing three forms. First order equals the one-slot kernels, second order the reference,
-    also for a descriptor whose paths fall into three sections (nequip-lips); a source node without edges
-    gets a zero gradient."""
+    kernel summing three forms. First order equals the one-slot kernels, second order the reference; the
+    fused kernels' sections split x blocks (their gradients add up across sections); a source node
+    without edges gets a zero gradient."""
     import mlip.kernels.tensor_product.triton as tt
 
     tp, ref = make_tp(name, "triton"), make_tp(name, "reference")
     nodes, edges = (200, 3000) if GPU else (4, 7)
     x, sh, w, src, dst = graph(tp, nodes, edges, torch.float64, grad=True)
     src = src.clamp(max=nodes - 2)  # the last node sends nothing
-    assert len(tt.path_chunks(tp.descriptor, "x")) == (1 if name == "nequip-water" else 3)
+    sections = tt.fused_chunks(tp.descriptor)
+    blocks = [{tp.descriptor.instructions[p].i_in1 for p in section} for section in sections]
+    assert any(a & b for a, b in zip(blocks, blocks[1:], strict=False)), "no x block spans two sections"
     fused, original = [], tt.launch_fused
     monkeypatch.setattr(tt, "launch_fused", lambda *a: fused.append(sorted(a[2])) or original(*a))
     results = []
