@@ -127,8 +127,7 @@ def main() -> None:
                 if args.blocks:
                     blocks = [tuple(int(v) for v in b.split(",")) for b in args.blocks]
                 elif kernel.startswith("xyw"):
-                    bu = min(tt.FUSED_BU, tt._next_pow2(max(mi.mul for mi in desc.irreps_in1)))
-                    blocks = [(be, bu, warps) for be, warps in tt.fused_block_configs(True)]
+                    blocks = [(be, tt.fused_tile(desc), warps) for be, warps in tt.fused_block_configs(True)]
                 else:
                     blocks = tt.block_configs(desc, True)
                 for block in blocks:

@@ -43,26 +43,28 @@ FUSED_BU = 32  # channel tile of the fused gradient kernel
 
 
 # ----------------------------------------------------------------------------------------------- codegen
-def _nonzeros(desc: TPDescriptor) -> list[list[tuple[int, int, int, int]]]:
-    """Per path: ``(i, j, k, n)`` for each nonzero ``coef * C[i, j, k]`` stored at ``table[n]``."""
-    out, n = [], 0
+@functools.cache
+def _couplings(desc: TPDescriptor) -> tuple[list[list[tuple[int, int, int, int]]], list[float]]:
+    """Per path, ``(i, j, k, n)`` for each nonzero ``coef * C[i, j, k]``, and the values ``[n]`` (float64)."""
+    entries, values = [], []
     for ins in desc.instructions:
         cg = wigner_block(ins, desc, torch.float64, torch.device("cpu"))
-        entries = []
+        path = []
         for i, j, k in (cg.abs() > 1e-12).nonzero().tolist():
-            entries.append((i, j, k, n))
-            n += 1
-        out.append(entries)
-    return out
+            path.append((i, j, k, len(values)))
+            values.append(float(cg[i, j, k]))
+        entries.append(path)
+    return entries, values
 
 
-def coefficient_table(desc: TPDescriptor) -> torch.Tensor:
-    """Values referenced by :func:`_nonzeros`, float64."""
-    values = []
-    for ins in desc.instructions:
-        cg = wigner_block(ins, desc, torch.float64, torch.device("cpu"))
-        values.extend(cg[tuple((cg.abs() > 1e-12).nonzero().T)].tolist())
-    return torch.tensor(values + [0.0], dtype=torch.float64)
+def _umax(desc: TPDescriptor) -> int:
+    """Largest channel count of the first input (the channel extent every kernel tiles)."""
+    return max(mi.mul for mi in desc.irreps_in1)
+
+
+def fused_tile(desc: TPDescriptor) -> int:
+    """Channel tile ``BU`` of the fused gradient kernels: :data:`FUSED_BU`, clipped to the channels."""
+    return min(FUSED_BU, _next_pow2(_umax(desc)))
 
 
 def weight_column(desc: TPDescriptor, p: int) -> int:
@@ -70,7 +72,7 @@ def weight_column(desc: TPDescriptor, p: int) -> int:
     ins = desc.instructions[p]
     if ins.has_weight:
         return ins.weight_offset
-    umax = max(mi.mul for mi in desc.irreps_in1)
+    umax = _umax(desc)
     unweighted = [q for q, other in enumerate(desc.instructions) if not other.has_weight]
     return desc.weight_numel + umax * unweighted.index(p)
 
@@ -93,8 +95,7 @@ def path_chunks(desc: TPDescriptor, role: str) -> list[tuple[int, ...]]:
     accumulated component spans two sections (and there are fewer sections)."""
     chunks: list[list[int]] = []
     live: set = set()
-    paths = [p for p in range(len(desc.instructions)) if _live(desc, role, p)]
-    for p in sorted(paths, key=lambda p: min(_live(desc, role, p))[:2]):
+    for p in sorted(range(len(desc.instructions)), key=lambda p: min(_live(desc, role, p))[:2]):
         comps = _live(desc, role, p)
         if chunks and (comps <= live or len(live | comps) <= MAX_LIVE):
             chunks[-1].append(p)
@@ -249,7 +250,7 @@ def block_configs(desc: TPDescriptor, tune: bool) -> list[tuple[int, int, int]]:
     count; the first one only when not tuning (interpreter, or ``MLIP_TP_AUTOTUNE=0``). Chosen so that the
     mace-large kernels do not spill registers in fp32 or fp64 on sm_90 (``benchmarks/kernel_resources.py``:
     larger tiles such as ``(16, 64, 4)`` spilled hundreds of bytes per thread)."""
-    umax = _next_pow2(max(mi.mul for mi in desc.irreps_in1))
+    umax = _next_pow2(_umax(desc))
     configs = []
     for be, bu, warps in ((8, 32, 4), (8, 32, 8), (16, 32, 8)):
         candidate = (be, min(bu, umax), warps)
@@ -280,7 +281,7 @@ def _signature(structures: list[Structure]) -> tuple[list[str], list[str]]:
 
 def _sections(desc: TPDescriptor, roles: dict[str, Structure], chunks, node_x: bool) -> list[_Emitter]:
     """One emitter per path chunk, holding the bodies of every role's forms over the chunk's paths."""
-    nonzeros = _nonzeros(desc)
+    nonzeros = _couplings(desc)[0]
     sections = []
     for n, paths in enumerate(chunks):
         em = _Emitter(desc, prefix=f"s{n}_", node_x=node_x)
@@ -295,7 +296,7 @@ def _sections(desc: TPDescriptor, roles: dict[str, Structure], chunks, node_x: b
 def _constants(desc: TPDescriptor, sections: list[_Emitter], out: str) -> list[str]:
     """The coupling coefficients the sections use, as compile-time constants in the output's dtype (exact
     float64 literals; constants cost no registers, unlike values loaded from a table)."""
-    values = coefficient_table(desc).tolist()
+    values = _couplings(desc)[1]
     used = sorted(set().union(*(em.coefs for em in sections)))
     return [f"c{n} = tl.full([], {values[n]!r}, {out}.dtype.element_ty)" for n in used]
 
@@ -331,7 +332,7 @@ def kernel_source(
     """
     segment = gather and role in ("x", "o")
     sections = _sections(desc, {role: structure}, chunks, node_x=False)
-    umax = max(mi.mul for mi in desc.irreps_in1)
+    umax = _umax(desc)
     configs = ", ".join(
         f"triton.Config({{'BE': {be}, 'BU': {bu}}}, num_warps={w})" for be, bu, w in block_configs(desc, tune)
     )
@@ -550,7 +551,7 @@ def launch(desc: TPDescriptor, graph: ConvGraph, role: str, forms: list[Form]) -
     if graph.num_edges == 0 or out.shape[0] == 0:
         return out
     structures, operands = _operands({role: forms})
-    umax = max(mi.mul for mi in desc.irreps_in1)
+    umax = _umax(desc)
     segment = graph.gather and role in ("x", "o")
     rowptr, perm = graph.csr("dst" if role == "o" else "src") if segment else (graph.src, graph.src)
 
@@ -575,9 +576,8 @@ def launch_fused(
     """Slots among ``x``, ``y``, ``w`` of a convolution (``graph.gather``), each summed over its forms, in
     one launch of the fused gradient kernel (no autograd)."""
     like = next(iter(forms_by_role.values()))[0]["o"]
-    umax = max(mi.mul for mi in desc.irreps_in1)
-    bu = min(FUSED_BU, _next_pow2(umax))
-    tiles = triton_cdiv(umax, bu)
+    bu = fused_tile(desc)
+    tiles = triton_cdiv(_umax(desc), bu)
     out = {r: torch.zeros(_shape(desc, graph, r), dtype=like.dtype, device=like.device) for r in "xw"}
     dy_tiles = torch.zeros(tiles * graph.num_edges, desc.irreps_in2.dim, dtype=like.dtype, device=like.device)
     if graph.num_edges and graph.num_src:
@@ -594,7 +594,7 @@ def launch_fused(
 
 
 def _weight_width(desc: TPDescriptor) -> int:
-    umax = max(mi.mul for mi in desc.irreps_in1)
+    umax = _umax(desc)
     return desc.weight_numel + umax * sum(not ins.has_weight for ins in desc.instructions)
 
 
@@ -684,7 +684,7 @@ def weight_slot(
     """Extended per-edge weights ``[rows, numel + n_unweighted * U]``: each unweighted path reads its own
     block of ones, so the form is linear in this slot (its gradient for the ones is dropped by ``cat``).
     Shared weights are expanded (row stride 0, summed by autograd)."""
-    umax = max(mi.mul for mi in desc.irreps_in1)
+    umax = _umax(desc)
     ones = sum(not ins.has_weight for ins in desc.instructions) * umax
     if weight is None:
         weight = like.new_zeros(0)
