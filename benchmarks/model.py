@@ -13,7 +13,9 @@ footprint after imports).
 Before timing, our mace and mace-torch are checked to produce finite energies and forces, and
 ``mace-torch-cueq`` (mace-torch converted to cuEquivariance by mace's converter) to match the e3nn
 model it was converted from. ``first_call_s`` is the time to build the model and run its first step (on
-a GPU mostly kernel compilation and autotuning), apart from the steady-state timing.
+a GPU mostly kernel compilation and autotuning), apart from the steady-state timing. ``aten_ops``: ATen
+ops one step dispatches (views and allocations excluded; about one GPU kernel launch each, so a measure of
+host overhead on any machine; our Triton kernels are launched outside ATen and not counted).
 
     python benchmarks/model.py [--quick] [--device cuda] [--dtype float32] [--threads N]
 """
@@ -32,7 +34,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mlip.benchmarking import measure, peak_memory, print_table, write_json
+from mlip.benchmarking import count_aten_ops, measure, peak_memory, print_table, write_json
 from mlip.data import keys as K
 from mlip.data.atomic_data import from_atoms
 from mlip.data.neighbors import add_neighbors
@@ -324,6 +326,7 @@ def main() -> None:
             # one warm-up call at every size: a first call pays one-time costs (allocator growth, caches)
             repeats, warmup = (5, 2) if len(atoms) < 500 else (2, 1) if len(atoms) < 5000 else (1, 1)
             seconds = measure(step, repeats=repeats, warmup=warmup)
+            aten_ops = count_aten_ops(step) if len(atoms) < 5000 else None  # one more step: not at 10k
             if args.device.startswith("cuda"):
                 memory = peak_memory(step, args.device) / 2**20
             else:
@@ -343,6 +346,7 @@ def main() -> None:
                     "us_per_atom": 1e6 * seconds / len(atoms),
                     "peak_mem_mb": memory,
                     "first_call_s": first_call,
+                    "aten_ops": aten_ops,
                 }
             )
             print_table(rows[-1:])
@@ -371,6 +375,7 @@ def main() -> None:
         "us_per_atom",
         "peak_mem_mb",
         "first_call_s",
+        "aten_ops",
         "speedup_vs_mace_torch",
         "speedup_vs_mace_torch_cueq",
         "note",

@@ -66,6 +66,32 @@ def peak_memory(fn: Callable[[], Any], device: str) -> int | None:
     return int(torch.cuda.max_memory_allocated())
 
 
+# ATen ops that neither compute nor launch a kernel: views and allocations
+_NON_KERNEL_OPS = frozenset(
+    "view _unsafe_view _reshape_alias alias as_strided permute transpose t expand squeeze unsqueeze select "
+    "slice split split_with_sizes unbind detach lift_fresh empty empty_strided new_empty set_".split()
+)
+
+
+def count_aten_ops(fn: Callable[[], Any]) -> int:
+    """Number of computing ATen ops ``fn()`` dispatches (views and allocations excluded), backward passes
+    included: on a GPU each is about one kernel launch, so this measures host overhead on any machine.
+    Kernels launched outside ATen (our Triton kernels) are not counted."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class Counter(TorchDispatchMode):
+        count = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
+            if func.overloadpacket.__name__ not in _NON_KERNEL_OPS:
+                Counter.count += 1
+            return func(*args, **(kwargs or {}))
+
+    with Counter():
+        fn()
+    return Counter.count
+
+
 def environment(device: str = "cpu") -> dict[str, Any]:
     """Device, thread count, library versions, date and command line, for the JSON record."""
     import torch

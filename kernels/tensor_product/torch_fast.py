@@ -125,8 +125,9 @@ def _tables(desc: TPDescriptor, g: Group, dtype: torch.dtype, device: torch.devi
 
 def _stack_blocks(z: torch.Tensor, irreps: Irreps, blocks: tuple[int, ...], mul: int) -> torch.Tensor:
     """e3nn-layout ``z [B, irreps.dim]`` -> ``[B, mul, Σ d]``: the listed blocks side by side."""
-    s = irreps.slices()
-    parts = [z[:, s[b]].reshape(z.shape[0], mul, irreps[b].ir.dim) for b in blocks]
+    # one split, not a slice per block: a slice's backward zero-fills a gradient of the whole of z
+    columns = z.split([mi.dim for mi in irreps], dim=1)
+    parts = [columns[b].reshape(z.shape[0], mul, irreps[b].ir.dim) for b in blocks]
     return parts[0] if len(parts) == 1 else torch.cat(parts, dim=2)
 
 
@@ -134,12 +135,10 @@ def _split_blocks(
     z: torch.Tensor, irreps: Irreps, blocks: tuple[int, ...], mul: int
 ) -> dict[int, torch.Tensor]:
     """``[B, mul, Σ d]`` -> e3nn-layout blocks ``{b: [B, mul * d]}`` (inverse of :func:`_stack_blocks`)."""
-    out, col = {}, 0
-    for b in blocks:
-        d = irreps[b].ir.dim
-        out[b] = z[:, :, col : col + d].reshape(z.shape[0], mul * d)
-        col += d
-    return out
+    pieces = z.split([irreps[b].ir.dim for b in blocks], dim=2)
+    return {
+        b: piece.reshape(z.shape[0], mul * irreps[b].ir.dim) for b, piece in zip(blocks, pieces, strict=True)
+    }
 
 
 def _concat_blocks(

@@ -19,7 +19,8 @@ from mlip.o3 import Irreps, IrrepsLike
 
 class _Run(NamedTuple):
     """Adjacent input blocks ``x[:, start:stop]`` (irrep dimension ``dim``) feeding output block ``out``
-    through weights ``paths`` (indices into ``Linear.weights``), scaled by ``norm``."""
+    through weights ``paths`` (indices into ``Linear.weights``), scaled by ``norm``; ``piece`` is its index
+    among the column pieces :meth:`Linear.forward` splits ``x`` into."""
 
     out: int
     start: int
@@ -27,6 +28,7 @@ class _Run(NamedTuple):
     dim: int
     paths: tuple[int, ...]
     norm: float
+    piece: int = -1
 
 
 class Linear(torch.nn.Module):
@@ -68,14 +70,23 @@ class Linear(torch.nn.Module):
             else:
                 dim = self.irreps_in[i].ir.dim
                 self._runs.append(_Run(j, slices[i].start, slices[i].stop, dim, (p,), norm))
+        # x is split once into pieces at every run boundary (runs are equal or disjoint): the backward of a
+        # split is one concatenation, that of a slice per run a zero-filled gradient of the whole of x each
+        bounds = sorted(
+            {0, self.irreps_in.dim} | {r.start for r in self._runs} | {r.stop for r in self._runs}
+        )
+        self._pieces = [b - a for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+        self._runs = [r._replace(piece=bounds.index(r.start)) for r in self._runs]
+        assert all(self._pieces[r.piece] == r.stop - r.start for r in self._runs)
         self._out = [(mul, ir.dim) for mul, ir in self.irreps_out]
 
     def forward(self, x: torch.Tensor, species: torch.Tensor | None = None) -> torch.Tensor:
         n = x.shape[0]
         rows = torch.arange(n, device=x.device) if self.num_species > 1 else None
         blocks: list[torch.Tensor | None] = [None] * len(self._out)
-        for j, start, stop, d, paths, norm in self._runs:
-            xi = x[:, start:stop].reshape(n, -1, d)
+        pieces = x.split(self._pieces, dim=1)
+        for j, _, _, d, paths, norm, piece in self._runs:
+            xi = pieces[piece].reshape(n, -1, d)
             w = self.weights[paths[0]] if len(paths) == 1 else torch.cat([self.weights[p] for p in paths])
             y = torch.einsum("nud,uw->nwd", xi, w.reshape(xi.shape[1], -1) * norm)
             if rows is not None:  # pick each row's species: [N, S * mul_out, d] -> [N, mul_out, d]

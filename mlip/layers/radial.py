@@ -27,8 +27,9 @@ class PolynomialEnvelope(torch.nn.Module):
 
     def forward(self, r: torch.Tensor) -> torch.Tensor:
         p, x = self.p, r / self.r_max
-        u = 1.0 - (p + 1) * (p + 2) / 2 * x**p + p * (p + 2) * x ** (p + 1) - p * (p + 1) / 2 * x ** (p + 2)
-        return u * (x < 1.0)
+        # 1 - (p+1)(p+2)/2 x^p + p(p+2) x^(p+1) - p(p+1)/2 x^(p+2), in Horner form (fewer ops)
+        inner = (x * (-p * (p + 1) / 2) + p * (p + 2)) * x - (p + 1) * (p + 2) / 2
+        return (x**p * inner + 1.0) * (x < 1.0)
 
 
 class BesselBasis(torch.nn.Module):
@@ -105,9 +106,11 @@ class RadialMLP(torch.nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         last = len(self.weights) - 1
         for i, w in enumerate(self.weights):
-            x = x @ (w / math.sqrt(w.shape[0]))
+            # the activation's normalization constant is folded into the next layer's weight scale
+            scale = (self.act.scale if i > 0 else 1.0) / math.sqrt(w.shape[0])
+            x = x @ (w * scale)
             if i < last:
-                x = self.act(x)
+                x = self.act.fn(x)
         return x
 
 

@@ -203,12 +203,12 @@ class SymmetricContraction(torch.nn.Module):
         monomials, previous = [xt], xt
         for nu in range(2, self.correlation + 1):
             parent = cached_constant(
-                (*key, "parent", nu), lambda nu=nu: plan[f"parent_{nu}"].double(), device=x.device
+                (*key, "parent", nu), lambda nu=nu: plan[f"parent_{nu}"].double(), torch.int64, x.device
             )
             factor = cached_constant(
-                (*key, "factor", nu), lambda nu=nu: plan[f"factor_{nu}"].double(), device=x.device
+                (*key, "factor", nu), lambda nu=nu: plan[f"factor_{nu}"].double(), torch.int64, x.device
             )
-            previous = previous.index_select(0, parent.long()) * xt.index_select(0, factor.long())
+            previous = previous.index_select(0, parent) * xt.index_select(0, factor)
             monomials.append(previous)
         coeff = cached_constant((*key, "coeff"), lambda: plan["coeff"], x.dtype, x.device)
         projected = coeff @ torch.cat(monomials)  # [Σ (2L+1) K, N C]

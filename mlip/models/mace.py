@@ -68,19 +68,14 @@ class MACEConfig(ModelConfig):
 
 def to_channels(x: torch.Tensor, irreps: Irreps) -> torch.Tensor:
     """e3nn layout ``[N, mul·Σ(2l+1)]`` with one multiplicity -> ``[N, mul, Σ(2l+1)]``."""
-    n = x.shape[0]
-    return torch.cat(
-        [x[:, s].reshape(n, mul, ir.dim) for s, (mul, ir) in zip(irreps.slices(), irreps, strict=True)], dim=2
-    )
+    n, blocks = x.shape[0], x.split([mi.dim for mi in irreps], dim=1)
+    return torch.cat([b.reshape(n, mul, ir.dim) for b, (mul, ir) in zip(blocks, irreps, strict=True)], dim=2)
 
 
 def from_channels(x: torch.Tensor, irreps: Irreps) -> torch.Tensor:
     """Inverse of :func:`to_channels`."""
-    n, start, out = x.shape[0], 0, []
-    for _, ir in irreps:
-        out.append(x[:, :, start : start + ir.dim].reshape(n, -1))
-        start += ir.dim
-    return torch.cat(out, dim=1)
+    blocks = x.split([ir.dim for _, ir in irreps], dim=2)
+    return torch.cat([b.reshape(x.shape[0], mi.dim) for b, mi in zip(blocks, irreps, strict=True)], dim=1)
 
 
 class Interaction(torch.nn.Module):
