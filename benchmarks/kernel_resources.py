@@ -96,13 +96,10 @@ def resources(fn, dtype: str, block: tuple[int, int, int], arch: int) -> dict:
         usage = subprocess.run(
             [str(cuobjdump), "--dump-resource-usage", cubin.name], capture_output=True, text=True, check=True
         ).stdout
-    fields = dict(
-        word.split(":", 1)
-        for line in usage.splitlines()
-        if "REG:" in line
-        for word in line.split()
-        if ":" in word
-    )
+    lines = usage.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.strip() == "Function kernel:")
+    line = next(line for line in lines[start:] if "REG:" in line)  # the kernel's, not a callee's
+    fields = dict(word.split(":", 1) for word in line.split() if ":" in word)
     return {"registers": int(fields["REG"]), "spill_bytes": int(fields["STACK"]), "compile_s": seconds}
 
 

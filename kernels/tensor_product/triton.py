@@ -310,10 +310,12 @@ def _program(
     called in order with a barrier between (later fused sections read-add what earlier ones wrote).
     Compilation then stays near-linear in the number of sections: Triton's coalescing pass walks, for
     every load and store, the whole connected graph of operations around it, which is the whole kernel
-    when it is one function (mace-large fused double backward: 56 of 64 s in that pass). LLVM inlines the
-    functions again (each is called once), so the machine code keeps one function. Kept for the big
-    kernels only: the forward compiles fast either way and uses fewer registers as one function (mace-large
-    64 vs 76)."""
+    when it is one function (mace-large fused double backward: 56 of 64 s in that pass). The functions
+    stay functions down to the machine code (one ``CALL`` per section and program, against loops over
+    the node's edges inside each); ptxas allocates their registers separately, so the kernel needs the
+    most any section needs (fused backward on mace-large: 98-128 registers, was 104-173). Kept for the
+    big kernels only: the forward compiles fast either way and uses fewer registers as one function
+    (mace-large 64 vs 76)."""
     args = ", ".join(params)
     lines = ["import triton", "import triton.language as tl"]
     if separate:
