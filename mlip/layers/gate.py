@@ -36,18 +36,25 @@ class Gate(torch.nn.Module):
         self.irreps_out = self.irreps_scalars + self.irreps_gated
         self.act_even, self.act_odd = normalized_activation(act_scalars), normalized_activation(act_odd)
         self.act_gates = normalized_activation(act_gates)
-        self._scalar_parities = [(mul, ir.p) for mul, ir in self.irreps_scalars]
-        repeats = [ir.dim for mul, ir in self.irreps_gated for _ in range(mul)]
-        self.register_buffer("gate_repeats", torch.tensor(repeats, dtype=torch.int64), persistent=False)
+        self._scalar_parities = [ir.p for _, ir in self.irreps_scalars]
+        # one split of the input (a slice per part would zero-fill a whole-input gradient each)
+        self._split = [mul for mul, _ in self.irreps_scalars]
+        self._split += [self.irreps_gates.dim, self.irreps_gated.dim] if self.irreps_gates.dim else []
+        # column of the gate of each gated component (an index built once: repeat_interleave with tensor
+        # repeats would synchronise a GPU on every call to learn its output size)
+        repeats = torch.tensor(
+            [ir.dim for mul, ir in self.irreps_gated for _ in range(mul)], dtype=torch.int64
+        )
+        gate_index = torch.repeat_interleave(torch.arange(len(repeats)), repeats)
+        self.register_buffer("gate_index", gate_index, persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        ns, ng = self.irreps_scalars.dim, self.irreps_gates.dim
-        pieces, start = [], 0
-        for mul, p in self._scalar_parities:
-            pieces.append((self.act_even if p == 1 else self.act_odd)(x[:, start : start + mul]))
-            start += mul
-        if ng:
-            gates = self.act_gates(x[:, ns : ns + ng])
-            gated = x[:, ns + ng :]
-            pieces.append(gated * torch.repeat_interleave(gates, self.gate_repeats, dim=1))
+        parts = x.split(self._split, dim=1)
+        pieces = [
+            (self.act_even if p == 1 else self.act_odd)(part)
+            for p, part in zip(self._scalar_parities, parts[: len(self._scalar_parities)], strict=True)
+        ]
+        if self.irreps_gates.dim:
+            gates, gated = self.act_gates(parts[-2]), parts[-1]
+            pieces.append(gated * gates.index_select(1, self.gate_index))
         return torch.cat(pieces, dim=1)
