@@ -232,3 +232,19 @@ def test_chunked_inference_equals_autograd_path(kit, model_name, monkeypatch):
         model(data, compute_forces=False)["energy"].sum().backward()
         grads.append(torch.cat([p.grad.reshape(-1) for p in model.parameters() if p.grad is not None]))
     torch.testing.assert_close(grads[0], grads[1], atol=1e-12, rtol=0)
+
+
+# ATen ops of one energy+forces step of the tiny models (float32, ethanol) when this budget was set:
+# each is about one kernel launch on a GPU, where these models are bound by launches at small sizes.
+OP_BUDGET = {"mace-cg": 398, "mace-gaunt": 390, "nequip": 390, "gridnet": 439}
+
+
+def test_energy_forces_step_stays_within_its_op_budget(kit, model_name):
+    """A change that adds ATen ops to every step (a slice per block whose backward zero-fills the whole
+    input, a recurrence unrolled into tensors, ...) fails here; raise the budget only deliberately."""
+    from mlip.benchmarking import count_aten_ops
+
+    model = kit.build(model_name, dtype=torch.float32).eval()
+    data = kit.record(kit.ethanol())
+    model(data)  # constant tables built and cached
+    assert count_aten_ops(lambda: model(data)) <= OP_BUDGET[model_name] + 10
