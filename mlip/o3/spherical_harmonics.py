@@ -9,8 +9,8 @@ They are evaluated as homogeneous polynomials (no angles), so they are smooth ev
 poles, and with ``normalize=True`` the zero vector maps to ``Y_0`` only (gradients stay finite). The
 coefficients of every monomial in every harmonic are worked out once (:func:`_coefficients`); an
 evaluation is then a handful of tensor ops, the monomials of the vectors times that table (one matmul),
-so forces through it cost few kernel launches (lmax 3: 14 ops forward, about 230 with a recurrence on
-tensors).
+so forces through it cost few kernel launches (lmax 3, values and gradient: 52 ATen ops, against about
+230 for the same recurrence run on tensors).
 """
 
 from __future__ import annotations
@@ -40,13 +40,13 @@ def _orthonormal_constant(l: int, m: int) -> float:
     return c * math.sqrt(2.0) if m > 0 else c
 
 
-Monomial = tuple[int, int, int]  # exponents of (x, y, z)
+_Monomial = tuple[int, int, int]  # exponents of (x, y, z)
 
 
-class _Polynomial(dict[Monomial, float]):
+class _Polynomial(dict[_Monomial, float]):
     """A polynomial in ``(x, y, z)``: monomial exponents -> coefficient (float64)."""
 
-    def __add__(self, other: _Polynomial) -> _Polynomial:  # type: ignore[override]
+    def __add__(self, other: _Polynomial) -> _Polynomial:
         out = _Polynomial(self)
         for k, v in other.items():
             out[k] = out.get(k, 0.0) + v
@@ -69,7 +69,7 @@ class _Polynomial(dict[Monomial, float]):
 
 
 @functools.cache
-def _coefficients(lmax: int, normalization: str) -> tuple[tuple[Monomial, ...], torch.Tensor]:
+def _coefficients(lmax: int, normalization: str) -> tuple[tuple[_Monomial, ...], torch.Tensor]:
     """The harmonics as polynomials: monomials ``[M]`` (by degree) and coefficients ``[M, (lmax+1)^2]``.
 
     Built once per ``(lmax, normalization)`` by the textbook recurrences run on polynomials: the
