@@ -80,16 +80,17 @@ def count_aten_ops(fn: Callable[[], Any]) -> int:
     from torch.utils._python_dispatch import TorchDispatchMode
 
     class Counter(TorchDispatchMode):
-        count = 0
+        def __init__(self) -> None:
+            super().__init__()
+            self.count = 0
 
         def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
-            if func.overloadpacket.__name__ not in _NON_KERNEL_OPS:
-                Counter.count += 1
+            self.count += func.overloadpacket.__name__ not in _NON_KERNEL_OPS
             return func(*args, **(kwargs or {}))
 
-    with Counter():
+    with Counter() as counter:
         fn()
-    return Counter.count
+    return counter.count
 
 
 def environment(device: str = "cpu") -> dict[str, Any]:

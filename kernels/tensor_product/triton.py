@@ -293,12 +293,11 @@ def _sections(desc: TPDescriptor, roles: dict[str, Structure], chunks, node_x: b
     return sections
 
 
-def _constants(desc: TPDescriptor, sections: list[_Emitter], out: str) -> list[str]:
-    """The coupling coefficients the sections use, as compile-time constants in the output's dtype (exact
+def _constants(desc: TPDescriptor, em: _Emitter, out: str) -> list[str]:
+    """The coupling coefficients a section uses, as compile-time constants in the output's dtype (exact
     float64 literals; constants cost no registers, unlike values loaded from a table)."""
     values = _couplings(desc)[1]
-    used = sorted(set().union(*(em.coefs for em in sections)))
-    return [f"c{n} = tl.full([], {values[n]!r}, {out}.dtype.element_ty)" for n in used]
+    return [f"c{n} = tl.full([], {values[n]!r}, {out}.dtype.element_ty)" for n in sorted(em.coefs)]
 
 
 def _program(
@@ -326,8 +325,9 @@ def _program(
     lines += ["", "", f"@triton.autotune(configs=[{configs}], key=['E_BUCKET'])", "@triton.jit"]
     lines += [f"def kernel({args}, E_BUCKET, BE: tl.constexpr, BU: tl.constexpr):"]
     if separate:
-        calls = [f"section{n}({args}, BE, BU)" for n in range(len(sections))]
-        lines += ["    " + line for line in "\ntl.debug_barrier()\n".join(calls).split("\n")]
+        for n in range(len(sections)):
+            lines += ["    tl.debug_barrier()"] if n else []
+            lines.append(f"    section{n}({args}, BE, BU)")
     else:
         lines += ["    " + line for line in prologue + [line for body in sections for line in body]]
     return "\n".join(lines) + "\n"
@@ -383,7 +383,7 @@ def kernel_source(
         ]
     bodies = []
     for em in sections:
-        body = _constants(desc, [em], "OUT")
+        body = _constants(desc, em, "OUT")
         body += [f"{name} = {zero}" for name in em.acc.values()]
         if segment:
             body += [
@@ -437,7 +437,7 @@ def fused_grad_source(
     for em in sections:
         per_node = {c: a for c, a in em.acc.items() if c[0] == "x"}
         per_edge = {c: a for c, a in em.acc.items() if c[0] != "x"}
-        body = _constants(desc, [em], "DX") + em.pre
+        body = _constants(desc, em, "DX") + em.pre
         body += [f"{a} = tl.zeros([BE, BU], dtype=DX.dtype.element_ty)" for a in per_node.values()]
         loop = [
             "idx = start + tl.arange(0, BE)",
@@ -539,6 +539,15 @@ def _next_pow2(n: int) -> int:
     return 1 << max(0, (n - 1).bit_length())
 
 
+def _identity_index(items: list[torch.Tensor], t: torch.Tensor) -> int:
+    """Index of ``t`` in ``items`` by identity (not value), appending it if absent."""
+    index = next((n for n, item in enumerate(items) if item is t), None)
+    if index is None:
+        items.append(t)
+        index = len(items) - 1
+    return index
+
+
 def _operands(forms_by_role: dict[str, list[Form]]) -> tuple[dict[str, Structure], list[torch.Tensor]]:
     """Number the distinct operands of each slot (by identity): the forms' structures, and the operands
     in the kernel's parameter order (slot by slot, as :func:`_signature`)."""
@@ -549,10 +558,7 @@ def _operands(forms_by_role: dict[str, list[Form]]) -> tuple[dict[str, Structure
         for form in forms:
             entry = []
             for slot in sorted(form):
-                same = [v for v, t in enumerate(numbered[slot]) if t is form[slot]]
-                if not same:
-                    numbered[slot].append(form[slot])
-                entry.append((slot, same[0] if same else len(numbered[slot]) - 1))
+                entry.append((slot, _identity_index(numbered[slot], form[slot])))
             structure.append(tuple(entry))
         structures[role] = tuple(structure)
     return structures, [_row_major(t) for slot in ROLES for t in numbered[slot]]
@@ -684,11 +690,7 @@ def evaluate(
         for form in forms:
             entry = []
             for slot in sorted(form):
-                index = next((n for n, t in enumerate(operands) if t is form[slot]), None)
-                if index is None:
-                    operands.append(form[slot])
-                    index = len(operands) - 1
-                entry.append((slot, index))
+                entry.append((slot, _identity_index(operands, form[slot])))
             spec_forms.append(tuple(entry))
         spec.append((role, tuple(spec_forms)))
     return list(_Forms.apply(desc, graph, tuple(spec), *operands))
