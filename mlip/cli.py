@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
+
+from mlip.errors import EXIT_RUN_FAILED, EXIT_USER_INPUT, RunFailedError, UserInputError
 
 # verb -> (module, one-line help)
 VERBS: dict[str, tuple[str, str]] = {
@@ -31,6 +34,7 @@ VERBS: dict[str, tuple[str, str]] = {
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mlip", description="Equivariant interatomic potentials.")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks (or MLIP_DEBUG=1)")
     sub = parser.add_subparsers(dest="verb", metavar="VERB")
     for verb, (module_name, help_text) in sorted(VERBS.items()):
         p = sub.add_parser(verb, help=help_text, description=help_text)
@@ -40,12 +44,27 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one verb. :class:`~mlip.errors.UserInputError` -> one line, exit 2;
+    :class:`~mlip.errors.RunFailedError` -> one line, exit 1; ``--debug`` (or ``MLIP_DEBUG=1``) re-raises
+    with the traceback."""
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.verb is None:
         parser.print_help()
         return 2
-    return int(importlib.import_module(args._module).main(args) or 0)
+    debug = args.debug or os.environ.get("MLIP_DEBUG", "") not in ("", "0")
+    try:
+        return int(importlib.import_module(args._module).main(args) or 0)
+    except UserInputError as error:
+        if debug:
+            raise
+        print(f"mlip {args.verb}: error: {error}", file=sys.stderr)
+        return EXIT_USER_INPUT
+    except RunFailedError as error:
+        if debug:
+            raise
+        print(f"mlip {args.verb}: failed: {error}", file=sys.stderr)
+        return EXIT_RUN_FAILED
 
 
 if __name__ == "__main__":

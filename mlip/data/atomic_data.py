@@ -13,13 +13,14 @@ import numpy as np
 import torch
 
 from mlip.data import keys as K
+from mlip.errors import UserInputError
 
 AtomicData = dict[str, torch.Tensor]
 
 _MAX_Z = 118
 
 
-class DataError(ValueError):
+class DataError(UserInputError):
     """Invalid input structure; the message names the source, record and field."""
 
 

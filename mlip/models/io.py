@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from mlip.errors import UserInputError
+
 if TYPE_CHECKING:
     from mlip.models.model import EquivariantModel
 
@@ -20,7 +22,7 @@ FORMAT = "mlip-torch-model"
 FORMAT_VERSION = "1"
 
 
-class ModelFileError(ValueError):
+class ModelFileError(UserInputError):
     """The file is missing, not a model checkpoint, corrupt, or holds a different model."""
 
 

@@ -12,10 +12,12 @@ import types
 import typing
 from typing import Any, TypeVar
 
+from mlip.errors import UserInputError
+
 T = TypeVar("T")
 
 
-class ConfigError(ValueError):
+class ConfigError(UserInputError):
     """An invalid configuration; the message starts with the dotted path of the offending field."""
 
 
