@@ -49,7 +49,8 @@ class ForceField:
         state.stress = out["stress"].detach().to(torch.float64) if compute_stress else None
         return state
 
-    def edge_vectors(self, state: MDState) -> torch.Tensor:
-        """``[E, 3]`` Å vectors of the pairs closer than the cutoff (from the reused neighbour list)."""
+    def neighbours(self, state: MDState) -> tuple[torch.Tensor, torch.Tensor]:
+        """``edge_index`` ``[2, E]`` and vectors ``[E, 3]`` (Å) of the pairs closer than the cutoff now
+        (from the reused neighbour list)."""
         edge_index, shifts = self.neighbors(state.positions, state.cell, state.pbc, state.batch)
-        return edge_vectors(state.positions, state.cell, state.batch, edge_index, shifts)
+        return edge_index, edge_vectors(state.positions, state.cell, state.batch, edge_index, shifts)
