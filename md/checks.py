@@ -77,9 +77,10 @@ def check_structure(state: MDState, source: str | Path | None = None) -> None:
 
     def atoms(indices: list[int]) -> str:
         b = int(state.batch[indices[0]])
-        local = ", ".join(str(i - starts[b]) for i in indices)
+        local = [str(i - starts[b]) for i in indices]
+        listed = " and ".join(local) if len(local) == 2 else ", ".join(local)
         system = f" of system {b}" if state.num_systems > 1 else ""
-        return f"atom{'s' if len(indices) > 1 else ''} {local}{system}"
+        return f"atom{'s' if len(indices) > 1 else ''} {listed}{system}"
 
     for name, values in (("position", state.positions), ("velocity", state.velocities)):
         bad = (~torch.isfinite(values)).any(dim=1).nonzero().squeeze(1).tolist()

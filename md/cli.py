@@ -268,10 +268,20 @@ def _report(result: Any, args: argparse.Namespace, state: Any) -> None:
 
 
 def plot_energy(log: Any, path: Path, num_atoms: Any, label: str, drift: bool = False) -> Path:
-    """The energy plot as a PNG, against time (ps): total-energy change (meV/atom) on its own axis,
-    potential and kinetic energy change (eV), temperature (K); system 0 solid, others faint. The title
-    holds ``label`` and, with ``drift`` (runs that conserve the total energy), system 0's drift
-    (meV/atom/ps) and fluctuation (meV/atom) over the whole log."""
+    """Write :func:`energy_figure` to ``path`` (PNG)."""
+    import matplotlib.pyplot as plt
+
+    fig = energy_figure(log, num_atoms, label, drift)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def energy_figure(log: Any, num_atoms: Any, label: str, drift: bool = False) -> Any:
+    """The energy plot against time (ps): total-energy change (meV/atom) on its own axis, potential and
+    kinetic energy change (eV), temperature (K); system 0 solid, others faint. The title holds ``label``
+    and, with ``drift`` (runs that conserve the total energy), system 0's drift (meV/atom/ps) and
+    fluctuation (meV/atom) over the whole log. Returns the matplotlib figure."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -303,6 +313,4 @@ def plot_energy(log: Any, path: Path, num_atoms: Any, label: str, drift: bool = 
         title += f": drift {d:.3g} meV/atom/ps, fluctuation {f:.3g} meV/atom"
     axes[0].set_title(title)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return fig
