@@ -10,6 +10,7 @@ from collections.abc import Callable
 
 import torch
 
+from mlip.md.fields import ThermostatVariables
 from mlip.md.state import MDState
 from mlip.md.units import EV_A3_TO_GPA
 
@@ -78,9 +79,10 @@ class ExplosionGuard:
     positions, velocities, forces, energy, cell or stress is non-finite, two atoms come closer than
     ``min_distance``, a force exceeds ``max_force``, an atom has lost all its neighbours (no other atom
     within the cutoff, so zero force) while the system had no such atom at the start, its temperature
-    exceeds ``max_temperature`` or, for a thermostatted run (the state holds a target
-    ``aux["temperature"]``), ``max_temperature_ratio`` times the target, or, for a run without a
-    thermostat (NVE), its total energy has changed by more than ``max_energy_change`` per atom.
+    exceeds ``max_temperature`` or, for a thermostatted run (the state's variables are
+    :class:`~mlip.md.fields.ThermostatVariables`), ``max_temperature_ratio`` times the target, or, for a
+    run without a thermostat (NVE), its total energy has changed by more than ``max_energy_change`` per
+    atom.
 
     Attributes:
         max_force: eV/Å.
@@ -149,8 +151,8 @@ class ExplosionGuard:
                 f"temperature {float(temperature[b]):.4g} K exceeds max_temperature={self.max_temperature}"
             ),
         )
-        target = state.aux.get("temperature")
-        if target is not None:
+        if isinstance(state.variables, ThermostatVariables):
+            target = state.variables.temperature
             flag(
                 (target > 0) & (temperature > self.max_temperature_ratio * target),
                 lambda b: (
