@@ -66,15 +66,7 @@ def simulate(
     """
     from tqdm import tqdm
 
-    check_parameter("dt", dt, "fs")
-    for name, value in (("steps", steps), ("log_interval", log_interval), ("write_interval", write_interval)):
-        if int(value) != value or value < (0 if name == "steps" else 1):
-            raise MDInputError(f"{name} = {value}: must be an integer >= {0 if name == 'steps' else 1}")
-    if on_explosion not in ("stop", "drop"):
-        raise MDInputError(f"on_explosion = {on_explosion!r}: must be 'stop' or 'drop'")
-    check_structure(state, "initial state")
-    if state.forces is None or state.energy is None:
-        raise MDInputError("the state has no forces: call the integrator's init first")
+    _check_run(state, dt, steps, log_interval, write_interval, on_explosion)
     guard = guard if guard is not None else ExplosionGuard()
     edge_index, vectors = model.neighbours(state)
     guard.start(state, edge_index)
@@ -88,31 +80,51 @@ def simulate(
         written = state.step
     bar = tqdm(total=steps, disable=not progress, unit="step")
     start = time.perf_counter()
-    exploded = guard.check(state, edge_index, vectors)
-    for i in range(steps + 1):
-        if i > 0:
-            step(state, model, dt)
-            exploded = guard.check(state, *model.neighbours(state))
-            last = i == steps or bool(exploded)
-            if i % log_interval == 0 or last:
-                log.record(state)
-            if (i % write_interval == 0 or last) and _finite(state):
-                for w in writers:
-                    w.write(state)
-                written = state.step
-            if progress:
-                elapsed = time.perf_counter() - start
-                bar.set_postfix(ns_day=f"{i * dt * 1e-6 / max(elapsed, 1e-9) * 86400:.3g}", refresh=False)
-                bar.update(1)
-        if exploded and (on_explosion == "stop" or len(exploded) == state.num_systems):
+
+    def survivors(state: MDState, exploded: dict[int, str], done: int) -> MDState:
+        """The state to go on with: all of it, the replicas that did not explode, or none (raise)."""
+        if not exploded:
+            return state
+        if on_explosion == "stop" or len(exploded) == state.num_systems:
             bar.close()
-            result = _result(state, log, i, dt, time.perf_counter() - start, dropped)
+            result = _result(state, log, done, dt, time.perf_counter() - start, dropped)
             raise _explosion(exploded, written if writers else None, result)
-        if exploded:
-            state = _drop(state, exploded, guard, dropped)
+        return _drop(state, exploded, guard, dropped)
+
+    state = survivors(state, guard.check(state, edge_index, vectors), 0)
+    for i in range(1, steps + 1):
+        step(state, model, dt)
+        exploded = guard.check(state, *model.neighbours(state))
+        last = i == steps or bool(exploded)
+        if i % log_interval == 0 or last:
+            log.record(state)
+        if (i % write_interval == 0 or last) and _finite(state):
+            for w in writers:
+                w.write(state)
+            written = state.step
+        if progress:
+            elapsed = time.perf_counter() - start
+            bar.set_postfix(ns_day=f"{i * dt * 1e-6 / max(elapsed, 1e-9) * 86400:.3g}", refresh=False)
+            bar.update(1)
+        state = survivors(state, exploded, i)
     wall = time.perf_counter() - start
     bar.close()
     return _result(state, log, steps, dt, wall, dropped)
+
+
+def _check_run(
+    state: MDState, dt: float, steps: int, log_interval: int, write_interval: int, on_explosion: str
+) -> None:
+    """Refuse bad run parameters and a state no step can start from (:class:`MDInputError`)."""
+    check_parameter("dt", dt, "fs")
+    for name, value in (("steps", steps), ("log_interval", log_interval), ("write_interval", write_interval)):
+        if int(value) != value or value < (0 if name == "steps" else 1):
+            raise MDInputError(f"{name} = {value}: must be an integer >= {0 if name == 'steps' else 1}")
+    if on_explosion not in ("stop", "drop"):
+        raise MDInputError(f"on_explosion = {on_explosion!r}: must be 'stop' or 'drop'")
+    check_structure(state, "initial state")
+    if state.forces is None or state.energy is None:
+        raise MDInputError("the state has no forces: call the integrator's init first")
 
 
 def _drop(
