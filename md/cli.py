@@ -37,6 +37,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--skin", type=float, default=1.0, help="neighbour-list skin, Å")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--backend", choices=("auto", "torch", "triton"), default="auto", help="kernels")
     parser.add_argument("--dtype", choices=("float32", "float64"), default="float64")
     parser.add_argument("--output", default="md.h5", help="H5MD trajectory")
     parser.add_argument("--append", action="store_true", help="continue the run stored in --output")
@@ -92,12 +93,14 @@ def run(args: argparse.Namespace, model: Any = None) -> int:
     import torch
 
     from mlip import md, models
+    from mlip.kernels import set_backend
     from mlip.md.units import EV_A3_TO_GPA
 
     potential = model if model is not None else models.load(args.model)
     potential = (
         potential.to(device=args.device, dtype=getattr(torch, args.dtype)).eval().requires_grad_(False)
     )
+    set_backend(potential, args.backend)
     ff = md.ForceField(potential, skin=args.skin)
     output = Path(args.output)
     if args.append:

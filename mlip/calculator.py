@@ -25,6 +25,7 @@ from ase.calculators.calculator import Calculator, PropertyNotImplementedError, 
 from mlip.data import keys as K
 from mlip.data.atomic_data import AtomicData, DataError, collate, from_atoms
 from mlip.data.neighbors import SkinNeighborList, add_neighbors, edge_vectors
+from mlip.kernels import set_backend
 from mlip.models.model import EquivariantModel
 
 
@@ -37,6 +38,8 @@ class MLIPCalculator(Calculator):
         dtype: compute dtype (default float64: accurate forces for optimizers and NVE MD).
         skin: neighbour-list skin (Å) for reuse across steps.
         min_distance: warn when two atoms are closer than this (Å): the model was not trained there.
+        backend: kernel backend for this machine, ``"auto" | "torch" | "triton"``
+            (:func:`mlip.kernels.set_backend`).
 
     Units: eV, Å, eV/Å, stress in eV/Å^3 (Voigt ``xx yy zz yz xz xy``, ASE's sign).
     """
@@ -50,6 +53,7 @@ class MLIPCalculator(Calculator):
         dtype: torch.dtype = torch.float64,
         skin: float = 0.5,
         min_distance: float = 0.5,
+        backend: str = "auto",
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -59,6 +63,7 @@ class MLIPCalculator(Calculator):
 
             model = load(model, device=device, dtype=dtype)
         self.model = model.to(device=device, dtype=dtype).eval().requires_grad_(False)
+        set_backend(self.model, backend)
         self.device, self.dtype = device, dtype
         self.min_distance = float(min_distance)
         self.cutoff = float(self.model.cutoff)
