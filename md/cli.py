@@ -52,19 +52,9 @@ def read_structure(text: str, smiles: bool = False, seed: int = 0) -> Any:
     """An ``ase.Atoms`` from a SMILES (rdkit: hydrogens added, 3D embedded, MMFF-optimised) or a file
     readable by ASE or, failing that, by pymatgen."""
     if smiles:
-        from ase import Atoms
-        from rdkit import Chem
-        from rdkit.Chem import AllChem
+        from mlip.dft.sampling import atoms_from_smiles
 
-        mol = Chem.MolFromSmiles(text)
-        if mol is None:
-            raise ValueError(f"rdkit cannot parse the SMILES {text!r}")
-        mol = Chem.AddHs(mol)
-        if AllChem.EmbedMolecule(mol, randomSeed=seed) != 0:
-            raise ValueError(f"rdkit could not embed {text!r} in 3D")
-        AllChem.MMFFOptimizeMolecule(mol)
-        numbers = [a.GetAtomicNum() for a in mol.GetAtoms()]
-        return Atoms(numbers=numbers, positions=mol.GetConformer().GetPositions())
+        return atoms_from_smiles(text, seed)
     path = Path(text)
     if not path.exists():
         raise FileNotFoundError(f"structure file {path} does not exist (use --smiles for a SMILES string)")

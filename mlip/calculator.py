@@ -25,6 +25,7 @@ from ase.calculators.calculator import Calculator, PropertyNotImplementedError, 
 from mlip.data import keys as K
 from mlip.data.atomic_data import AtomicData, DataError, collate, from_atoms
 from mlip.data.neighbors import SkinNeighborList, add_neighbors, edge_vectors
+from mlip.data.voigt import matrix_to_voigt
 from mlip.kernels import set_backend
 from mlip.models.model import EquivariantModel
 
@@ -166,6 +167,5 @@ def _results(out: dict[str, torch.Tensor], index: int, atoms: slice, with_stress
         "energies": out["energies"][atoms].detach().cpu().double().numpy(),
     }
     if with_stress:
-        s = out["stress"][index].detach().cpu().double().numpy()
-        results["stress"] = np.array([s[0, 0], s[1, 1], s[2, 2], s[1, 2], s[0, 2], s[0, 1]])
+        results["stress"] = matrix_to_voigt(out["stress"][index].detach().cpu().double().numpy())
     return results
