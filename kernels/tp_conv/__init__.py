@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import torch
 
-from mlip.kernels.tensor_product.graph import ConvGraph
 from mlip.kernels.tensor_product.module import TensorProduct, check_dtype, resolve_backend
+from mlip.kernels.tp_conv.graph import ConvGraph
 from mlip.kernels.tp_conv.reference import tp_conv_reference
 from mlip.kernels.tp_conv.torch_fast import chunk_slices, tp_conv_chunked, tp_conv_fast
 
