@@ -20,7 +20,8 @@ def _switch(d: torch.Tensor) -> torch.Tensor:
 class ToyStep(torch.nn.Module):
     """Energy, per-atom energies, forces and per-atom virial of a two-layer scalar message passing
     model: ``h1_i = a_si + sum_j w(r) b_sj exp(-r)``, ``e_i = e0_si + k h1_i^2 + sum_j w(r) tanh(h1_j)
-    (c_si + r) + sum_j w(r) exp(2 (1 - r)) / 2`` (the last a repulsion); ``e_i`` reaches atoms ``2 R_MAX`` away, like a real two-layer model."""
+    (c_si + r) + sum_j w(r) exp(2 (1 - r)) / 2`` (the last a repulsion); ``e_i`` reaches atoms
+    ``2 R_MAX`` away, like a real two-layer model."""
 
     def __init__(self, dtype: torch.dtype = torch.float64) -> None:
         super().__init__()
@@ -67,9 +68,9 @@ def export(path, dtype: torch.dtype = torch.float64, **metadata: str) -> str:
 
     step = ToyStep(dtype)
     args = example_inputs(dtype)
-    gm = make_fx(step, tracing_mode="symbolic", _allow_non_fake_inputs=True, _error_on_data_dependent_ops=True)(
-        *args
-    )
+    gm = make_fx(
+        step, tracing_mode="symbolic", _allow_non_fake_inputs=True, _error_on_data_dependent_ops=True
+    )(*args)
     n, e = torch.export.Dim("n", min=1), torch.export.Dim("e", min=1)
     shapes = ({0: n}, {0: n}, {1: e}, {0: e}, {0: n})
     ep = torch.export.export(gm, args, dynamic_shapes=shapes, strict=False)
