@@ -42,6 +42,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--skin", type=float, default=1.0, help="neighbour-list skin, Å")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--backend", choices=("auto", "torch", "triton"), default="auto", help="kernels")
     parser.add_argument("--dtype", choices=("float32", "float64"), default="float64")
     parser.add_argument("--output", default="md.h5", help="H5MD trajectory")
     parser.add_argument("--append", action="store_true", help="continue the run stored in --output")
@@ -65,19 +66,9 @@ def read_structure(text: str, smiles: bool = False, seed: int = 0) -> Any:
     """An ``ase.Atoms`` from a SMILES (rdkit: hydrogens added, 3D embedded, MMFF-optimised) or a file
     readable by ASE or, failing that, by pymatgen."""
     if smiles:
-        from ase import Atoms
-        from rdkit import Chem
-        from rdkit.Chem import AllChem
+        from mlip.dft.sampling import atoms_from_smiles
 
-        mol = Chem.MolFromSmiles(text)
-        if mol is None:
-            raise MDInputError(f"rdkit cannot parse the SMILES {text!r}")
-        mol = Chem.AddHs(mol)
-        if AllChem.EmbedMolecule(mol, randomSeed=seed) != 0:
-            raise MDInputError(f"rdkit could not embed {text!r} in 3D")
-        AllChem.MMFFOptimizeMolecule(mol)
-        numbers = [a.GetAtomicNum() for a in mol.GetAtoms()]
-        return Atoms(numbers=numbers, positions=mol.GetConformer().GetPositions())
+        return atoms_from_smiles(text, seed)
     path = Path(text)
     if not path.exists():
         raise MissingInputError(f"structure file {path} does not exist (use --smiles for a SMILES string)")
@@ -112,6 +103,7 @@ def run(args: argparse.Namespace, model: Any = None) -> int:
     import torch
 
     from mlip import md, models
+    from mlip.kernels import set_backend
     from mlip.md.units import EV_A3_TO_GPA
 
     _check_arguments(args)
@@ -124,6 +116,7 @@ def run(args: argparse.Namespace, model: Any = None) -> int:
     potential = (
         potential.to(device=args.device, dtype=getattr(torch, args.dtype)).eval().requires_grad_(False)
     )
+    set_backend(potential, args.backend)
     ff = md.ForceField(potential, skin=args.skin)
     pressure = args.pressure / EV_A3_TO_GPA
     if fire:

@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 import numpy as np
 import torch
 
+from mlip.data.voigt import matrix_to_voigt
 from mlip.md.checks import MDInputError, check_parameter, check_structure
 from mlip.md.fields import Batched, Variables, atom_field, global_field, system_field
 from mlip.md.units import AMU_A2_FS2_TO_EV, FS, KB
@@ -270,8 +271,7 @@ def to_atoms(state: MDState) -> list[Any]:
         if state.forces is not None:
             results["forces"] = state.forces[sl].detach().cpu().numpy()
         if state.stress is not None:
-            s = state.stress[b].detach().cpu().numpy()
-            results["stress"] = np.array([s[0, 0], s[1, 1], s[2, 2], s[1, 2], s[0, 2], s[0, 1]])
+            results["stress"] = matrix_to_voigt(state.stress[b].detach().cpu().numpy())
         if results:
             atoms.calc = SinglePointCalculator(atoms, **results)
         out.append(atoms)

@@ -31,7 +31,9 @@ from mlip.data.neighbors import (
     add_neighbors,
     closest_pair,
 )
+from mlip.data.voigt import matrix_to_voigt
 from mlip.errors import RunFailedError
+from mlip.kernels import set_backend
 from mlip.models.model import EquivariantModel
 
 
@@ -49,6 +51,8 @@ class MLIPCalculator(Calculator):
         skin: neighbour-list skin (Å) for reuse across steps.
         min_distance: warn (once per calculator) when two atoms are closer than this (Å): the model was
             not trained there.
+        backend: kernel backend for this machine, ``"auto" | "torch" | "triton"``
+            (:func:`mlip.kernels.set_backend`).
 
     Never returns NaN/inf: atoms closer than :data:`~mlip.data.neighbors.HARD_MIN_DISTANCE` (two atoms
     at one position) raise :class:`~mlip.data.neighbors.CloseAtomsError` naming the atoms, and a
@@ -66,6 +70,7 @@ class MLIPCalculator(Calculator):
         dtype: torch.dtype = torch.float64,
         skin: float = 0.5,
         min_distance: float = 0.5,
+        backend: str = "auto",
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -75,6 +80,7 @@ class MLIPCalculator(Calculator):
 
             model = load(model, device=device, dtype=dtype)
         self.model = model.to(device=device, dtype=dtype).eval().requires_grad_(False)
+        set_backend(self.model, backend)
         self.device, self.dtype = device, dtype
         self.min_distance = float(min_distance)
         self._warned_close = False
@@ -193,8 +199,7 @@ def _results(
         "energies": out["energies"][atoms].detach().cpu().double().numpy(),
     }
     if with_stress:
-        s = out["stress"][index].detach().cpu().double().numpy()
-        results["stress"] = np.array([s[0, 0], s[1, 1], s[2, 2], s[1, 2], s[0, 2], s[0, 1]])
+        results["stress"] = matrix_to_voigt(out["stress"][index].detach().cpu().double().numpy())
     for name, values in results.items():
         finite = np.isfinite(values)
         if not finite.all():
