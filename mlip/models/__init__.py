@@ -4,6 +4,7 @@
 ``gridnet``); ``load(path)`` reads one written by ``model.save(path)``.
 """
 
+from mlip.interop.mace import from_mace
 from mlip.models.base import Potential, as_batch
 from mlip.models.io import ModelFileError
 from mlip.models.model import EquivariantModel, ModelConfig
@@ -17,6 +18,7 @@ __all__ = [
     "as_batch",
     "available",
     "create",
+    "from_mace",
     "load",
     "register",
 ]
