@@ -1,7 +1,8 @@
 """Equivariant interatomic potentials: the Potential interface and the model registry.
 
 ``create(name, species=[...], **hyperparameters)`` builds a registered model (``mace``, ``nequip``,
-``gridnet``); ``load(path)`` reads one written by ``model.save(path)``.
+``gridnet``); ``load(path)`` reads one written by ``model.save(path)``; ``from_mace(module)`` converts a
+mace-torch model (see :mod:`mlip.interop.mace`).
 """
 
 from mlip.interop.mace import from_mace
