@@ -49,6 +49,16 @@ OURS = {
     "gridnet": ("gridnet", {"r_max": R_MAX}),
 }
 FS_PER_STEP = 0.5
+# MACE-MP-0 "medium": ScaleShiftMACE, 89 elements (Z 1-83, 89-94), r_max 6 Å; random weights here
+MP_MEDIUM = dict(
+    r_max=6.0,
+    hidden_irreps="128x0e+128x1o",
+    max_ell=3,
+    correlation=3,
+    num_interactions=2,
+    species=[*range(1, 84), *range(89, 95)],
+)
+CONVERTED = ("mace-torch-mp-medium", "mace-from-mp-medium")  # mace-torch model, and ours converted from it
 
 
 # aspirin C9H8O4, an rdkit (ETKDG, seed 0) conformer: (Z, x, y, z) in Å
@@ -118,27 +128,28 @@ def ours(name: str, dtype: torch.dtype, device: str):
     return create(kind, species=SPECIES, dtype=dtype, device=device, seed=0, avg_num_neighbors=40.0, **hp)
 
 
-def mace_torch(dtype: torch.dtype, device: str):
+def mace_torch(dtype: torch.dtype, device: str, species: list[int] = SPECIES, r_max: float = R_MAX):
     from e3nn import o3
     from mace.modules import RealAgnosticResidualInteractionBlock, ScaleShiftMACE
 
     previous = torch.get_default_dtype()
     torch.set_default_dtype(dtype)
     try:
+        torch.manual_seed(0)
         model = ScaleShiftMACE(
-            r_max=R_MAX,
+            r_max=r_max,
             num_bessel=8,
             num_polynomial_cutoff=5,
             max_ell=3,
             interaction_cls=RealAgnosticResidualInteractionBlock,
             interaction_cls_first=RealAgnosticResidualInteractionBlock,
             num_interactions=2,
-            num_elements=len(SPECIES),
+            num_elements=len(species),
             hidden_irreps=o3.Irreps("128x0e+128x1o"),
             MLP_irreps=o3.Irreps("16x0e"),
-            atomic_energies=np.zeros(len(SPECIES)),
+            atomic_energies=np.zeros(len(species)),
             avg_num_neighbors=40.0,
-            atomic_numbers=SPECIES,
+            atomic_numbers=species,
             correlation=3,
             gate=torch.nn.functional.silu,
             radial_MLP=[64, 64, 64],
@@ -178,20 +189,10 @@ def our_step(model, data):
 
 
 def mace_torch_step(model, data, dtype: torch.dtype):
-    index = torch.as_tensor(
-        [SPECIES.index(int(z)) for z in data[K.ATOMIC_NUMBERS]], device=data[K.POSITIONS].device
-    )
-    cell = data[K.CELL].to(dtype)
-    batch = {
-        "positions": data[K.POSITIONS].to(dtype),
-        "node_attrs": torch.nn.functional.one_hot(index, len(SPECIES)).to(dtype),
-        "edge_index": data[K.EDGE_INDEX],
-        "shifts": data[K.CELL_SHIFTS].to(dtype) @ cell,
-        "unit_shifts": data[K.CELL_SHIFTS].to(dtype),
-        "cell": cell,
-        "batch": torch.zeros(len(index), dtype=torch.int64, device=index.device),
-        "ptr": torch.tensor([0, len(index)], device=index.device),
-    }
+    from mlip.interop.mace import mace_inputs
+
+    species = [int(z) for z in model.atomic_numbers]
+    batch = {k: v.to(dtype) if v.is_floating_point() else v for k, v in mace_inputs(data, species).items()}
 
     def step():
         out = model(batch, compute_force=True, training=False)
@@ -200,9 +201,30 @@ def mace_torch_step(model, data, dtype: torch.dtype):
     return step
 
 
+def converted_pair(model_name: str, dtype: torch.dtype, device: str, data):
+    """``mace-torch-mp-medium`` (mace-torch, MACE-MP-0 medium shape, random weights) or our model
+    converted from it (``mace-from-mp-medium``), checked equal to mace-torch on ``data`` first."""
+    from mlip.interop.mace import from_mace
+
+    peer = mace_torch(dtype, device, MP_MEDIUM["species"], MP_MEDIUM["r_max"]).requires_grad_(False).eval()
+    if model_name == CONVERTED[0]:
+        return mace_torch_step(peer, data, dtype)
+    model = from_mace(peer).to(device=device, dtype=dtype).requires_grad_(False).eval()
+    expected, got = mace_torch_step(peer, data, dtype)(), our_step(model, data)()
+    tolerance = 1e-3 if dtype == torch.float32 else 1e-8
+    for name, a, b in zip(("energy", "forces"), expected, got, strict=True):
+        if not torch.allclose(a, b, rtol=tolerance, atol=tolerance):
+            raise AssertionError(f"{model_name} {name} differs from mace-torch: {(a - b).abs().max():.3g}")
+    del peer
+    return our_step(model, data)
+
+
 def build(model_name: str, atoms, dtype: torch.dtype, device: str):
-    data = add_neighbors(from_atoms(atoms), R_MAX)
+    cutoff = MP_MEDIUM["r_max"] if model_name in CONVERTED else R_MAX
+    data = add_neighbors(from_atoms(atoms), cutoff)
     data = {k: v.to(device) for k, v in data.items()}
+    if model_name in CONVERTED:
+        return converted_pair(model_name, dtype, device, data), data
     # inference, as both packages' ASE calculators run: no weight gradients are kept
     if model_name == "mace-torch":
         return mace_torch_step(mace_torch(dtype, device).requires_grad_(False).eval(), data, dtype), data
@@ -240,7 +262,7 @@ def run_child(model_name: str, system: str, args: argparse.Namespace) -> None:
     excluded: mace-torch pulls in e3nn, we pull in Triton)."""
     import mlip.models  # noqa: F401  (import cost outside the measurement, as mace below)
 
-    if model_name.startswith("mace-torch"):
+    if model_name.startswith("mace-torch") or model_name in CONVERTED:
         import mace.modules  # noqa: F401
     dtype = getattr(torch, args.dtype)
     atoms = systems(quick=system != "box-10k")[system]
@@ -266,7 +288,9 @@ def main() -> None:
     parser.add_argument(
         "--models",
         default="mace,mace-torch,mace-gaunt,nequip,gridnet",
-        help="comma-separated; also mace-torch-cueq (mace-torch converted to cuEquivariance)",
+        help="comma-separated; also mace-torch-cueq (mace-torch converted to cuEquivariance), and "
+        "mace-torch-mp-medium,mace-from-mp-medium (a MACE-MP-0 medium-shaped mace-torch model, 89 "
+        "elements, r_max 6, and ours converted from it by mlip.models.from_mace)",
     )
     parser.add_argument(
         "--peer-max-atoms",
@@ -296,7 +320,9 @@ def main() -> None:
         if args.systems and system not in args.systems.split(","):
             continue
         for model_name in args.models.split(","):
-            if model_name.startswith("mace-torch") and len(atoms) > args.peer_max_atoms:
+            if (model_name.startswith("mace-torch") or model_name in CONVERTED) and len(
+                atoms
+            ) > args.peer_max_atoms:
                 rows.append(
                     {"system": system, "atoms": len(atoms), "model": model_name, "note": "skipped (memory)"}
                 )
@@ -353,7 +379,9 @@ def main() -> None:
             write_json(args.out, "model", rows, device=args.device, dtype=args.dtype, partial=True)
             del step, data
     for row in rows:
-        for peer_name in ("mace-torch", "mace-torch-cueq"):
+        for peer_name in ("mace-torch", "mace-torch-cueq", "mace-torch-mp-medium"):
+            if (peer_name == "mace-torch-mp-medium") != (row["model"] in CONVERTED):
+                continue
             peer = next(
                 (
                     r
@@ -378,6 +406,7 @@ def main() -> None:
         "aten_ops",
         "speedup_vs_mace_torch",
         "speedup_vs_mace_torch_cueq",
+        "speedup_vs_mace_torch_mp_medium",
         "note",
     ]
     print(f"\ndevice {args.device}, dtype {args.dtype}, torch threads {torch.get_num_threads()}")

@@ -310,7 +310,9 @@ def _copy_contraction(ours: torch.nn.Module, theirs: torch.nn.Module, where: str
             basis = symmetric_basis(irreps_in, str(ir_out), nu, True)
             if basis.shape[-1] == 0:
                 continue
-            u = contraction.U_tensors(nu).detach().to("cpu", torch.float64)
+            u = contraction.U_tensors(nu).detach()
+            tolerance = 1e3 * torch.finfo(u.dtype).eps  # U is stored in the model's dtype
+            u = u.to("cpu", torch.float64)
             u = u.reshape(ir_out.dim, *u.shape[-nu - 1 :])  # L = 0 has no leading M axis
             perms = _permutations(nu)
             u_sym = sum(u.permute(0, *p, nu + 1) for p in perms) / len(perms)
@@ -318,7 +320,7 @@ def _copy_contraction(ours: torch.nn.Module, theirs: torch.nn.Module, where: str
             b = basis.reshape(-1, basis.shape[-1])
             t = b.T @ u_sym
             residual = (u_sym - b @ t).abs().max().item() if u_sym.numel() else 0.0
-            if residual > 1e-9 * max(1.0, u_sym.abs().max().item()):
+            if residual > tolerance * max(1.0, u_sym.abs().max().item()):
                 raise MACEConversionError(
                     f"{where}: mace-torch's coupling basis for {ir_out} at degree {nu} is not in ours "
                     f"(residual {residual:.2e})"
