@@ -5,7 +5,9 @@ equivalent here (anything else is a :class:`MACEConversionError` naming it), bui
 and copies the weights: embeddings, radial MLPs, linear maps and element-dependent skips one to one, the
 symmetric-contraction weights projected from mace-torch's coupling basis onto ours (exact: both span the
 same equivariant polynomials; the projection residual is checked), one head of a multi-head model.
-E0s, scale/shift, ``avg_num_neighbors``, the radial basis and the ZBL pair term come along.
+A cuEquivariance-accelerated model is first turned back into its e3nn form by mace-torch's own converter
+(needs cuequivariance-torch; its CPU fallback suffices). E0s, scale/shift, ``avg_num_neighbors``, the
+radial basis and the ZBL pair term come along; the result is float64 (``.to(torch.float32)`` to train).
 
 mace-torch files are whole pickled modules: :func:`load_mace_file` needs mace-torch installed and
 ``trust=True``, because unpickling runs code named by the file.
@@ -97,11 +99,31 @@ def from_mace(module: torch.nn.Module, head: str | None = None) -> torch.nn.Modu
     """
     from mlip.models import create
 
+    if _uses_cueq(module):
+        module = _cueq_to_e3nn(module)
     hp, head_index = _hyperparameters(module, head)
     ours = create("mace", dtype=torch.float64, **hp)
     with torch.no_grad():
         _copy_weights(module, ours, head_index, len(_heads(module)))
     return ours
+
+
+def _uses_cueq(module: torch.nn.Module) -> bool:
+    config = getattr(module.interactions[0], "cueq_config", None)
+    return config is not None and bool(getattr(config, "enabled", False))
+
+
+def _cueq_to_e3nn(module: torch.nn.Module) -> torch.nn.Module:
+    """The e3nn form of a cuEquivariance-accelerated mace-torch model, by mace-torch's own converter."""
+    from mace.cli.convert_cueq_e3nn import run
+
+    previous = torch.get_default_dtype()  # the converter sets the default dtype to the model's
+    try:
+        return run(module, device="cpu", return_model=True)
+    except Exception as exc:  # its failures come from any layer of mace-torch / cuequivariance
+        raise _fail(f"cuEquivariance layers that mace-torch's converter could not undo ({exc})") from exc
+    finally:
+        torch.set_default_dtype(previous)
 
 
 def _heads(module: torch.nn.Module) -> list[str]:
@@ -117,12 +139,6 @@ def _hyperparameters(module: torch.nn.Module, head: str | None) -> tuple[dict[st
     kind = type(module).__name__
     if kind not in ("MACE", "ScaleShiftMACE"):
         raise _fail(f"model class {kind} (only MACE and ScaleShiftMACE convert)")
-    cueq = getattr(module, "cueq_config", None) or getattr(module.interactions[0], "cueq_config", None)
-    if cueq is not None and getattr(cueq, "enabled", False):
-        raise _fail(
-            "cuEquivariance layers (cueq_config enabled); convert it back to e3nn first with "
-            "`python -m mace.cli.convert_cueq_e3nn MODEL`"
-        )
     heads = _heads(module)
     if head is None:
         if len(heads) > 1:

@@ -166,6 +166,21 @@ def test_one_head_of_a_multihead_model(head):
     assert max(diffs.values()) < TOL, diffs
 
 
+def test_cuequivariance_form_converts():
+    pytest.importorskip("cuequivariance_torch")
+    from mace.cli.convert_e3nn_cueq import run as to_cueq
+
+    mace_model = build_mace(zbl=True)
+    previous = torch.get_default_dtype()
+    try:
+        cueq_model = to_cueq(mace_model, device="cpu", return_model=True)
+    finally:
+        torch.set_default_dtype(previous)
+    assert cueq_model.interactions[0].cueq_config.enabled
+    diffs = compare(cueq_model, from_mace(cueq_model), (1, 6, 8))
+    assert max(diffs.values()) < TOL, diffs
+
+
 def test_multihead_needs_a_head_name():
     model = build_mace(heads=["pt_head", "Default"])
     with pytest.raises(MACEConversionError, match="choose one"):
