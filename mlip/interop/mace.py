@@ -15,14 +15,18 @@ mace-torch files are whole pickled modules: :func:`load_mace_file` needs mace-to
 
 from __future__ import annotations
 
+import itertools
 import math
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from mlip.errors import UserInputError
 from mlip.layers.symmetric_contraction import symmetric_basis
+
+if TYPE_CHECKING:
+    from mlip.models.mace import MACE
 
 SUPPORTED_INTERACTION = "RealAgnosticResidualInteractionBlock"
 
@@ -91,7 +95,7 @@ def mace_inputs(
     }
 
 
-def from_mace(module: torch.nn.Module, head: str | None = None) -> torch.nn.Module:
+def from_mace(module: torch.nn.Module, head: str | None = None) -> MACE:
     """Our ``mace`` (float64) with the weights of mace-torch model ``module``, for head ``head``.
 
     ``head`` names one head of a multi-head model (``module.heads``); it may be left out for a single
@@ -99,6 +103,9 @@ def from_mace(module: torch.nn.Module, head: str | None = None) -> torch.nn.Modu
     """
     from mlip.models import create
 
+    kind = type(module).__name__
+    if kind not in ("MACE", "ScaleShiftMACE"):
+        raise _fail(f"model class {kind} (only MACE and ScaleShiftMACE convert)")
     if _uses_cueq(module):
         module = _cueq_to_e3nn(module)
     hp, head_index = _hyperparameters(module, head)
@@ -136,9 +143,6 @@ def _fail(feature: str) -> MACEConversionError:
 
 def _hyperparameters(module: torch.nn.Module, head: str | None) -> tuple[dict[str, Any], int]:
     """Our config fields for ``module`` and the index of ``head``; checks every feature on the way."""
-    kind = type(module).__name__
-    if kind not in ("MACE", "ScaleShiftMACE"):
-        raise _fail(f"model class {kind} (only MACE and ScaleShiftMACE convert)")
     heads = _heads(module)
     if head is None:
         if len(heads) > 1:
@@ -229,8 +233,7 @@ def _hyperparameters(module: torch.nn.Module, head: str | None) -> tuple[dict[st
         radial_mlp=list(radial_mlps.pop()),
         product="cg",
         sc_basis="reduced",
-        pair_repulsion=hasattr(module, "pair_repulsion_fn")
-        and bool(getattr(module, "pair_repulsion", False)),
+        pair_repulsion=hasattr(module, "pair_repulsion"),  # mace-torch's own test in its forward
     )
     if hasattr(module, "scale_shift"):
         scale = torch.atleast_1d(module.scale_shift.scale.detach().double().cpu())
@@ -349,8 +352,6 @@ def _copy_contraction(ours: torch.nn.Module, theirs: torch.nn.Module, where: str
 
 
 def _permutations(nu: int) -> list[tuple[int, ...]]:
-    import itertools
-
     return list(itertools.permutations(range(1, nu + 1)))
 
 

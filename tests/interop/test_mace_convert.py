@@ -170,7 +170,7 @@ def test_cuequivariance_form_converts():
     pytest.importorskip("cuequivariance_torch")
     from mace.cli.convert_e3nn_cueq import run as to_cueq
 
-    mace_model = build_mace(zbl=True)
+    mace_model = build_mace(max_ell=1, correlation=2, zbl=True)
     previous = torch.get_default_dtype()
     try:
         cueq_model = to_cueq(mace_model, device="cpu", return_model=True)
@@ -207,6 +207,13 @@ def test_unsupported_feature_is_named(feature):
     model = build_mace(**_unsupported()[feature])
     with pytest.raises(MACEConversionError, match=feature):
         from_mace(model)
+
+
+def test_other_model_classes_are_refused():
+    from mace.modules import AtomicDipolesMACE
+
+    with pytest.raises(MACEConversionError, match="model class AtomicDipolesMACE"):
+        from_mace(AtomicDipolesMACE.__new__(AtomicDipolesMACE))
 
 
 def test_converted_model_saves_and_reloads_equal(tmp_path):
