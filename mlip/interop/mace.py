@@ -364,17 +364,17 @@ def _copy_weights(module: torch.nn.Module, ours: torch.nn.Module, head: int, num
     ):
         where = f"layer {t}"
         _copy_linear(layer.skip, theirs.skip_tp, f"{where} skip_tp")
-        _copy_linear(layer.linear_up, theirs.linear_up, f"{where} linear_up")
+        _copy_linear(layer.conv.linear_up, theirs.linear_up, f"{where} linear_up")
         mlp = [m for m in theirs.conv_tp_weights.children() if hasattr(m, "weight")]
-        if len(mlp) != len(layer.radial.weights):
+        if len(mlp) != len(layer.conv.radial.weights):
             raise MACEConversionError(f"{where}: radial MLP depth differs")
         # e3nn estimates the activation's normalisation by sampling, we integrate it: the ratio goes into
         # the next layer's weights, so the function is mace-torch's exactly
         ratio = 1.0
-        for w_ours, m in zip(layer.radial.weights, mlp, strict=True):
+        for w_ours, m in zip(layer.conv.radial.weights, mlp, strict=True):
             w_ours.copy_(m.weight.detach().to("cpu", torch.float64) * ratio)
-            ratio = _activation_ratio(getattr(m, "act", None), layer.radial.act.scale)
-        _copy_linear(layer.linear, theirs.linear, f"{where} linear")
+            ratio = _activation_ratio(getattr(m, "act", None), layer.conv.radial.act.scale)
+        _copy_linear(layer.conv.linear_out, theirs.linear, f"{where} linear")
         _copy_contraction(layer.product, product.symmetric_contractions, f"{where} product")
         _copy_linear(layer.linear_product, product.linear, f"{where} product linear")
     for t, (readout, theirs) in enumerate(zip(ours.readouts, module.readouts, strict=True)):

@@ -2,19 +2,29 @@
 
 ``create(name, species=[...], **hyperparameters)`` builds a registered model (``mace``, ``nequip``,
 ``gridnet``); ``load(path)`` reads one written by ``model.save(path)``; ``from_mace(module)`` converts a
-mace-torch model (see :mod:`mlip.interop.mace`).
+mace-torch model (see :mod:`mlip.interop.mace`). The built-in models are registered here.
 """
 
 from mlip.interop.mace import from_mace
 from mlip.models.base import Potential, as_batch
-from mlip.models.io import ModelFileError
+from mlip.models.gridnet import GridNet
+from mlip.models.io import ModelFileError, load
+from mlip.models.mace import MACE
 from mlip.models.model import EquivariantModel, ModelConfig
-from mlip.models.registry import available, create, load, register
+from mlip.models.nequip import NequIP
+from mlip.models.registry import available, create, register
+
+register(MACE)
+register(NequIP)
+register(GridNet)
 
 __all__ = [
     "EquivariantModel",
+    "GridNet",
+    "MACE",
     "ModelConfig",
     "ModelFileError",
+    "NequIP",
     "Potential",
     "as_batch",
     "available",
