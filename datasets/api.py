@@ -2,76 +2,43 @@
 
 from __future__ import annotations
 
+import importlib
+import inspect
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
+from mlip.data import DataError
 from mlip.datasets.base import AtomicDataset
 
 
-def _rmd17(path: Path, **options) -> AtomicDataset:
-    from mlip.datasets.rmd17 import load_rmd17
+class _Loader:
+    """``FORMATS`` entry: calls ``module.name(path, **options)``, importing the module on first use and
+    refusing an option the loader does not take with a :class:`DataError` that lists the known ones
+    (those of ``module.options_of`` when ``name`` passes ``**options`` on to it)."""
 
-    return load_rmd17(path, **options)
+    def __init__(self, module: str, name: str, options_of: str | None = None) -> None:
+        self.module, self.name, self.options_of = module, name, options_of or name
 
-
-def _qm9(path: Path, **options) -> AtomicDataset:
-    from mlip.datasets.qm9 import load_qm9
-
-    return load_qm9(path, **options)
-
-
-def _qm9_csv(path: Path, **options) -> AtomicDataset:
-    from mlip.datasets.qm9 import load_qm9_csv
-
-    return load_qm9_csv(path, **options)
-
-
-def _oc20_lmdb(path: Path, **options) -> AtomicDataset:
-    from mlip.datasets.oc20 import load_oc20_lmdb
-
-    return load_oc20_lmdb(path, **options)
-
-
-def _aselmdb(path: Path, **options) -> AtomicDataset:
-    from mlip.datasets.oc20 import load_aselmdb
-
-    return load_aselmdb(path, **options)
-
-
-def _oc20_s2ef(path: Path, **options) -> AtomicDataset:
-    from mlip.datasets.oc20 import load_s2ef_extxyz
-
-    return load_s2ef_extxyz(path, **options)
-
-
-def _oc20_traj(path: Path, **options) -> AtomicDataset:
-    from mlip.datasets.oc20 import load_oc20_trajectories
-
-    return load_oc20_trajectories(path, **options)
-
-
-def _ase(path: Path, **options) -> AtomicDataset:
-    from mlip.datasets.ase_formats import load_ase
-
-    return load_ase(path, **options)
-
-
-def _cache(path: Path, **options) -> AtomicDataset:
-    from mlip.datasets.cache import CacheDataset
-
-    return CacheDataset(path, **options)
+    def __call__(self, path: Path, **options) -> AtomicDataset:
+        module = importlib.import_module(self.module)
+        known = list(inspect.signature(getattr(module, self.options_of)).parameters)[1:]
+        unknown = sorted(set(options) - set(known))
+        if unknown:
+            raise DataError(f"{path}: unknown option {unknown[0]!r} for {self.name}; known: {known}")
+        return getattr(module, self.name)(path, **options)
 
 
 FORMATS: dict[str, Callable[..., AtomicDataset]] = {
-    "rmd17": _rmd17,
-    "qm9": _qm9,
-    "qm9-csv": _qm9_csv,
-    "oc20-lmdb": _oc20_lmdb,
-    "aselmdb": _aselmdb,
-    "oc20-s2ef": _oc20_s2ef,
-    "oc20-traj": _oc20_traj,
-    "ase": _ase,
-    "hdf5": _cache,
+    "rmd17": _Loader("mlip.datasets.rmd17", "load_rmd17"),
+    "qm9": _Loader("mlip.datasets.qm9", "load_qm9"),
+    "qm9-csv": _Loader("mlip.datasets.qm9", "load_qm9_csv"),
+    "oc20-lmdb": _Loader("mlip.datasets.oc20", "load_oc20_lmdb", "OC20LmdbDataset"),
+    "aselmdb": _Loader("mlip.datasets.oc20", "load_aselmdb", "AseLmdbDataset"),
+    "oc20-s2ef": _Loader("mlip.datasets.oc20", "load_s2ef_extxyz"),
+    "oc20-traj": _Loader("mlip.datasets.oc20", "load_oc20_trajectories"),
+    "ase": _Loader("mlip.datasets.ase_formats", "load_ase"),
+    "hdf5": _Loader("mlip.datasets.cache", "CacheDataset"),
 }
 
 
@@ -90,7 +57,7 @@ def _folder_format(path: Path) -> str:
     for name, match in checks:
         if any(match(n) for n in names):
             return name
-    raise ValueError(
+    raise DataError(
         f"{path}: cannot tell the dataset format of this folder; pass format= one of {sorted(FORMATS)}"
     )
 
@@ -130,5 +97,22 @@ def load(path: str | Path, format: str | None = None, **options) -> AtomicDatase
     path = Path(path)
     fmt = format or detect_format(path)
     if fmt not in FORMATS:
-        raise ValueError(f"unknown format {fmt!r}; known: {sorted(FORMATS)}")
+        raise DataError(f"{path}: unknown format {fmt!r}; known: {sorted(FORMATS)}")
     return FORMATS[fmt](path, **options)
+
+
+def parse_options(pairs: list[str]) -> dict[str, Any]:
+    """``["key=value", ...]`` (the CLI's ``--option``) -> loader options, values parsed as YAML scalars
+    (``split=1`` -> 1, ``molecule=aspirin`` -> ``"aspirin"``); :class:`DataError` on a malformed pair."""
+    import yaml
+
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise DataError(f"--option {pair!r}: expected KEY=VALUE (e.g. molecule=aspirin)")
+        try:
+            out[key] = yaml.safe_load(value)
+        except yaml.YAMLError as exc:
+            raise DataError(f"--option {pair!r}: value is not a YAML scalar ({exc})") from exc
+    return out

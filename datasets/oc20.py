@@ -89,7 +89,7 @@ def convert_energy(
     if wanted is None or wanted == stored or K.ENERGY not in data:
         return data
     if wanted not in ("total", "adsorption"):
-        raise ValueError(f"energy_reference must be None, 'total' or 'adsorption', got {wanted!r}")
+        raise DataError(f"option energy_reference: must be None, 'total' or 'adsorption', got {wanted!r}")
     if reference is None:
         raise DataError(
             f"{where}: field 'reference_energy' missing: cannot convert a {stored} energy to {wanted}"
@@ -160,7 +160,7 @@ class OC20LmdbDataset(AtomicDataset):
         if not self.path.exists():
             raise FileNotFoundError(f"{self.path} does not exist")
         if positions not in ("initial", "relaxed"):
-            raise ValueError(f"positions must be 'initial' or 'relaxed', got {positions!r}")
+            raise DataError(f"option positions: must be 'initial' or 'relaxed', got {positions!r}")
         self.source = str(self.path)
         self.lmdb = _LazyLmdb(self.path)
         self.target, self.positions = target, positions
