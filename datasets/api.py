@@ -11,35 +11,39 @@ from typing import Any
 from mlip.data import DataError
 from mlip.datasets.base import AtomicDataset
 
+# format -> (module of mlip.datasets, its loader[, the callable whose parameters are the options when the
+# loader passes **options on]), imported on first use: opening one format never imports the dependencies
+# of another (lmdb, h5py, ...)
+_LOADERS = {
+    "rmd17": ("rmd17", "load_rmd17"),
+    "qm9": ("qm9", "load_qm9"),
+    "qm9-csv": ("qm9", "load_qm9_csv"),
+    "oc20-lmdb": ("oc20", "load_oc20_lmdb", "OC20LmdbDataset"),
+    "aselmdb": ("oc20", "load_aselmdb", "AseLmdbDataset"),
+    "oc20-s2ef": ("oc20", "load_s2ef_extxyz"),
+    "oc20-traj": ("oc20", "load_oc20_trajectories"),
+    "ase": ("ase_formats", "load_ase"),
+    "hdf5": ("cache", "CacheDataset"),
+}
 
-class _Loader:
-    """``FORMATS`` entry: calls ``module.name(path, **options)``, importing the module on first use and
-    refusing an option the loader does not take with a :class:`DataError` that lists the known ones
-    (those of ``module.options_of`` when ``name`` passes ``**options`` on to it)."""
 
-    def __init__(self, module: str, name: str, options_of: str | None = None) -> None:
-        self.module, self.name, self.options_of = module, name, options_of or name
+def _lazy(module: str, name: str, options_of: str | None = None) -> Callable[..., AtomicDataset]:
+    """``loader(path, **options)`` calling ``mlip.datasets.<module>.<name>``; an option the loader does not
+    take (a parameter of ``options_of``, default ``name``) is a :class:`DataError` listing the known ones."""
 
-    def __call__(self, path: Path, **options) -> AtomicDataset:
-        module = importlib.import_module(self.module)
-        known = list(inspect.signature(getattr(module, self.options_of)).parameters)[1:]
+    def loader(path: Path, **options) -> AtomicDataset:
+        found = importlib.import_module(f"mlip.datasets.{module}")
+        known = list(inspect.signature(getattr(found, options_of or name)).parameters)[1:]
         unknown = sorted(set(options) - set(known))
         if unknown:
-            raise DataError(f"{path}: unknown option {unknown[0]!r} for {self.name}; known: {known}")
-        return getattr(module, self.name)(path, **options)
+            raise DataError(f"{path}: unknown option {unknown[0]!r} for {name}; known: {known}")
+        return getattr(found, name)(path, **options)
+
+    loader.__name__ = loader.__qualname__ = name
+    return loader
 
 
-FORMATS: dict[str, Callable[..., AtomicDataset]] = {
-    "rmd17": _Loader("mlip.datasets.rmd17", "load_rmd17"),
-    "qm9": _Loader("mlip.datasets.qm9", "load_qm9"),
-    "qm9-csv": _Loader("mlip.datasets.qm9", "load_qm9_csv"),
-    "oc20-lmdb": _Loader("mlip.datasets.oc20", "load_oc20_lmdb", "OC20LmdbDataset"),
-    "aselmdb": _Loader("mlip.datasets.oc20", "load_aselmdb", "AseLmdbDataset"),
-    "oc20-s2ef": _Loader("mlip.datasets.oc20", "load_s2ef_extxyz"),
-    "oc20-traj": _Loader("mlip.datasets.oc20", "load_oc20_trajectories"),
-    "ase": _Loader("mlip.datasets.ase_formats", "load_ase"),
-    "hdf5": _Loader("mlip.datasets.cache", "CacheDataset"),
-}
+FORMATS: dict[str, Callable[..., AtomicDataset]] = {fmt: _lazy(*where) for fmt, where in _LOADERS.items()}
 
 
 def _folder_format(path: Path) -> str:

@@ -22,6 +22,7 @@ import torch
 
 from mlip.data import AtomicData, DataError, from_atoms
 from mlip.data import keys as K
+from mlip.data.voigt import voigt_to_matrix
 from mlip.datasets.base import DEFAULT_UNITS, ListDataset
 
 _CALC_NAMES = ("energy", "free_energy", "forces", "stress")
@@ -67,8 +68,7 @@ def _virial_to_stress(virial: Any, atoms: Any, source: str, index: int, field: s
     if v.size == 9:
         v = v.reshape(3, 3)
     elif v.shape == (6,):
-        xx, yy, zz, yz, xz, xy = v
-        v = np.array([[xx, xy, xz], [xy, yy, yz], [xz, yz, zz]])
+        v = voigt_to_matrix(v)
     else:
         raise DataError(f"{source}, record {index}: field 'virial' has shape {v.shape}, expected [3, 3]")
     volume = abs(float(np.linalg.det(np.asarray(atoms.get_cell()))))

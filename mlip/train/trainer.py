@@ -29,6 +29,7 @@ import torch
 
 from mlip.data import keys as K
 from mlip.errors import RunFailedError
+from mlip.kernels import set_backend
 from mlip.models.io import ModelFileError
 from mlip.train import data as D
 from mlip.train import run_dir
@@ -76,6 +77,7 @@ class Trainer:
         if config.train.batch_size < ctx.world_size:
             raise ConfigError(f"train.batch_size: {config.train.batch_size} < {ctx.world_size} processes")
         self.model = build_model(config.model, self.stats, _DTYPES[config.train.dtype], ctx.device)
+        set_backend(self.model, config.train.backend)
         self.stress = uses_stress(config.loss) and K.STRESS in self.train_records[0]
         self.net = self.model
         if ctx.world_size > 1:
