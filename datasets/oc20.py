@@ -263,8 +263,8 @@ class AseLmdbDataset(AtomicDataset):
     """
 
     def __init__(
-        self, path: str | Path, keys: LabelKeys | None = None, energy_reference: str | None = None,
-        stored_reference: str = "total",
+        self, path: str | Path, keys: LabelKeys | dict[str, str] | None = None,
+        energy_reference: str | None = None, stored_reference: str = "total",
     ) -> None:  # fmt: skip
         self.path = Path(path)
         self.source = str(self.path)
@@ -274,7 +274,7 @@ class AseLmdbDataset(AtomicDataset):
         if deleted is not None:
             removed = set(self._decode(deleted, "deleted_ids"))
             self.ids = [i for i in self.ids if i not in removed]
-        self.keys = keys or LabelKeys()
+        self.keys = LabelKeys.from_option(keys)
         self.energy_reference, self.stored_reference = energy_reference, stored_reference
         self.metadata = {
             "format": "aselmdb",

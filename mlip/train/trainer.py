@@ -66,6 +66,7 @@ class Trainer:
         cutoff = cutoff_of(config.model)
         self.stats = compute_statistics(splits.train, e0=e0_option(config.model), cutoff=cutoff)
         self.train_records = D.with_neighbors(splits.train, cutoff)
+        D.require_labels(splits.train, self.train_records, config.data.train)
         self.valid_records = D.with_neighbors(splits.valid, cutoff) if splits.valid is not None else []
         self.test_records = D.with_neighbors(splits.test, cutoff) if splits.test is not None else []
         self.num_atoms = D.atom_counts(self.train_records)
