@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import dataclasses
+import zipfile
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from mlip.models.model import EquivariantModel, check_species
+
+if TYPE_CHECKING:
+    from mlip.compile.model import CompiledModel
 
 _MODELS: dict[str, type[EquivariantModel]] = {}
 
@@ -66,8 +70,13 @@ def create(
 
 def load(
     path: str | Path, device: torch.device | str | None = None, dtype: torch.dtype | None = None
-) -> EquivariantModel:
-    """Read a model written by ``model.save(path)`` (any registered model)."""
+) -> EquivariantModel | CompiledModel:
+    """Read a model written by ``model.save(path)`` (any registered model), or a ``.pt2`` package written
+    by ``mlip compile`` (a :class:`~mlip.compile.CompiledModel`; ``dtype``, when given, must be its)."""
+    if zipfile.is_zipfile(path):
+        from mlip.compile.model import CompiledModel
+
+        return CompiledModel(path, device=device, dtype=dtype)
     from mlip.models.io import load as _load
 
     return _load(path, device=device, dtype=dtype)
