@@ -3,7 +3,7 @@
 Triton compiles for a named GPU target without a driver (its bundled ``ptxas`` makes the cubin), and
 ``cuobjdump --dump-resource-usage`` reads registers per thread and stack (spill) bytes from it. Spills and
 register counts decide occupancy, so this is how the block-size candidates of
-:func:`mlip.kernels.tensor_product.triton.block_configs` and the section size ``MAX_LIVE`` were chosen
+:func:`mlip.kernels.tensor_product.triton._tuning.block_configs` and the section size ``MAX_LIVE`` were chosen
 without a GPU; timings still need one (``tp.py``). Kernels: those one force-training step of a
 convolution compiles: ``o`` (forward), ``xyw`` (fused backward), ``xyw2`` (fused double backward, two
 forms per slot) and ``o3`` (double backward's output slot, three forms); ``--kernels x y w`` adds the
@@ -27,8 +27,8 @@ from pathlib import Path
 import torch
 
 from mlip.benchmarking import print_table, write_json
-from mlip.kernels.tensor_product import triton as tt
 from mlip.kernels.tensor_product.configs import CHANNELWISE, make_tp
+from mlip.kernels.tensor_product.triton import _codegen, _launch, _tuning
 
 INDEX_POINTERS = ("SRC", "DST", "ROWPTR", "PERM")
 
@@ -43,14 +43,15 @@ def sources(desc, kernels: list[str]) -> dict[str, str]:
         "w": [{"x": gx, "y": y, "o": o}, {"x": x, "y": gy, "o": o}],
     }
     three = [{"x": gx, "y": y, "w": w}, {"x": x, "y": gy, "w": w}, {"x": x, "y": y, "w": gw}]
-    fused_chunks = tt.fused_chunks(desc)
+    fused_chunks = _tuning.fused_chunks(desc)
 
     def one_slot(role: str, forms: list[dict]) -> str:
-        structure = tt._operands({role: forms})[0][role]
-        return tt.kernel_source(desc, role, structure, tuple(tt.path_chunks(desc, role)), True, False)
+        structure = _launch.number_operands({role: forms})[0][role]
+        chunks = tuple(_tuning.path_chunks(desc, role))
+        return _codegen.kernel_source(desc, role, structure, chunks, True, False)
 
     def fused(forms: dict[str, list[dict]]) -> str:
-        return tt.fused_grad_source(desc, tt._operands(forms)[0], fused_chunks, False)
+        return _codegen.fused_grad_source(desc, _launch.number_operands(forms)[0], fused_chunks, False)
 
     build = {
         "o": lambda: one_slot("o", [{"x": x, "y": y, "w": w}]),
@@ -124,9 +125,10 @@ def main() -> None:
                 if args.blocks:
                     blocks = [tuple(int(v) for v in b.split(",")) for b in args.blocks]
                 elif kernel.startswith("xyw"):
-                    blocks = [(be, tt.fused_tile(desc), warps) for be, warps in tt.fused_block_configs(True)]
+                    bu = _tuning.fused_tile(desc)
+                    blocks = [(be, bu, warps) for be, warps in _tuning.fused_block_configs(True)]
                 else:
-                    blocks = tt.block_configs(desc, True)
+                    blocks = _tuning.block_configs(desc, True)
                 for block in blocks:
                     for dtype in args.dtypes:
                         row = {"config": name, "kernel": kernel, "dtype": dtype, "BE": block[0],

@@ -205,10 +205,7 @@ def drift(args: argparse.Namespace) -> None:
         for name, atoms, d, s, t in zip(names, systems, slopes, spread, temperature, strict=True)
     ]
     print_table(rows)
-    print(
-        f"{steps} steps in {wall:.0f} s; neighbour-list builds {ff.neighbors.builds}; "
-        f"stopped: {result.stopped}"
-    )
+    print(f"{steps} steps in {wall:.0f} s; neighbour-list builds {ff.neighbors.builds}")
     stem = f"md_drift_{args.dtype}"
     plot_drift(
         result.log,
@@ -225,7 +222,6 @@ def drift(args: argparse.Namespace) -> None:
         dt_fs=args.dt,
         steps=steps,
         neighbor_builds=ff.neighbors.builds,
-        stopped=result.stopped,
         wall_s=wall,
     )
 

@@ -2,77 +2,36 @@
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from pathlib import Path
 
 from mlip.datasets.base import AtomicDataset
 
-
-def _rmd17(path: Path, **options) -> AtomicDataset:
-    from mlip.datasets.rmd17 import load_rmd17
-
-    return load_rmd17(path, **options)
-
-
-def _qm9(path: Path, **options) -> AtomicDataset:
-    from mlip.datasets.qm9 import load_qm9
-
-    return load_qm9(path, **options)
-
-
-def _qm9_csv(path: Path, **options) -> AtomicDataset:
-    from mlip.datasets.qm9 import load_qm9_csv
-
-    return load_qm9_csv(path, **options)
-
-
-def _oc20_lmdb(path: Path, **options) -> AtomicDataset:
-    from mlip.datasets.oc20 import load_oc20_lmdb
-
-    return load_oc20_lmdb(path, **options)
-
-
-def _aselmdb(path: Path, **options) -> AtomicDataset:
-    from mlip.datasets.oc20 import load_aselmdb
-
-    return load_aselmdb(path, **options)
-
-
-def _oc20_s2ef(path: Path, **options) -> AtomicDataset:
-    from mlip.datasets.oc20 import load_s2ef_extxyz
-
-    return load_s2ef_extxyz(path, **options)
-
-
-def _oc20_traj(path: Path, **options) -> AtomicDataset:
-    from mlip.datasets.oc20 import load_oc20_trajectories
-
-    return load_oc20_trajectories(path, **options)
-
-
-def _ase(path: Path, **options) -> AtomicDataset:
-    from mlip.datasets.ase_formats import load_ase
-
-    return load_ase(path, **options)
-
-
-def _cache(path: Path, **options) -> AtomicDataset:
-    from mlip.datasets.cache import CacheDataset
-
-    return CacheDataset(path, **options)
-
-
-FORMATS: dict[str, Callable[..., AtomicDataset]] = {
-    "rmd17": _rmd17,
-    "qm9": _qm9,
-    "qm9-csv": _qm9_csv,
-    "oc20-lmdb": _oc20_lmdb,
-    "aselmdb": _aselmdb,
-    "oc20-s2ef": _oc20_s2ef,
-    "oc20-traj": _oc20_traj,
-    "ase": _ase,
-    "hdf5": _cache,
+# format -> (module of mlip.datasets, its loader), imported on first use: opening one format never
+# imports the dependencies of another (lmdb, h5py, ...)
+_LOADERS = {
+    "rmd17": ("rmd17", "load_rmd17"),
+    "qm9": ("qm9", "load_qm9"),
+    "qm9-csv": ("qm9", "load_qm9_csv"),
+    "oc20-lmdb": ("oc20", "load_oc20_lmdb"),
+    "aselmdb": ("oc20", "load_aselmdb"),
+    "oc20-s2ef": ("oc20", "load_s2ef_extxyz"),
+    "oc20-traj": ("oc20", "load_oc20_trajectories"),
+    "ase": ("ase_formats", "load_ase"),
+    "hdf5": ("cache", "CacheDataset"),
 }
+
+
+def _lazy(module: str, name: str) -> Callable[..., AtomicDataset]:
+    def loader(path: Path, **options) -> AtomicDataset:
+        return getattr(importlib.import_module(f"mlip.datasets.{module}"), name)(path, **options)
+
+    loader.__name__ = loader.__qualname__ = name
+    return loader
+
+
+FORMATS: dict[str, Callable[..., AtomicDataset]] = {fmt: _lazy(*where) for fmt, where in _LOADERS.items()}
 
 
 def _folder_format(path: Path) -> str:

@@ -22,6 +22,7 @@ import torch
 
 from mlip.data import AtomicData, DataError, from_atoms
 from mlip.data import keys as K
+from mlip.data.voigt import voigt_to_matrix
 from mlip.datasets.base import DEFAULT_UNITS, ListDataset
 
 _CALC_NAMES = ("energy", "free_energy", "forces", "stress")
@@ -53,14 +54,21 @@ def _lookup(atoms: Any, name: str, extra: dict[str, Any]) -> Any:
     return None
 
 
-def _virial_to_stress(virial: Any, atoms: Any, source: str, index: int) -> np.ndarray:
+def _numeric(value: Any, source: str, index: int, field: str) -> np.ndarray:
+    """``value`` as a float64 array; :class:`DataError` naming the record and field when it is not numeric."""
+    try:
+        return np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise DataError(f"{source}, record {index}: field '{field}' is not numeric ({exc})") from exc
+
+
+def _virial_to_stress(virial: Any, atoms: Any, source: str, index: int, field: str) -> np.ndarray:
     """Stress ``[3, 3]`` eV/Å^3 (ASE sign) from a virial (``[3, 3]``, 9 or Voigt-6 values, eV)."""
-    v = np.asarray(virial, dtype=np.float64)
+    v = _numeric(virial, source, index, field)
     if v.size == 9:
         v = v.reshape(3, 3)
     elif v.shape == (6,):
-        xx, yy, zz, yz, xz, xy = v
-        v = np.array([[xx, xy, xz], [xy, yy, yz], [xz, yz, zz]])
+        v = voigt_to_matrix(v)
     else:
         raise DataError(f"{source}, record {index}: field 'virial' has shape {v.shape}, expected [3, 3]")
     volume = abs(float(np.linalg.det(np.asarray(atoms.get_cell()))))
@@ -85,16 +93,20 @@ def atoms_to_record(
     if stress is None:
         virial = _lookup(atoms, keys.virial, extra)
         if virial is not None:
-            stress = _virial_to_stress(virial, atoms, source, index)
+            stress = _virial_to_stress(virial, atoms, source, index, keys.virial)
+    if energy is not None:
+        energy = _numeric(energy, source, index, keys.energy)
+        if energy.size != 1:
+            raise DataError(f"{source}, record {index}: field '{keys.energy}' holds {energy.size} values")
     if forces is not None:
-        forces = np.asarray(forces, dtype=np.float64)
+        forces = _numeric(forces, source, index, keys.forces)
         if forces.shape != (len(atoms), 3):
             raise DataError(
                 f"{source}, record {index}: field 'forces' has shape {forces.shape}, "
                 f"expected [{len(atoms)}, 3]"
             )
     if stress is not None:
-        stress = np.asarray(stress, dtype=np.float64)
+        stress = _numeric(stress, source, index, keys.stress)
         if stress.shape not in ((6,), (3, 3), (9,)):
             raise DataError(
                 f"{source}, record {index}: field 'stress' has shape {stress.shape}, expected [3, 3] or [6]"
@@ -102,7 +114,7 @@ def atoms_to_record(
         stress = stress.reshape(3, 3) if stress.size == 9 else stress
     data = from_atoms(
         atoms,
-        energy=None if energy is None else float(energy),
+        energy=None if energy is None else float(energy.reshape(())),
         forces=forces,
         stress=stress,
         use_calculator_labels=False,
@@ -110,12 +122,16 @@ def atoms_to_record(
         index=index,
     )
     weight = _lookup(atoms, keys.weight, extra)
+    if weight is not None:
+        weight = _numeric(weight, source, index, keys.weight)
     for label, key, name in (
         (K.ENERGY, K.ENERGY_WEIGHT, keys.energy_weight),
         (K.FORCES, K.FORCES_WEIGHT, keys.forces_weight),
         (K.STRESS, K.STRESS_WEIGHT, keys.stress_weight),
     ):
         specific = _lookup(atoms, name, extra)
+        if specific is not None:
+            specific = _numeric(specific, source, index, name)
         if label in data and (weight is not None or specific is not None):
             w = (1.0 if weight is None else float(weight)) * (1.0 if specific is None else float(specific))
             data[key] = torch.tensor(w, dtype=torch.float64)

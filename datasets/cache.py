@@ -12,9 +12,12 @@ Layout (format version 1)::
         cell_shifts        [E_total, 3] int32, integer image offsets
         offsets            [B + 1] int64: edge offset of each structure
 
-Arrays are chunked and compressed (gzip + shuffle by default). Per-atom keys are those of
-``mlip.data.keys.PER_ATOM_KEYS``; every other key is per structure. Records are validated while writing,
-so reading trusts the file. :class:`CacheDataset` opens the file lazily in each process (so every
+Arrays are chunked and compressed (gzip + shuffle by default) with a Fletcher-32 checksum per chunk, which
+HDF5 verifies on every read (a flipped byte is a :class:`DataError`, not a changed number). Per-atom keys
+are those of ``mlip.data.keys.PER_ATOM_KEYS``; every other key is per structure. Records are validated
+while writing and again when read (finite positions and labels, neighbour indices in range), so a cache
+edited or damaged after writing, or written without checksums, is refused by file, record and field.
+:class:`CacheDataset` opens the file lazily in each process (so every
 DataLoader worker gets its own handle) and by default holds the arrays in memory when they fit.
 """
 
@@ -94,6 +97,7 @@ class _Appender:
                     chunks=(chunk_rows, *block.shape[1:]),
                     compression=self.compression,
                     shuffle=self.compression is not None,
+                    fletcher32=True,
                 )
             else:
                 dset = self.group[key]
@@ -166,10 +170,10 @@ def write_cache(
                     out.flush()
         for out in (atoms_out, structures_out, *neighbor_out.values()):
             out.flush()
-        f.create_dataset("offsets", data=atom_offsets)
+        f.create_dataset("offsets", data=atom_offsets, fletcher32=True)
         for cutoff in cutoffs:
             group = f[f"neighbors/{cutoff_name(cutoff)}"]
-            group.create_dataset("offsets", data=edge_offsets[cutoff])
+            group.create_dataset("offsets", data=edge_offsets[cutoff], fletcher32=True)
             group.attrs["cutoff"] = float(cutoff)
             for key, width in (("edge_index", 2), ("cell_shifts", 3)):
                 if key not in group:  # no edges at all at this cutoff
@@ -224,6 +228,8 @@ class CacheDataset(AtomicDataset):
                         f"{self.path}: cache format version {version}, this reader needs {FORMAT_VERSION}"
                     )
                 self.offsets = np.asarray(f["offsets"][:], dtype=np.int64)
+                if self.offsets.size == 0 or self.offsets[0] != 0 or (np.diff(self.offsets) < 0).any():
+                    raise DataError(f"{self.path}: field 'offsets' is not an increasing atom offset table")
                 self.atom_keys = json.loads(attrs["atom_keys"])
                 self.structure_keys = json.loads(attrs["structure_keys"])
                 self.cutoffs = sorted(float(g.attrs["cutoff"]) for g in f.get("neighbors", {}).values())
@@ -238,20 +244,24 @@ class CacheDataset(AtomicDataset):
                     group = f[f"neighbors/{cutoff_name(cutoff)}"]
                     self.edge_offsets = np.asarray(group["offsets"][:], dtype=np.int64)
                     nbytes += group["edge_index"].nbytes + group["cell_shifts"].nbytes
+            self.metadata = json.loads(attrs["metadata"])
+            self.metadata.update(
+                {
+                    "format": "hdf5-cache",
+                    "source_format": attrs["source_format"],
+                    "source": attrs["source"],
+                    "source_sha256": attrs["source_sha256"],
+                    "units": json.loads(attrs["units"]),
+                }
+            )
+        except DataError:
+            raise
         except OSError as exc:
             raise DataError(f"{self.path}: not a readable HDF5 cache ({exc})") from exc
         except KeyError as exc:
             raise DataError(f"{self.path}: incomplete HDF5 cache, missing {exc}") from exc
-        self.metadata = json.loads(attrs["metadata"])
-        self.metadata.update(
-            {
-                "format": "hdf5-cache",
-                "source_format": attrs["source_format"],
-                "source": attrs["source"],
-                "source_sha256": attrs["source_sha256"],
-                "units": json.loads(attrs["units"]),
-            }
-        )
+        except ValueError as exc:  # attributes that are not the JSON the writer stored
+            raise DataError(f"{self.path}: corrupt HDF5 cache attributes ({exc})") from exc
         self.in_memory = bool(nbytes <= memory_limit_bytes) if in_memory == "auto" else bool(in_memory)
         self._file: Any = None
         self._arrays: Any = None
@@ -273,7 +283,17 @@ class CacheDataset(AtomicDataset):
         import h5py
 
         self._file = h5py.File(self.path, "r", rdcc_nbytes=64 << 20)
-        load = (lambda name: self._file[name][:]) if self.in_memory else (lambda name: self._file[name])
+
+        def load(name: str) -> Any:
+            if not self.in_memory:
+                return self._file[name]
+            try:
+                return self._file[name][:]
+            except OSError as exc:  # a failed Fletcher-32 checksum or a corrupt compressed chunk
+                raise DataError(
+                    f"{self.path}: field '{name}' cannot be read, the file is corrupt ({exc})"
+                ) from exc
+
         atoms = [(key, load(f"atoms/{key}")) for key in self.atom_keys]
         structures = [(key, load(f"structures/{key}")) for key in self.structure_keys]
         edges = None
@@ -295,13 +315,24 @@ class CacheDataset(AtomicDataset):
         """
         atoms, structures, edges = self._open()
         a0, a1 = int(self.offsets[index]), int(self.offsets[index + 1])
-        data: AtomicData = {key: torch.from_numpy(array[a0:a1]) for key, array in atoms}
-        for key, array in structures:
-            data[key] = torch.from_numpy(np.asarray(array[index, ...]))  # [index, ...]: 0-d array, not scalar
-        if edges is not None:
-            e0, e1 = int(self.edge_offsets[index]), int(self.edge_offsets[index + 1])
-            data[K.EDGE_INDEX] = torch.from_numpy(edges[0][e0:e1].T.astype(np.int64))
-            data[K.CELL_SHIFTS] = torch.from_numpy(edges[1][e0:e1].astype(np.float64))
+        try:
+            data: AtomicData = {key: torch.from_numpy(array[a0:a1]) for key, array in atoms}
+            for key, array in structures:
+                data[key] = torch.from_numpy(np.asarray(array[index, ...]))  # [index, ...]: 0-d, not scalar
+            if edges is not None:
+                e0, e1 = int(self.edge_offsets[index]), int(self.edge_offsets[index + 1])
+                data[K.EDGE_INDEX] = torch.from_numpy(edges[0][e0:e1].T.astype(np.int64))
+                data[K.CELL_SHIFTS] = torch.from_numpy(edges[1][e0:e1].astype(np.float64))
+        except OSError as exc:  # read from the file (in_memory=False): failed checksum, corrupt chunk
+            raise DataError(
+                f"{self.path}, record {index}: cannot be read, the file is corrupt ({exc})"
+            ) from exc
+        validate(data, self.source, index)
+        if edges is not None and data[K.EDGE_INDEX].numel():
+            if int(data[K.EDGE_INDEX].min()) < 0 or int(data[K.EDGE_INDEX].max()) >= a1 - a0:
+                raise DataError(
+                    f"{self.path}, record {index}: field '{K.EDGE_INDEX}' points outside the structure"
+                )
         return data
 
     def verify_source(self) -> bool:

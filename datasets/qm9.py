@@ -18,8 +18,9 @@ from __future__ import annotations
 import csv
 import re
 import tarfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -279,6 +280,48 @@ def load_qm9(
     return _finish(records, path, exclude, "qm9", energy, bohr_to_angstrom)
 
 
+def _cell(row: dict[str, str], column: str, parse: Callable[[str], Any], where: str) -> Any:
+    """``parse(row[column])``; :class:`DataError` naming ``where`` and the column on a malformed value."""
+    try:
+        return parse(row[column])
+    except ValueError as exc:
+        raise DataError(f"{where}: field '{column}': malformed value ({exc})") from exc
+
+
+def _csv_records(
+    reader: csv.DictReader, source: str, energy: str, bohr_to_angstrom: bool
+) -> Iterator[tuple[int, AtomicData]]:
+    """``(gdb id, record)`` of each row of a ``qm9pack`` CSV; :class:`DataError` naming row and field."""
+    missing = [
+        c
+        for c in ("Index", "Elements", "XYZ_Ang", *CSV_COLUMNS.values())
+        if c not in (reader.fieldnames or [])
+    ]
+    if missing:
+        raise DataError(f"{source}: missing field(s) {missing} in the CSV header")
+    for row_no, row in enumerate(reader):
+        where = f"{source}, record {row_no} (CSV row {row_no + 2})"
+        missing = [name for name, value in row.items() if value is None]
+        if missing:
+            raise DataError(
+                f"{where}: field '{missing[0]}' missing (row cut short: {len(missing)} fields absent)"
+            )
+        if None in row:
+            raise DataError(
+                f"{where}: {len(row[None])} values beyond the {len(reader.fieldnames)} header fields"
+            )
+        gdb_id = _cell(row, "Index", int, where)
+        symbols = _cell(row, "Elements", _ELEMENT.findall, where)
+        positions = _cell(row, "XYZ_Ang", _parse_float_list, where).reshape(-1, 3)
+        props = {name: _cell(row, col, _float, where) for name, col in CSV_COLUMNS.items()}
+        if positions.shape != (len(symbols), 3):
+            raise DataError(
+                f"{source}, record gdb {gdb_id}: field 'positions' has shape {positions.shape}, "
+                f"expected [{len(symbols)}, 3]"
+            )
+        yield gdb_id, _record(positions, symbols, props, energy, bohr_to_angstrom, source, gdb_id)
+
+
 def load_qm9_csv(
     path: str | Path,
     energy: str = "U0",
@@ -294,32 +337,13 @@ def load_qm9_csv(
     _check_energy(energy)
     exclude = _find_uncharacterized(path, uncharacterized) if exclude_uncharacterized else set()
     source = str(path)
-    records = []
-    with open(path, newline="") as f:
-        reader = csv.DictReader(f)
-        missing = [
-            c
-            for c in ("Index", "Elements", "XYZ_Ang", *CSV_COLUMNS.values())
-            if c not in (reader.fieldnames or [])
-        ]
-        if missing:
-            raise DataError(f"{source}: missing field(s) {missing} in the CSV header")
-        for row_no, row in enumerate(reader):
-            try:
-                gdb_id = int(row["Index"])
-                symbols = _ELEMENT.findall(row["Elements"])
-                positions = _parse_float_list(row["XYZ_Ang"]).reshape(-1, 3)
-                props = {name: _float(row[col]) for name, col in CSV_COLUMNS.items()}
-            except ValueError as exc:
-                raise DataError(
-                    f"{source}, record {row_no} (CSV row {row_no + 2}): malformed value ({exc})"
-                ) from exc
-            if positions.shape != (len(symbols), 3):
-                raise DataError(
-                    f"{source}, record gdb {gdb_id}: field 'positions' has shape {positions.shape}, "
-                    f"expected [{len(symbols)}, 3]"
-                )
-            records.append(
-                (gdb_id, _record(positions, symbols, props, energy, bohr_to_angstrom, source, gdb_id))
-            )
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            records = list(_csv_records(csv.DictReader(f), source, energy, bohr_to_angstrom))
+    except UnicodeDecodeError as exc:
+        raise DataError(
+            f"{source}: not a UTF-8 text CSV file ({exc.reason} in its bytes)"
+        ) from exc
+    except csv.Error as exc:
+        raise DataError(f"{source}: malformed CSV ({exc})") from exc
     return _finish(records, path, exclude, "qm9-csv", energy, bohr_to_angstrom)

@@ -118,6 +118,11 @@ def read_npz(path: str | Path, old_labels: bool = False) -> FramesDataset:
                 if key_map[field] not in names:
                     raise DataError(f"{source}: missing field '{key_map[field]}'")
             arrays = {field: np.asarray(npz[key]) if key in names else None for field, key in key_map.items()}
+            for field, array in arrays.items():
+                if array is not None and array.dtype.kind not in "biuf":
+                    raise DataError(
+                        f"{source}: field '{key_map[field]}' holds {array.dtype} values, expected numbers"
+                    )
     except (zipfile.BadZipFile, EOFError, ValueError, OSError) as exc:
         if isinstance(exc, DataError):
             raise

@@ -12,6 +12,14 @@ Only the globals such records reference are resolved, each to a harmless stand-i
 
 Any other global is refused with :class:`UnsafePickleError` before it is looked up, so nothing it names is
 ever imported or called.
+
+The work a record can cause is bounded by its size: the memo lets a few bytes reference one container many
+times (a 340-byte pickle can describe lists of 12.6 M elements), which costs nothing to unpickle but
+explodes in whatever walks or converts the result. :func:`restricted_loads` therefore measures the
+unpickled object graph, counting every container entry as often as it is reachable (shared containers
+counted once per reference, in time linear in the unique objects), and refuses a record whose expanded
+size exceeds its byte length plus :data:`ELEMENT_SLACK`, or whose containers nest deeper than
+:data:`MAX_DEPTH`, before any caller sees it.
 """
 
 from __future__ import annotations
@@ -84,6 +92,50 @@ _ALLOWED: dict[tuple[str, str], Any] = {
 }
 
 
+MAX_DEPTH = 64  # deepest container nesting accepted (OC20 records nest 4 deep)
+ELEMENT_SLACK = 100_000  # container entries accepted beyond one per pickle byte
+
+
+def _children(node: Any) -> list[Any] | None:
+    """Entries of a container (``None`` for a leaf: numbers, strings, tensors, arrays)."""
+    if isinstance(node, list | tuple | set | frozenset):
+        return list(node)
+    if isinstance(node, dict):
+        return [*node.keys(), *node.values()]
+    if isinstance(node, PickledObject):
+        return [getattr(node, "state", None)]
+    return None
+
+
+def check_bounds(obj: Any, max_elements: int, where: str) -> None:
+    """Raise :class:`DataError` when ``obj``'s containers, with shared ones expanded, hold more than
+    ``max_elements`` entries or nest deeper than :data:`MAX_DEPTH`. A reference back to a container being
+    walked (torch-geometric's storage points to its parent ``Data``) counts as one entry."""
+    expanded: dict[int, int] = {}  # id -> entries reachable below the container (each reference counted)
+    walking: set[int] = set()  # containers on the current path (their children are being measured)
+    stack: list[tuple[Any, int, list[Any] | None]] = [(obj, 0, None)]
+    while stack:
+        node, depth, finished = stack.pop()
+        if finished is not None:  # all children measured: sum them up
+            total = len(finished) + sum(expanded.get(id(c), 0) for c in finished)
+            if total > max_elements:
+                raise DataError(
+                    f"{where}: refused, containers expand to more than {max_elements} entries "
+                    "(shared references in the pickle memo)"
+                )
+            expanded[id(node)] = total
+            walking.discard(id(node))
+            continue
+        children = _children(node)
+        if children is None or id(node) in expanded or id(node) in walking:
+            continue
+        if depth >= MAX_DEPTH:
+            raise DataError(f"{where}: refused, containers nest deeper than {MAX_DEPTH} levels")
+        walking.add(id(node))
+        stack.append((node, depth, children))
+        stack.extend((c, depth + 1, None) for c in children)
+
+
 class _RestrictedUnpickler(pickle.Unpickler):
     """``pickle.Unpickler`` whose ``find_class`` only resolves :data:`_ALLOWED` globals."""
 
@@ -101,13 +153,16 @@ class _RestrictedUnpickler(pickle.Unpickler):
 
 
 def restricted_loads(data: bytes, where: str) -> Any:
-    """Unpickle ``data`` admitting only OC20 record types; errors name ``where`` (file and record key)."""
+    """Unpickle ``data`` admitting only OC20 record types, within the bounds of :func:`check_bounds`;
+    errors name ``where`` (file and record key)."""
     try:
-        return _RestrictedUnpickler(io.BytesIO(data), where).load()
+        obj = _RestrictedUnpickler(io.BytesIO(data), where).load()
     except UnsafePickleError:
         raise
     except Exception as exc:  # truncated or corrupt pickles raise many types (EOFError, UnpicklingError, ...)
         raise DataError(f"{where}: corrupt pickle ({type(exc).__name__}: {exc})") from exc
+    check_bounds(obj, len(data) + ELEMENT_SLACK, where)
+    return obj
 
 
 def record_fields(obj: Any, where: str) -> dict[str, Any]:

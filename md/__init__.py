@@ -3,9 +3,12 @@
 Integrators are modules with ``init(state, model, ...)`` and ``step(state, model, dt)`` acting on a
 batched :class:`MDState` with a :class:`ForceField` (a potential plus its skin neighbour list); units eV,
 Å, fs, amu, K (velocities Å/fs, see :mod:`mlip.md.units`). :data:`INTEGRATORS` names them for the CLI.
+Bad input raises :class:`MDInputError` before the first step; a run that explodes raises
+:class:`ExplosionError` (see :mod:`mlip.md.checks`).
 """
 
 from mlip.md import csvr, fire, langevin, nose_hoover, npt, nve
+from mlip.md.checks import ExplosionError, MDInputError, OutputExistsError
 from mlip.md.forcefield import ForceField
 from mlip.md.observers import EnergyLog, ExplosionGuard, observe
 from mlip.md.run import RunResult, simulate
@@ -18,10 +21,13 @@ __all__ = [
     "INTEGRATORS",
     "ASEWriter",
     "EnergyLog",
+    "ExplosionError",
     "ExplosionGuard",
     "ForceField",
     "H5MDWriter",
+    "MDInputError",
     "MDState",
+    "OutputExistsError",
     "RunResult",
     "csvr",
     "fire",

@@ -12,12 +12,17 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from mlip.md.checks import ExplosionError, MDInputError, MissingInputError, check_parameter
+
 ENSEMBLES = ("nve", "langevin", "nhc", "csvr", "npt", "npt-full", "fire", "fire-cell")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "structure", help="structure file (ASE or pymatgen readable) or, with --smiles, a SMILES"
+        "structure",
+        nargs="?",
+        help="structure file (ASE or pymatgen readable) or, with --smiles, a SMILES; optional with "
+        "--append (then it must hold the same atoms, in the same order and periodicity, as the file)",
     )
     parser.add_argument("--model", required=True, help="saved model file (mlip.models.load)")
     parser.add_argument(
@@ -37,13 +42,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--skin", type=float, default=1.0, help="neighbour-list skin, Å")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--backend", choices=("auto", "torch", "triton"), default="auto", help="kernels")
     parser.add_argument("--dtype", choices=("float32", "float64"), default="float64")
     parser.add_argument("--output", default="md.h5", help="H5MD trajectory")
     parser.add_argument("--append", action="store_true", help="continue the run stored in --output")
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace existing output files (trajectory, --xyz, plot; with --append only the plot)",
+    )
     parser.add_argument("--xyz", default=None, help="also write extended XYZ (or .traj) frames here")
     parser.add_argument("--write-interval", type=int, default=10)
     parser.add_argument("--log-interval", type=int, default=1)
-    parser.add_argument("--plot", default=None, help="energy plot PNG (default: OUTPUT with .png)")
+    parser.add_argument(
+        "--plot",
+        default=None,
+        help="energy plot PNG (default: OUTPUT with .png; with --append OUTPUT_from_step<S>.png)",
+    )
     parser.add_argument("--no-progress", action="store_true")
 
 
@@ -51,22 +66,12 @@ def read_structure(text: str, smiles: bool = False, seed: int = 0) -> Any:
     """An ``ase.Atoms`` from a SMILES (rdkit: hydrogens added, 3D embedded, MMFF-optimised) or a file
     readable by ASE or, failing that, by pymatgen."""
     if smiles:
-        from ase import Atoms
-        from rdkit import Chem
-        from rdkit.Chem import AllChem
+        from mlip.dft.sampling import atoms_from_smiles
 
-        mol = Chem.MolFromSmiles(text)
-        if mol is None:
-            raise ValueError(f"rdkit cannot parse the SMILES {text!r}")
-        mol = Chem.AddHs(mol)
-        if AllChem.EmbedMolecule(mol, randomSeed=seed) != 0:
-            raise ValueError(f"rdkit could not embed {text!r} in 3D")
-        AllChem.MMFFOptimizeMolecule(mol)
-        numbers = [a.GetAtomicNum() for a in mol.GetAtoms()]
-        return Atoms(numbers=numbers, positions=mol.GetConformer().GetPositions())
+        return atoms_from_smiles(text, seed)
     path = Path(text)
     if not path.exists():
-        raise FileNotFoundError(f"structure file {path} does not exist (use --smiles for a SMILES string)")
+        raise MissingInputError(f"structure file {path} does not exist (use --smiles for a SMILES string)")
     import ase.io
 
     try:
@@ -80,7 +85,7 @@ def read_structure(text: str, smiles: bool = False, seed: int = 0) -> Any:
                 return AseAtomsAdaptor.get_atoms(cls.from_file(path))
             except Exception:  # noqa: BLE001, S112
                 continue
-        raise ValueError(f"neither ASE nor pymatgen can read {path}: {ase_error}") from ase_error
+        raise MDInputError(f"neither ASE nor pymatgen can read {path}: {ase_error}") from ase_error
 
 
 def main(args: argparse.Namespace) -> int:
@@ -88,30 +93,36 @@ def main(args: argparse.Namespace) -> int:
 
 
 def run(args: argparse.Namespace, model: Any = None) -> int:
-    """Run ``mlip md`` with parsed ``args``; ``model`` (a Potential) replaces ``--model`` when given."""
+    """Run ``mlip md`` with parsed ``args``; ``model`` (a Potential) replaces ``--model`` when given.
+
+    Everything is checked before the model is evaluated: the parameters, the structure (or, with
+    ``--append``, the trajectory and its agreement with the structure argument) and the output files
+    (an existing one is refused without ``--overwrite``). A run that explodes raises
+    :class:`~mlip.md.checks.ExplosionError` after its trajectory (up to that step) and plot are written.
+    """
     import torch
 
     from mlip import md, models
+    from mlip.kernels import set_backend
     from mlip.md.units import EV_A3_TO_GPA
 
+    _check_arguments(args)
+    output = Path(args.output)
+    state = _initial_state(args, output)
+    fire = args.ensemble in ("fire", "fire-cell")
+    plot = None if fire else _plot_path(args, output, state.step)
+    _check_outputs(args, output, plot, state.num_systems)
     potential = model if model is not None else models.load(args.model)
     potential = (
         potential.to(device=args.device, dtype=getattr(torch, args.dtype)).eval().requires_grad_(False)
     )
+    set_backend(potential, args.backend)
     ff = md.ForceField(potential, skin=args.skin)
-    output = Path(args.output)
-    if args.append:
-        state = md.resume(output, device=args.device, seed=args.seed)
-    else:
-        atoms = read_structure(args.structure, args.smiles, args.seed)
-        state = md.from_atoms([atoms] * args.replicas, device=args.device, seed=args.seed)
-        if args.ensemble not in ("fire", "fire-cell"):
-            md.maxwell_boltzmann(state, args.temperature)
     pressure = args.pressure / EV_A3_TO_GPA
-    if args.ensemble in ("fire", "fire-cell"):
+    if fire:
         md.fire.init(state, ff, relax_cell=args.ensemble == "fire-cell", pressure=pressure)
         state, converged = md.fire.relax(state, ff, fmax=args.fmax, max_steps=args.steps)
-        with md.H5MDWriter(output, append=args.append, overwrite=not args.append) as writer:
+        with md.H5MDWriter(output, append=args.append, overwrite=args.overwrite) as writer:
             writer.write(state)
         energies = ", ".join(f"{e:.6f}" for e in state.energy.tolist())
         outcome = "converged" if converged else "did not converge"
@@ -134,9 +145,9 @@ def run(args: argparse.Namespace, model: Any = None) -> int:
         },
     }[name]
     integrator.init(state, ff, **params)
-    writers: list[Any] = [md.H5MDWriter(output, append=args.append, overwrite=not args.append)]
+    writers: list[Any] = [md.H5MDWriter(output, append=args.append, overwrite=args.overwrite)]
     if args.xyz:
-        writers.append(md.ASEWriter(args.xyz, append=args.append))
+        writers.append(md.ASEWriter(args.xyz, append=args.append, overwrite=args.overwrite))
     try:
         result = md.simulate(
             state,
@@ -150,12 +161,89 @@ def run(args: argparse.Namespace, model: Any = None) -> int:
             guard=md.ExplosionGuard(),
             progress=not args.no_progress,
         )
+    except ExplosionError as error:
+        if error.result is not None:
+            plot_energy(
+                error.result.log, plot, state.num_atoms, f"{args.ensemble}: FAILED at step {error.step}"
+            )
+        raise
     finally:
         for w in writers:
             w.close()
     _report(result, args, state)
-    plot_energy(result.log, Path(args.plot) if args.plot else output.with_suffix(".png"))
-    return 2 if result.stopped else 0
+    plot_energy(result.log, plot, state.num_atoms, args.ensemble, drift=args.ensemble == "nve")
+    return 0
+
+
+def _check_arguments(args: argparse.Namespace) -> None:
+    check_parameter("--dt", args.dt, "fs")
+    check_parameter("--temperature", args.temperature, "K", allow_zero=True)
+    for name in ("steps", "replicas", "write_interval", "log_interval"):
+        value = getattr(args, name)
+        if value < (0 if name == "steps" else 1):
+            raise MDInputError(
+                f"--{name.replace('_', '-')} = {value}: must be >= {0 if name == 'steps' else 1}"
+            )
+    if args.structure is None and not args.append:
+        raise MDInputError("a structure (file or, with --smiles, SMILES) is needed unless --append")
+
+
+def _initial_state(args: argparse.Namespace, output: Path) -> Any:
+    """The state to start from: the structure argument (``--replicas`` copies, Maxwell–Boltzmann
+    velocities) or, with ``--append``, the last frame of ``output`` (checked against the structure
+    argument when one is given)."""
+    from mlip import md
+
+    source = f"SMILES {args.structure!r}" if args.smiles else args.structure
+    atoms = read_structure(args.structure, args.smiles, args.seed) if args.structure is not None else None
+    if not args.append:
+        state = md.from_atoms([atoms] * args.replicas, device=args.device, seed=args.seed, source=source)
+        if args.ensemble not in ("fire", "fire-cell"):
+            md.maxwell_boltzmann(state, args.temperature)
+        return state
+    if not output.exists():
+        raise MissingInputError(f"{output}: no trajectory to append to (run without --append first)")
+    state = md.resume(output, device=args.device, seed=args.seed)
+    if atoms is not None:
+        for frame in md.read_h5md(output)[0]:
+            _check_same_system(atoms, frame, source, output)
+    return state
+
+
+def _check_same_system(atoms: Any, frame: Any, source: str, output: Path) -> None:
+    """Refuse a structure whose atoms (count, elements in order, periodicity) differ from a frame."""
+    if len(atoms) != len(frame):
+        raise MDInputError(f"{source} has {len(atoms)} atoms, the last frame of {output} {len(frame)}")
+    differ = (atoms.numbers != frame.numbers).nonzero()[0]
+    if len(differ):
+        i = int(differ[0])
+        raise MDInputError(
+            f"{source}: atom {i} is {atoms.get_chemical_symbols()[i]}, in the last frame of {output} "
+            f"{frame.get_chemical_symbols()[i]}"
+        )
+    if list(atoms.pbc) != list(frame.pbc):
+        raise MDInputError(
+            f"{source} has pbc {list(atoms.pbc)}, the last frame of {output} {list(frame.pbc)}"
+        )
+
+
+def _plot_path(args: argparse.Namespace, output: Path, step: int) -> Path:
+    if args.plot:
+        return Path(args.plot)
+    if args.append:
+        return output.with_name(f"{output.stem}_from_step{step}.png")
+    return output.with_suffix(".png")
+
+
+def _check_outputs(args: argparse.Namespace, output: Path, plot: Path | None, num_systems: int) -> None:
+    """Refuse, before anything is computed, to replace an existing output without ``--overwrite``."""
+    from mlip.md.trajectory import ASEWriter, refuse_existing
+
+    refuse_existing([output], args.append or args.overwrite)
+    if args.xyz:
+        refuse_existing(ASEWriter(args.xyz).paths(num_systems), args.append or args.overwrite)
+    if plot is not None:
+        refuse_existing([plot], args.overwrite)
 
 
 def _report(result: Any, args: argparse.Namespace, state: Any) -> None:
@@ -163,32 +251,59 @@ def _report(result: Any, args: argparse.Namespace, state: Any) -> None:
         f"{result.state.step} steps of {args.dt} fs, {result.atom_steps_per_s:.4g} atom-steps/s, "
         f"{result.ns_per_day:.4g} ns/day, {state.num_systems} system(s), trajectory {args.output}"
     )
-    if result.stopped:
-        print(f"stopped early: {result.stopped}")
     if args.ensemble == "nve" and len(result.log.time) >= 3:
         drift = result.log.drift(state.num_atoms)
-        print("NVE drift (meV/atom/ps): " + ", ".join(f"{d:.3g}" for d in drift.tolist()))
+        fluctuation = result.log.fluctuation(state.num_atoms)
+        print("NVE drift over the run (meV/atom/ps): " + ", ".join(f"{d:.3g}" for d in drift.tolist()))
+        print(
+            "NVE total-energy fluctuation (meV/atom): " + ", ".join(f"{f:.3g}" for f in fluctuation.tolist())
+        )
 
 
-def plot_energy(log: Any, path: Path) -> Path:
-    """Kinetic, potential and total energy (eV, system 0 and others faint) against time (ps) as a PNG."""
+def plot_energy(log: Any, path: Path, num_atoms: Any, label: str, drift: bool = False) -> Path:
+    """Write :func:`energy_figure` to ``path`` (PNG)."""
+    import matplotlib.pyplot as plt
+
+    fig = energy_figure(log, num_atoms, label, drift)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def energy_figure(log: Any, num_atoms: Any, label: str, drift: bool = False) -> Any:
+    """The energy plot against time (ps): total-energy change (meV/atom) on its own axis, potential and
+    kinetic energy change (eV), temperature (K); system 0 solid, others faint. The title holds ``label``
+    and, with ``drift`` (runs that conserve the total energy), system 0's drift (meV/atom/ps) and
+    fluctuation (meV/atom) over the whole log. Returns the matplotlib figure."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     t = [x * 1e-3 for x in log.time]
-    fig, axes = plt.subplots(2, 1, figsize=(7, 6), sharex=True)
-    for key, colour in (("total", "k"), ("potential", "C0"), ("kinetic", "C3")):
-        series = log.series(key).numpy()
+    per_atom = num_atoms.cpu().to(float).numpy()
+    fig, axes = plt.subplots(3, 1, figsize=(7, 8), sharex=True)
+
+    def lines(ax: Any, series: Any, colour: str, name: str) -> None:
         for b in range(series.shape[1]):
-            axes[0].plot(t, series[:, b], colour, alpha=1.0 if b == 0 else 0.2, label=key if b == 0 else None)
-    axes[0].set_ylabel("energy (eV)")
-    axes[0].legend()
-    axes[1].plot(t, log.series("temperature").numpy(), alpha=0.7)
-    axes[1].set_ylabel("temperature (K)")
-    axes[1].set_xlabel("time (ps)")
+            ax.plot(t, series[:, b], colour, alpha=1.0 if b == 0 else 0.2, label=name if b == 0 else None)
+
+    total = log.series("total").numpy()
+    lines(axes[0], 1e3 * (total - total[0]) / per_atom, "k", "total")
+    axes[0].set_ylabel("E_total - E_total(0)\n(meV/atom)")
+    for key, colour in (("potential", "C0"), ("kinetic", "C3")):
+        series = log.series(key).numpy()
+        lines(axes[1], series - series[0], colour, key)
+    axes[1].set_ylabel("E - E(0) (eV)")
+    axes[1].legend()
+    lines(axes[2], log.series("temperature").numpy(), "C2", "temperature")
+    axes[2].set_ylabel("temperature (K)")
+    axes[2].set_xlabel("time (ps)")
+    title = label
+    if drift and len(log.time) >= 3:
+        d = float(log.drift(num_atoms)[0])
+        f = float(log.fluctuation(num_atoms)[0])
+        title += f": drift {d:.3g} meV/atom/ps, fluctuation {f:.3g} meV/atom"
+    axes[0].set_title(title)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return fig

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import torch
 
+from mlip.md.checks import check_parameter
 from mlip.md.forcefield import ForceField
 from mlip.md.nve import advance_clock, verlet
 from mlip.md.state import MDState, zero_momentum
@@ -22,8 +23,8 @@ def init(
 ) -> MDState:
     """Store ``aux["temperature"]`` (K), ``aux["tau"]`` (fs) and ``aux["heat"]`` (eV), all ``[B]``; zero the
     centre-of-mass momentum (the rescaling conserves it); evaluate forces."""
-    if not torch.all(torch.as_tensor(tau) > 0):
-        raise ValueError(f"CSVR tau must be positive (fs), got {tau}")
+    check_parameter("temperature", temperature, "K", allow_zero=True)
+    check_parameter("CSVR tau", tau, "fs")
     state.aux["temperature"] = state.per_system(temperature)
     state.aux["tau"] = state.per_system(tau)
     state.aux["heat"] = state.per_system(0.0)

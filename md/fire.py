@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import torch
 
+from mlip.md.checks import ExplosionError, check_parameter, check_structure
 from mlip.md.forcefield import ForceField
+from mlip.md.observers import non_finite
 from mlip.md.state import MDState
 
 
@@ -135,9 +137,23 @@ def relax(
     state: MDState, model: ForceField, fmax: float = 0.05, max_steps: int = 1000
 ) -> tuple[MDState, bool]:
     """Run FIRE (after :func:`init`) until every system's max force is below ``fmax`` (eV/Å) or
-    ``max_steps``; returns the state and whether all systems converged."""
+    ``max_steps``; returns the state and whether all systems converged. The structure and ``fmax`` are
+    checked first (:class:`~mlip.md.checks.MDInputError`); a non-finite position, force, energy, cell or
+    stress at any step raises :class:`~mlip.md.checks.ExplosionError`, so convergence is never claimed on
+    non-finite values."""
+    check_parameter("fmax", fmax, "eV/Å")
+    check_structure(state, "initial state")
     for _ in range(max_steps):
+        _stop_if_non_finite(state)
         if bool((max_force(state) < fmax).all()):
             return state, True
         step(state, model, fmax)
+    _stop_if_non_finite(state)
     return state, bool((max_force(state) < fmax).all())
+
+
+def _stop_if_non_finite(state: MDState) -> None:
+    bad = non_finite(state)
+    if bad:
+        system, reason = min(bad.items())
+        raise ExplosionError(state.step, f"FIRE: {reason}", system)

@@ -23,11 +23,13 @@ class ForceField:
             raise TypeError(f"ForceField needs an mlip Potential, got {type(potential).__name__}")
         self.potential = potential
         self.neighbors = SkinNeighborList(potential.cutoff, skin)
+        self._last: tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor] | None = None
 
     def __call__(self, state: MDState, compute_stress: bool = False) -> MDState:
         """Set ``state.energy`` ``[B]`` (eV), ``state.forces`` ``[N, 3]`` (eV/Å, zero on fixed atoms) and,
         if asked, ``state.stress`` ``[B, 3, 3]`` (eV/Å^3). In place; returns the state."""
         edge_index, shifts = self.neighbors(state.positions, state.cell, state.pbc, state.batch)
+        self._last = (state.positions, state.cell, edge_index, shifts)
         num_atoms = state.num_atoms
         ptr = torch.zeros(state.num_systems + 1, dtype=torch.int64, device=state.device)
         ptr[1:] = torch.cumsum(num_atoms, 0)
@@ -49,7 +51,13 @@ class ForceField:
         state.stress = out["stress"].detach().to(torch.float64) if compute_stress else None
         return state
 
-    def edge_vectors(self, state: MDState) -> torch.Tensor:
-        """``[E, 3]`` Å vectors of the pairs closer than the cutoff (from the reused neighbour list)."""
-        edge_index, shifts = self.neighbors(state.positions, state.cell, state.pbc, state.batch)
-        return edge_vectors(state.positions, state.cell, state.batch, edge_index, shifts)
+    def neighbours(self, state: MDState) -> tuple[torch.Tensor, torch.Tensor]:
+        """``edge_index`` ``[2, E]`` and vectors ``[E, 3]`` (Å) of the pairs closer than the cutoff now
+        (those of the last evaluation when the state still holds its position and cell tensors, else
+        from the reused neighbour list)."""
+        last = self._last
+        if last is not None and last[0] is state.positions and last[1] is state.cell:
+            edge_index, shifts = last[2], last[3]
+        else:
+            edge_index, shifts = self.neighbors(state.positions, state.cell, state.pbc, state.batch)
+        return edge_index, edge_vectors(state.positions, state.cell, state.batch, edge_index, shifts)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import torch
 
+from mlip.md.checks import check_parameter
 from mlip.md.forcefield import ForceField
 from mlip.md.nve import advance_clock, drift, kick
 from mlip.md.state import MDState
@@ -22,8 +23,8 @@ def init(
     friction: float | torch.Tensor = 0.01,
 ) -> MDState:
     """Store ``aux["temperature"]`` ``[B]`` (K) and ``aux["friction"]`` ``[B]`` (1/fs); evaluate forces."""
-    if not torch.all(torch.as_tensor(friction) > 0):
-        raise ValueError(f"Langevin friction must be positive (1/fs), got {friction}")
+    check_parameter("temperature", temperature, "K", allow_zero=True)
+    check_parameter("Langevin friction", friction, "1/fs")
     state.aux["temperature"] = state.per_system(temperature)
     state.aux["friction"] = state.per_system(friction)
     state.dof = 3.0 * state.system_sum((~state.fixed).to(torch.float64))

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import torch
 
+from mlip.md.checks import MDInputError, check_parameter
 from mlip.md.forcefield import ForceField
 from mlip.md.nve import advance_clock, verlet
 from mlip.md.state import MDState, zero_momentum
@@ -32,9 +33,9 @@ def init(
     ``aux["nhc_position"]`` and ``aux["nhc_velocity"]`` ``[B, M]`` (zero); zero the centre-of-mass momentum;
     evaluate forces. ``tau`` (fs) is the thermostat period."""
     if chain_length < 1:
-        raise ValueError(f"chain_length must be >= 1, got {chain_length}")
-    if not torch.all(torch.as_tensor(tau) > 0):
-        raise ValueError(f"Nosé–Hoover tau must be positive (fs), got {tau}")
+        raise MDInputError(f"chain_length must be >= 1, got {chain_length}")
+    check_parameter("temperature", temperature, "K")
+    check_parameter("Nosé–Hoover tau", tau, "fs")
     zero_momentum(state)
     temperature = state.per_system(temperature)
     kt_tau2 = KB * temperature * state.per_system(tau) ** 2

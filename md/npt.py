@@ -22,6 +22,7 @@ from __future__ import annotations
 import torch
 
 from mlip.md import csvr
+from mlip.md.checks import check_parameter
 from mlip.md.forcefield import ForceField
 from mlip.md.nve import advance_clock, drift, kick
 from mlip.md.state import MDState
@@ -48,6 +49,8 @@ def init(
         raise ValueError("NPT needs fully periodic systems (pbc = True in all directions)")
     if bool(state.fixed.any()):
         raise ValueError("NPT with fixed atoms is not supported (the cell rescaling moves every atom)")
+    check_parameter("barostat tau_p", tau_p, "fs")
+    check_parameter("compressibility", compressibility, "Å^3/eV")
     csvr.init(state, model, temperature, tau_t)
     state.aux["pressure"] = state.per_system(pressure)
     state.aux["tau_p"] = state.per_system(tau_p)

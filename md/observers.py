@@ -4,6 +4,9 @@ explosion guard that stops a run that has gone wrong."""
 from __future__ import annotations
 
 import dataclasses
+import functools
+import math
+from collections.abc import Callable
 
 import torch
 
@@ -49,9 +52,9 @@ class EnergyLog:
             raise KeyError(f"no observable {key!r}; logged: {sorted(self.values)}")
         return torch.stack(self.values[key])
 
-    def drift(self, num_atoms: torch.Tensor, equilibration: float = 0.1) -> torch.Tensor:
+    def drift(self, num_atoms: torch.Tensor, equilibration: float = 0.0) -> torch.Tensor:
         """``[B]`` NVE energy drift in meV/atom/ps: least-squares slope of the total energy over time,
-        after discarding the first ``equilibration`` fraction of the log."""
+        over the whole log unless the first ``equilibration`` fraction is discarded."""
         if len(self.time) < 3:
             raise ValueError("the drift needs at least 3 logged steps")
         first = min(int(equilibration * len(self.time)), len(self.time) - 2)
@@ -61,44 +64,141 @@ class EnergyLog:
         slope = (t[:, None] * (e - e.mean(dim=0))).sum(dim=0) / (t * t).sum()  # eV/ps
         return 1e3 * slope / num_atoms.cpu().to(torch.float64)
 
+    def fluctuation(self, num_atoms: torch.Tensor) -> torch.Tensor:
+        """``[B]`` meV/atom, standard deviation of the total energy over the log."""
+        return 1e3 * self.series("total").std(dim=0, correction=0) / num_atoms.cpu().to(torch.float64)
+
 
 @dataclasses.dataclass
 class ExplosionGuard:
-    """Stops a run when a system blows up.
+    """Finds the systems of a batch that have blown up.
+
+    :meth:`start` records the reference (total energy, which systems have an atom without neighbours) at
+    the start of a run; :meth:`check` then runs after every step. A system has exploded when any of its
+    positions, velocities, forces, energy, cell or stress is non-finite, two atoms come closer than
+    ``min_distance``, a force exceeds ``max_force``, an atom has lost all its neighbours (no other atom
+    within the cutoff, so zero force) while the system had no such atom at the start, its temperature
+    exceeds ``max_temperature`` or, for a thermostatted run (the state holds a target
+    ``aux["temperature"]``), ``max_temperature_ratio`` times the target, or, for a run without a
+    thermostat (NVE), its total energy has changed by more than ``max_energy_change`` per atom.
 
     Attributes:
-        max_force: eV/Å, largest allowed force on an atom.
-        max_temperature: K.
-        min_distance: Å, closest allowed approach of two atoms (checked on neighbour-list edges).
+        max_force: eV/Å.
+        max_temperature: K, for every run.
+        max_temperature_ratio: largest temperature / target temperature of a thermostatted run.
+        max_energy_change: eV/atom, largest change of the total energy of a run without a thermostat.
+        min_distance: Å, closest allowed approach of two atoms.
     """
 
     max_force: float = 50.0
     max_temperature: float = 1e5
+    max_temperature_ratio: float = 10.0
+    max_energy_change: float = 0.1
     min_distance: float = 0.4
 
-    def check(self, state: MDState, edge_vectors: torch.Tensor | None = None) -> str | None:
-        """The reason to stop, naming the system and the value, or ``None``. ``edge_vectors`` ``[E, 3]``
-        (Å) are the current neighbour-list vectors, used for the distance check."""
-        if not bool(torch.isfinite(state.positions).all()) or not bool(torch.isfinite(state.energy).all()):
-            return "non-finite positions or energy"
-        force = state.forces.norm(dim=1)
-        worst = int(force.argmax()) if force.numel() else 0
-        if force.numel() and float(force[worst]) > self.max_force:
-            return (
-                f"force {float(force[worst]):.3g} eV/Å on atom {worst} of system {int(state.batch[worst])} "
-                f"exceeds max_force={self.max_force}"
-            )
-        temperature = state.temperature()
-        hot = int(temperature.argmax())
-        if float(temperature[hot]) > self.max_temperature:
-            return (
-                f"temperature {float(temperature[hot]):.4g} K of system {hot} exceeds "
-                f"max_temperature={self.max_temperature}"
-            )
-        if edge_vectors is not None and edge_vectors.shape[0]:
+    def __post_init__(self) -> None:
+        self._start_step = 0
+        self._reference_total: torch.Tensor | None = None
+        self._had_isolated: torch.Tensor | None = None
+
+    def start(self, state: MDState, edge_index: torch.Tensor) -> None:
+        """Record the reference of a run starting at ``state`` (energies evaluated); ``edge_index``
+        ``[2, E]`` are the pairs within the potential's cutoff."""
+        self._start_step = state.step
+        self._reference_total = observe(state)["total"].detach().clone()
+        self._had_isolated = state.system_sum(_isolated(state, edge_index).to(torch.int64)) > 0
+
+    def check(self, state: MDState, edge_index: torch.Tensor, edge_vectors: torch.Tensor) -> dict[int, str]:
+        """``{system: reason}`` for every system that has exploded (empty when none has); each reason is
+        one line naming the system and the value. ``edge_index`` ``[2, E]`` and ``edge_vectors``
+        ``[E, 3]`` (Å) are the current pairs within the cutoff."""
+        if self._reference_total is None or self._had_isolated is None:
+            raise RuntimeError("ExplosionGuard.check before start")
+        reasons = non_finite(state)
+        flag = functools.partial(_flag, reasons)
+        if edge_index.shape[1]:
             lengths = edge_vectors.norm(dim=1)
-            closest = int(lengths.argmin())
-            if float(lengths[closest]) < self.min_distance:
-                distance = float(lengths[closest])
-                return f"two atoms are {distance:.3g} Å apart (< min_distance={self.min_distance})"
-        return None
+            shortest = torch.full((state.num_systems,), math.inf, dtype=lengths.dtype, device=state.device)
+            shortest = shortest.scatter_reduce(0, state.batch[edge_index[0]], lengths, "amin")
+            flag(
+                shortest < self.min_distance,
+                lambda b: (
+                    f"two atoms are {float(shortest[b]):.3g} Å apart (< min_distance={self.min_distance})"
+                ),
+            )
+        force = state.forces.norm(dim=1)
+        largest = torch.zeros(state.num_systems, dtype=force.dtype, device=state.device)
+        largest = largest.scatter_reduce(0, state.batch, force, "amax")
+        flag(
+            largest > self.max_force,
+            lambda b: f"force {float(largest[b]):.3g} eV/Å exceeds max_force={self.max_force}",
+        )
+        isolated = _isolated(state, edge_index)
+        lost = (state.system_sum(isolated.to(torch.int64)) > 0) & ~self._had_isolated
+
+        def lonely(b: int) -> str:
+            first = int((isolated & (state.batch == b)).nonzero()[0, 0])
+            local = first - int(state.num_atoms[:b].sum())
+            return f"atom {local} has no neighbour within the cutoff (zero force): it left the structure"
+
+        flag(lost, lonely)
+        temperature = state.temperature()
+        flag(
+            temperature > self.max_temperature,
+            lambda b: (
+                f"temperature {float(temperature[b]):.4g} K exceeds max_temperature={self.max_temperature}"
+            ),
+        )
+        target = state.aux.get("temperature")
+        if target is not None:
+            flag(
+                (target > 0) & (temperature > self.max_temperature_ratio * target),
+                lambda b: (
+                    f"temperature {float(temperature[b]):.4g} K is more than "
+                    f"{self.max_temperature_ratio:g} x the target {float(target[b]):.4g} K"
+                ),
+            )
+        else:
+            change = (observe(state)["total"] - self._reference_total).abs() / state.num_atoms
+            flag(
+                change > self.max_energy_change,
+                lambda b: (
+                    f"total energy changed by {float(change[b]):.3g} eV/atom since step "
+                    f"{self._start_step} (max_energy_change={self.max_energy_change} eV/atom)"
+                ),
+            )
+        return dict(sorted(reasons.items()))
+
+
+def non_finite(state: MDState) -> dict[int, str]:
+    """``{system: reason}`` for the systems with a non-finite position, velocity, force, energy, cell or
+    stress (the first atom named)."""
+    reasons: dict[int, str] = {}
+    per_atom = {"position": state.positions, "velocity": state.velocities, "force": state.forces}
+    for name, values in per_atom.items():
+        if values is None:
+            continue
+        bad = (~torch.isfinite(values)).any(dim=1)
+        for i in bad.nonzero().squeeze(1).tolist():
+            b = int(state.batch[i])
+            local = i - int(state.num_atoms[:b].sum())
+            reasons.setdefault(b, f"system {b}: non-finite {name} of atom {local}")
+    if state.energy is not None:
+        _flag(reasons, ~torch.isfinite(state.energy), lambda b: "non-finite energy")
+    _flag(reasons, ~torch.isfinite(state.cell).all(dim=(1, 2)), lambda b: "non-finite cell")
+    if state.stress is not None:
+        _flag(reasons, ~torch.isfinite(state.stress).all(dim=(1, 2)), lambda b: "non-finite stress")
+    return reasons
+
+
+def _flag(reasons: dict[int, str], mask: torch.Tensor, reason: Callable[[int], str]) -> None:
+    """Add ``system b: reason(b)`` for every system ``b`` where ``mask`` ``[B]`` is set and that has no
+    reason yet."""
+    for b in mask.nonzero().squeeze(1).tolist():
+        reasons.setdefault(b, f"system {b}: {reason(b)}")
+
+
+def _isolated(state: MDState, edge_index: torch.Tensor) -> torch.Tensor:
+    """``[N]`` bool, atoms without a neighbour within the cutoff in a system of more than one atom."""
+    degree = torch.bincount(edge_index[0], minlength=state.positions.shape[0])
+    return (degree == 0) & (state.per_atom(state.num_atoms) > 1)

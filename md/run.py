@@ -7,6 +7,9 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
+import torch
+
+from mlip.md.checks import ExplosionError, MDInputError, check_parameter, check_structure
 from mlip.md.forcefield import ForceField
 from mlip.md.observers import EnergyLog, ExplosionGuard
 from mlip.md.state import MDState
@@ -22,12 +25,11 @@ class Writer(Protocol):
 
 @dataclasses.dataclass
 class RunResult:
-    """Outcome of :func:`simulate`: final state, log, why it stopped early (``None`` if it did not),
-    wall time (s), and throughput in atom-steps/s and ns/day."""
+    """Outcome of :func:`simulate`: final state, log, wall time (s), and throughput in atom-steps/s and
+    ns/day."""
 
     state: MDState
     log: EnergyLog
-    stopped: str | None
     wall_time: float
     atom_steps_per_s: float
     ns_per_day: float
@@ -46,43 +48,81 @@ def simulate(
     progress: bool = False,
 ) -> RunResult:
     """Run ``steps`` steps of ``dt`` fs with an integrator's ``step`` (the state initialised by its
-    ``init``). Logs every ``log_interval`` steps, writes every ``write_interval`` steps (and the first
-    frame), checks ``guard`` after every logged step: on a violation the last frame is written, the run
-    stops and ``RunResult.stopped`` says why. ``progress`` shows a tqdm bar with ns/day."""
+    ``init``). Logs every ``log_interval`` steps and the last one; writes the first frame, every
+    ``write_interval``-th and always the last one. ``progress`` shows a tqdm bar with ns/day.
+
+    The state and the parameters are checked before the first step (:class:`~mlip.md.checks.MDInputError`).
+    ``guard`` (default ``ExplosionGuard()``) checks every step; when a system explodes the run stops, the
+    frame of that step is logged and written (unless it is non-finite) and
+    :class:`~mlip.md.checks.ExplosionError` is raised with the step, the reason and the partial result.
+    """
     from tqdm import tqdm
 
+    check_parameter("dt", dt, "fs")
+    for name, value in (("steps", steps), ("log_interval", log_interval), ("write_interval", write_interval)):
+        if int(value) != value or value < (0 if name == "steps" else 1):
+            raise MDInputError(f"{name} = {value}: must be an integer >= {0 if name == 'steps' else 1}")
+    check_structure(state, "initial state")
+    if state.forces is None or state.energy is None:
+        raise MDInputError("the state has no forces: call the integrator's init first")
+    guard = guard if guard is not None else ExplosionGuard()
+    edge_index, vectors = model.neighbours(state)
+    guard.start(state, edge_index)
     log = EnergyLog()
     log.record(state)
-    for w in writers:
-        w.write(state)
-    stopped = None
-    done = 0
+    written: int | None = None
+    if _finite(state):
+        for w in writers:
+            w.write(state)
+        written = state.step
+    exploded = guard.check(state, edge_index, vectors)
+    if exploded:
+        raise _explosion(exploded, written if writers else None, _result(state, log, 0, dt, 0.0))
     bar = tqdm(total=steps, disable=not progress, unit="step")
     start = time.perf_counter()
     for i in range(1, steps + 1):
         step(state, model, dt)
-        done = i
-        if i % log_interval == 0 or i == steps:
+        exploded = guard.check(state, *model.neighbours(state))
+        last = i == steps or bool(exploded)
+        if i % log_interval == 0 or last:
             log.record(state)
-            if guard is not None:
-                stopped = guard.check(state, model.edge_vectors(state))
-        if i % write_interval == 0 or stopped is not None:
+        if (i % write_interval == 0 or last) and _finite(state):
             for w in writers:
                 w.write(state)
+            written = state.step
         if progress:
             elapsed = time.perf_counter() - start
             bar.set_postfix(ns_day=f"{i * dt * 1e-6 / max(elapsed, 1e-9) * 86400:.3g}", refresh=False)
             bar.update(1)
-        if stopped is not None:
-            break
+        if exploded:
+            bar.close()
+            result = _result(state, log, i, dt, time.perf_counter() - start)
+            raise _explosion(exploded, written if writers else None, result)
     wall = time.perf_counter() - start
     bar.close()
+    return _result(state, log, steps, dt, wall)
+
+
+def _result(state: MDState, log: EnergyLog, done: int, dt: float, wall: float) -> RunResult:
     n_atoms = state.positions.shape[0]
     return RunResult(
         state=state,
         log=log,
-        stopped=stopped,
         wall_time=wall,
         atom_steps_per_s=n_atoms * done / max(wall, 1e-12),
         ns_per_day=done * dt * 1e-6 / max(wall, 1e-12) * 86400,
     )
+
+
+def _finite(state: MDState) -> bool:
+    tensors = (state.positions, state.velocities, state.forces, state.energy, state.cell)
+    return all(bool(torch.isfinite(t).all()) for t in tensors if t is not None)
+
+
+def _explosion(exploded: dict[int, str], written: int | None, result: RunResult) -> ExplosionError:
+    """The error for the first exploded system, saying what the trajectory kept (``written``: the step
+    of the last frame written, ``None`` without writers or frames)."""
+    system, reason = next(iter(exploded.items()))
+    others = f" ({len(exploded) - 1} other system(s) too)" if len(exploded) > 1 else ""
+    kept = f"; trajectory kept up to step {written}" if written is not None else ""
+    return ExplosionError(result.state.step, f"{reason}{others}{kept}", system, result)

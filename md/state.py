@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from mlip.data.voigt import matrix_to_voigt
+from mlip.md.checks import MDInputError, check_parameter, check_structure
 from mlip.md.units import AMU_A2_FS2_TO_EV, FS, KB
 
 
@@ -164,16 +167,18 @@ def from_atoms(
     atoms_list: Any | Sequence[Any],
     device: str | torch.device = "cpu",
     seed: int | Sequence[int] = 0,
+    source: str | Path | None = None,
 ) -> MDState:
     """Build a state from one ``ase.Atoms`` or a list of them (masses, fixed atoms from ``FixAtoms``,
     velocities from ASE momenta converted to Å/fs). System ``b``'s generator is seeded with ``seed + b``
-    (an int) or ``seed[b]`` (a sequence)."""
+    (an int) or ``seed[b]`` (a sequence). The structure is checked
+    (:func:`mlip.md.checks.check_structure`); errors name ``source`` (the file it came from)."""
     from ase.constraints import FixAtoms
 
     if not isinstance(atoms_list, Sequence):
         atoms_list = [atoms_list]
     if len(atoms_list) == 0:
-        raise ValueError("from_atoms needs at least one ase.Atoms")
+        raise MDInputError("from_atoms needs at least one ase.Atoms")
     positions, velocities, masses, numbers, fixed = [], [], [], [], []
     for atoms in atoms_list:
         positions.append(atoms.get_positions())
@@ -183,7 +188,10 @@ def from_atoms(
         mask = np.zeros(len(atoms), dtype=bool)
         for constraint in atoms.constraints:
             if not isinstance(constraint, FixAtoms):
-                raise ValueError(f"unsupported ASE constraint {type(constraint).__name__}: only FixAtoms")
+                where = f"{source}: " if source is not None else ""
+                raise MDInputError(
+                    f"{where}unsupported ASE constraint {type(constraint).__name__}: only FixAtoms"
+                )
             mask[constraint.get_indices()] = True
         fixed.append(mask)
     f64 = dict(dtype=torch.float64, device=device)
@@ -205,8 +213,9 @@ def from_atoms(
     state.velocities[state.fixed] = 0.0
     seeds = [int(seed) + b for b in range(len(atoms_list))] if isinstance(seed, int) else list(seed)
     if len(seeds) != len(atoms_list):
-        raise ValueError(f"{len(seeds)} seeds for {len(atoms_list)} systems")
+        raise MDInputError(f"{len(seeds)} seeds for {len(atoms_list)} systems")
     state.generators = [torch.Generator(device=device).manual_seed(s) for s in seeds]
+    check_structure(state, source)
     return state
 
 
@@ -238,8 +247,7 @@ def to_atoms(state: MDState) -> list[Any]:
         if state.forces is not None:
             results["forces"] = state.forces[sl].detach().cpu().numpy()
         if state.stress is not None:
-            s = state.stress[b].detach().cpu().numpy()
-            results["stress"] = np.array([s[0, 0], s[1, 1], s[2, 2], s[1, 2], s[0, 2], s[0, 1]])
+            results["stress"] = matrix_to_voigt(state.stress[b].detach().cpu().numpy())
         if results:
             atoms.calc = SinglePointCalculator(atoms, **results)
         out.append(atoms)
@@ -251,6 +259,7 @@ def maxwell_boltzmann(state: MDState, temperature: float | torch.Tensor) -> MDSt
     """Draw velocities from the Maxwell–Boltzmann distribution at ``temperature`` (K, scalar or ``[B]``)
     with the state's generator, zero the centre-of-mass momentum of systems without fixed atoms, and
     rescale each system to exactly that temperature. Fixed atoms get zero velocity. In place; returns it."""
+    check_parameter("temperature", temperature, "K", allow_zero=True)
     t = state.per_system(temperature)
     sigma = torch.sqrt(KB * state.per_atom(t) / (state.masses * AMU_A2_FS2_TO_EV))  # Å/fs
     state.velocities = state.randn_atoms() * sigma[:, None]

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from mlip.md.checks import MDInputError, OutputExistsError
 from mlip.md.observers import observe
 from mlip.md.state import MDState, from_atoms, to_atoms
 
@@ -31,16 +32,16 @@ _UNITS = {"position": "Å", "velocity": "Å fs-1", "force": "eV Å-1", "edges": 
 class H5MDWriter:
     """Appends frames of a batched state to an H5MD file (see the module docstring).
 
-    ``append=True`` on an existing file continues it (the systems must have the same atom counts and
-    species); otherwise the file is created (an existing one is an error unless ``overwrite``).
+    ``append=True`` on an existing file continues it (the same number of systems, with the same species
+    in the same order; otherwise :class:`~mlip.md.checks.MDInputError`); otherwise the file is created
+    (an existing one is an :class:`~mlip.md.checks.OutputExistsError` unless ``overwrite``).
     """
 
     def __init__(self, path: str | Path, append: bool = False, overwrite: bool = False) -> None:
         import h5py
 
         self.path = Path(path)
-        if self.path.exists() and not (append or overwrite):
-            raise FileExistsError(f"{self.path} exists: pass append=True to continue it or overwrite=True")
+        refuse_existing([self.path], append or overwrite)
         mode = "a" if append and self.path.exists() else "w"
         self.file = h5py.File(self.path, mode)
         if mode == "w":
@@ -59,6 +60,9 @@ class H5MDWriter:
             else {}
         )
         counts = state.num_atoms.tolist()
+        stored = len(self.file["particles"]) if "particles" in self.file else 0
+        if stored and stored != len(counts):
+            raise MDInputError(f"{self.path} holds {stored} system(s), the state {len(counts)}")
         starts = np.cumsum([0, *counts])
         for b, n in enumerate(counts):
             sl = slice(int(starts[b]), int(starts[b]) + n)
@@ -80,7 +84,7 @@ class H5MDWriter:
         if name in self.file:
             group = self.file[name]
             if not np.array_equal(group["species"][()], species):
-                raise ValueError(f"{self.path}: system {b} has other atoms than the file's {name}")
+                raise MDInputError(f"{self.path}: system {b} has other atoms than the file's {name}")
             return group
         group = self.file.create_group(name)
         group.create_dataset("species", data=species)
@@ -127,15 +131,21 @@ def read_h5md(path: str | Path, frame: int = -1) -> tuple[list[Any], int, float]
     from mlip.md.units import FS
 
     atoms_list = []
-    with h5py.File(path, "r") as f:
+    if not Path(path).is_file():
+        raise MDInputError(f"{path}: no such trajectory file")
+    try:
+        f = h5py.File(path, "r")
+    except OSError as error:
+        raise MDInputError(f"{path}: not an HDF5 file ({error})") from error
+    with f:
         if "particles" not in f:
-            raise ValueError(f"{path} is not an H5MD file written by mlip.md (no /particles)")
+            raise MDInputError(f"{path} is not an H5MD file written by mlip.md (no /particles)")
         for name in sorted(f["particles"]):
             g = f["particles"][name]
             n_frames = min(g[k]["value"].shape[0] for k in ("position", "velocity") if k in g)
             n_frames = min(n_frames, g["box/edges/value"].shape[0])
             if n_frames == 0:
-                raise ValueError(f"{path}: {name} holds no complete frame")
+                raise MDInputError(f"{path}: {name} holds no complete frame")
             index = frame if frame >= 0 else n_frames + frame
             boundary = [b.decode() == "periodic" for b in g["box"].attrs["boundary"]]
             atoms = Atoms(
@@ -155,20 +165,32 @@ def resume(path: str | Path, device: str | torch.device = "cpu", seed: int = 0) 
     """A state from the last frame of an H5MD file (positions, velocities, cell, step, time). Integrator
     variables (thermostat chains) are not stored: call the integrator's ``init`` again."""
     atoms_list, step, time = read_h5md(path)
-    state = from_atoms(atoms_list, device=device, seed=seed)
+    state = from_atoms(atoms_list, device=device, seed=seed, source=f"{path} (step {step})")
     state.step, state.time = step, time
     return state
 
 
+def refuse_existing(paths: list[Path], allowed: bool) -> None:
+    """Raise :class:`~mlip.md.checks.OutputExistsError` for the first of ``paths`` that exists, unless
+    replacing or continuing it is ``allowed``."""
+    for path in paths:
+        if path.exists() and not allowed:
+            raise OutputExistsError(
+                f"{path} exists: pass append=True (--append) to continue it or overwrite=True (--overwrite)"
+            )
+
+
 class ASEWriter:
     """Appends frames to ASE files: ``.xyz``/``.extxyz`` (extended XYZ) or ``.traj``. With several systems,
-    system ``b`` goes to ``<stem>_<b><suffix>``."""
+    system ``b`` goes to ``<stem>_<b><suffix>``. An existing file is continued with ``append``, replaced
+    with ``overwrite``, and otherwise refused (:class:`~mlip.md.checks.OutputExistsError`) at the first
+    write, before anything is written."""
 
-    def __init__(self, path: str | Path, append: bool = False) -> None:
+    def __init__(self, path: str | Path, append: bool = False, overwrite: bool = False) -> None:
         self.path = Path(path)
         if self.path.suffix not in (".xyz", ".extxyz", ".traj"):
-            raise ValueError(f"ASEWriter writes .xyz, .extxyz or .traj files, not {self.path.name}")
-        self.append = append
+            raise MDInputError(f"ASEWriter writes .xyz, .extxyz or .traj files, not {self.path.name}")
+        self.append, self.overwrite = append, overwrite
         self._started = False
 
     def paths(self, num_systems: int) -> list[Path]:
@@ -180,7 +202,10 @@ class ASEWriter:
         """Append one frame of every system."""
         import ase.io
 
-        for atoms, path in zip(to_atoms(state), self.paths(state.num_systems), strict=True):
+        paths = self.paths(state.num_systems)
+        if not self._started:
+            refuse_existing(paths, self.append or self.overwrite)
+        for atoms, path in zip(to_atoms(state), paths, strict=True):
             append = self._started or (self.append and path.exists())
             if path.suffix == ".traj":
                 from ase.io.trajectory import Trajectory

@@ -24,8 +24,21 @@ from ase.calculators.calculator import Calculator, PropertyNotImplementedError, 
 
 from mlip.data import keys as K
 from mlip.data.atomic_data import AtomicData, DataError, collate, from_atoms
-from mlip.data.neighbors import SkinNeighborList, add_neighbors, edge_vectors
+from mlip.data.neighbors import (
+    HARD_MIN_DISTANCE,
+    CloseAtomsError,
+    SkinNeighborList,
+    add_neighbors,
+    closest_pair,
+)
+from mlip.data.voigt import matrix_to_voigt
+from mlip.errors import RunFailedError
+from mlip.kernels import set_backend
 from mlip.models.model import EquivariantModel
+
+
+class NonFiniteResultError(RunFailedError):
+    """The model returned a non-finite energy, force or stress (never passed on as a result)."""
 
 
 class MLIPCalculator(Calculator):
@@ -36,7 +49,14 @@ class MLIPCalculator(Calculator):
         device: where the model runs (default: CUDA if available, else CPU).
         dtype: compute dtype (default float64: accurate forces for optimizers and NVE MD).
         skin: neighbour-list skin (Å) for reuse across steps.
-        min_distance: warn when two atoms are closer than this (Å): the model was not trained there.
+        min_distance: warn (once per calculator) when two atoms are closer than this (Å): the model was
+            not trained there.
+        backend: kernel backend for this machine, ``"auto" | "torch" | "triton"``
+            (:func:`mlip.kernels.set_backend`).
+
+    Never returns NaN/inf: atoms closer than :data:`~mlip.data.neighbors.HARD_MIN_DISTANCE` (two atoms
+    at one position) raise :class:`~mlip.data.neighbors.CloseAtomsError` naming the atoms, and a
+    non-finite model output raises :class:`NonFiniteResultError`.
 
     Units: eV, Å, eV/Å, stress in eV/Å^3 (Voigt ``xx yy zz yz xz xy``, ASE's sign).
     """
@@ -50,6 +70,7 @@ class MLIPCalculator(Calculator):
         dtype: torch.dtype = torch.float64,
         skin: float = 0.5,
         min_distance: float = 0.5,
+        backend: str = "auto",
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -59,8 +80,10 @@ class MLIPCalculator(Calculator):
 
             model = load(model, device=device, dtype=dtype)
         self.model = model.to(device=device, dtype=dtype).eval().requires_grad_(False)
+        set_backend(self.model, backend)
         self.device, self.dtype = device, dtype
         self.min_distance = float(min_distance)
+        self._warned_close = False
         self.cutoff = float(self.model.cutoff)
         self._neighbors = SkinNeighborList(self.cutoff, skin)
 
@@ -82,16 +105,27 @@ class MLIPCalculator(Calculator):
             if k in (K.POSITIONS, K.ATOMIC_NUMBERS, K.CELL, K.PBC)
         }
 
-    def _warn_close(self, data: AtomicData) -> None:
-        if data[K.EDGE_INDEX].shape[1] == 0:
-            return
+    def _check_distances(self, data: AtomicData, names: Sequence[str], ptr: Sequence[int]) -> None:
+        """Refuse atoms closer than the hard floor, naming the structure (``names[b]``, its first atom
+        ``ptr[b]``) and the atoms by their index in it; warn once per calculator below ``min_distance``."""
         cell = data[K.CELL] if data[K.CELL].dim() == 3 else data[K.CELL].unsqueeze(0)
         batch = data.get(K.BATCH, torch.zeros_like(data[K.ATOMIC_NUMBERS]))
-        vectors = edge_vectors(data[K.POSITIONS], cell, batch, data[K.EDGE_INDEX], data[K.CELL_SHIFTS])
-        shortest = float(vectors.norm(dim=1).min())
-        if shortest < self.min_distance:
+        closest = closest_pair(data[K.POSITIONS], cell, batch, data[K.EDGE_INDEX], data[K.CELL_SHIFTS])
+        if closest is None:
+            return
+        i, j, distance = closest
+        if distance < HARD_MIN_DISTANCE:
+            b = int(batch[i])
+            i, j = i - ptr[b], j - ptr[b]
+            pair = f"atom {i} and its periodic image" if i == j else f"atoms {i} and {j}"
+            raise CloseAtomsError(
+                f"{names[b]}: {pair} are {distance:.3g} Å apart (hard floor {HARD_MIN_DISTANCE} Å)"
+            )
+        if distance < self.min_distance and not self._warned_close:
+            self._warned_close = True
             warnings.warn(
-                f"atoms {shortest:.3f} Å apart (below {self.min_distance} Å): outside any training data",
+                f"atoms {distance:.3f} Å apart (below {self.min_distance} Å): outside any training data "
+                "(warned once per calculator)",
                 RuntimeWarning,
                 stacklevel=3,
             )
@@ -117,9 +151,9 @@ class MLIPCalculator(Calculator):
             data[K.POSITIONS], data[K.CELL].reshape(1, 3, 3), data[K.PBC].reshape(1, 3), batch
         )
         data[K.EDGE_INDEX], data[K.CELL_SHIFTS] = edge_index, shifts
-        self._warn_close(data)
+        self._check_distances(data, ["MLIPCalculator"], [0])
         out = self.model(data, compute_forces=True, compute_stress=with_stress)
-        self.results = _results(out, 0, slice(None), with_stress)
+        self.results = _results(out, 0, slice(None), with_stress, "MLIPCalculator")
 
     def calculate_many(self, structures: Sequence[Atoms], max_atoms: int = 20000) -> list[dict[str, Any]]:
         """Results (the :attr:`implemented_properties` dict of each structure, stress only for 3D cells)
@@ -131,11 +165,11 @@ class MLIPCalculator(Calculator):
             for indices in _batches(group, [len(structures[i]) for i in group], max_atoms):
                 records = [self._record(structures[i], f"structure {i}") for i in indices]
                 data = add_neighbors(collate(records), self.cutoff)
-                self._warn_close(data)
-                out = self.model(data, compute_forces=True, compute_stress=with_stress)
                 ptr = data[K.PTR].tolist()
+                self._check_distances(data, [f"structure {i}" for i in indices], ptr)
+                out = self.model(data, compute_forces=True, compute_stress=with_stress)
                 for j, i in enumerate(indices):
-                    results[i] = _results(out, j, slice(ptr[j], ptr[j + 1]), with_stress)
+                    results[i] = _results(out, j, slice(ptr[j], ptr[j + 1]), with_stress, f"structure {i}")
         return results  # type: ignore[return-value]
 
 
@@ -152,7 +186,11 @@ def _batches(indices: list[int], sizes: list[int], max_atoms: int) -> list[list[
     return out
 
 
-def _results(out: dict[str, torch.Tensor], index: int, atoms: slice, with_stress: bool) -> dict[str, Any]:
+def _results(
+    out: dict[str, torch.Tensor], index: int, atoms: slice, with_stress: bool, source: str
+) -> dict[str, Any]:
+    """Structure ``index``'s results (its atoms ``atoms``) as ASE wants them; a non-finite value raises
+    :class:`NonFiniteResultError` naming ``source``, the property and the first bad atom."""
     energy = float(out["energy"][index].detach())
     results: dict[str, Any] = {
         "energy": energy,
@@ -161,6 +199,10 @@ def _results(out: dict[str, torch.Tensor], index: int, atoms: slice, with_stress
         "energies": out["energies"][atoms].detach().cpu().double().numpy(),
     }
     if with_stress:
-        s = out["stress"][index].detach().cpu().double().numpy()
-        results["stress"] = np.array([s[0, 0], s[1, 1], s[2, 2], s[1, 2], s[0, 2], s[0, 1]])
+        results["stress"] = matrix_to_voigt(out["stress"][index].detach().cpu().double().numpy())
+    for name, values in results.items():
+        finite = np.isfinite(values)
+        if not finite.all():
+            at = f" (atom {int(np.argwhere(~finite)[0, 0])})" if name in ("forces", "energies") else ""
+            raise NonFiniteResultError(f"{source}: the model returned a non-finite {name}{at}")
     return results

@@ -78,11 +78,7 @@ def _configurations(args: argparse.Namespace) -> list[Any]:
         if not args.model:
             raise SystemExit("mlip label: --method md needs --model")
         if args.smiles:
-            from ase import Atoms
-
-            mol = sampling.molecule_from_smiles(args.smiles, seed=args.seed)
-            numbers = [a.GetAtomicNum() for a in mol.GetAtoms()]
-            start = Atoms(numbers=numbers, positions=mol.GetConformer().GetPositions())
+            start = sampling.atoms_from_smiles(args.smiles, seed=args.seed)
         else:
             start = read(args.molecule, index=0)
         return sampling.md_samples(

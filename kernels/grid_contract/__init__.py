@@ -23,9 +23,8 @@ _warned_fallback = False
 def resolve_backend(backend: str, device: torch.device) -> str:
     """``"torch"`` or ``"triton"``: ``auto`` takes the torch path on every device (logged once).
 
-    Deviation from DESIGN.md (auto = Triton on CUDA), by measurement: on an H100 (fp32, batch 10k x 128
-    channels, ``benchmarks/results/gaunt_gpu.json``) the batched cuBLAS GEMMs of the torch path beat the
-    fused kernel at every L (L=8 forward 21.6 ms vs 97.0 ms fp32-accurate tf32x3, 27.9 ms plain TF32).
+    Unlike the tensor products (auto = Triton on CUDA), by measurement: on an H100 the batched cuBLAS
+    GEMMs of the torch path beat the fused kernel at every L in fp32 (``benchmarks/notes/gaunt.md``).
     ``backend="triton"`` still selects the fused kernel explicitly.
     """
     global _warned_fallback

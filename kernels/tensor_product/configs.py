@@ -1,4 +1,4 @@
-"""The standard kernel benchmark set (DESIGN.md): irreps of each configuration, shared by tests and
+"""The standard kernel benchmark set (ARCHITECTURE.md): irreps of each configuration, shared by tests and
 ``benchmarks/tp.py``. Channelwise configs use :func:`uvu_instructions` (one output block per path, as
 MACE and NequIP build their convolutions); the ``uvw`` configs connect every allowed path."""
 

@@ -1,13 +1,17 @@
-"""Fused tensor-product convolution ``out[i] = sum_{e: dst(e)=i} TP(x[src(e)], sh[e], w[e])``."""
+"""Fused tensor-product convolution ``out[i] = sum_{e: dst(e)=i} TP(x[src(e)], sh[e], w[e])``.
+
+Paths: ``reference.py`` (the definition), ``torch_fast.py`` (the CPU path, and its memory-bounded
+chunked inference mode), ``triton.py`` (segment reductions over a CSR of edges, CUDA).
+"""
 
 from __future__ import annotations
 
 import torch
 
-from mlip.kernels.tensor_product.graph import ConvGraph
 from mlip.kernels.tensor_product.module import TensorProduct, check_dtype, resolve_backend
+from mlip.kernels.tp_conv.graph import ConvGraph
 from mlip.kernels.tp_conv.reference import tp_conv_reference
-from mlip.kernels.tp_conv.torch_fast import tp_conv_fast
+from mlip.kernels.tp_conv.torch_fast import chunk_slices, tp_conv_chunked, tp_conv_fast
 
 __all__ = ["ConvGraph", "tp_conv"]
 
@@ -23,6 +27,8 @@ def tp_conv(
     deterministic: bool = False,
     backend: str | None = None,
     graph: ConvGraph | None = None,
+    weight_fn: torch.nn.Module | None = None,
+    chunked: bool = False,
 ) -> torch.Tensor:
     """Message passing with a tensor product: ``out[i] = sum_{e: dst(e)=i} tp(x[src(e)], sh[e], w[e])``.
 
@@ -42,6 +48,13 @@ def tp_conv(
             computed on first use and kept, so a model that builds one per neighbour list and passes it
             to every layer sorts the edges once per graph instead of once per call (Triton path; the
             torch paths scatter with ``index_add`` and do not sort). ``None``: a fresh one per call.
+        weight_fn: a module mapping ``edge_weights`` (then its per-edge inputs, e.g. the radial
+            basis, ``[E, B]`` or ``[E]``) to the weights ``[E, tp.weight_numel]`` (e.g. the radial MLP).
+        chunked: with ``weight_fn``, the memory-bounded inference mode: weights and messages computed per
+            chunk of edges and recomputed in the backward, first derivatives only
+            (:func:`~mlip.kernels.tp_conv.torch_fast.tp_conv_chunked`). Taken on the CPU's fast torch path
+            when there is more than one chunk; elsewhere the plain path runs (on CUDA the Triton
+            ``tp_conv`` never stores per-edge messages: nothing to bound).
 
     Returns ``[N, tp.irreps_out.dim]`` in the dtype of ``node_feats`` (float32 or float64).
     The Triton path never materializes per-edge messages; differentiable to any order.
@@ -54,13 +67,22 @@ def tp_conv(
     if edge_sh.shape != (num_edges, tp.irreps_in2.dim) or edge_dst.shape != edge_src.shape:
         raise ValueError(f"edge_sh must be [E={num_edges}, {tp.irreps_in2.dim}] and edge_dst [E]")
     check_dtype(node_feats, edge_sh)
+    desc = tp.descriptor
+    path = resolve_backend(tp.backend if backend is None else backend, desc, node_feats.device)
+    if weight_fn is not None:
+        if edge_weights is None or edge_weights.shape[0] != num_edges:
+            raise ValueError(f"weight_fn needs its inputs [E={num_edges}, ...] as edge_weights")
+        cpu = node_feats.device.type == "cpu"
+        if chunked and cpu and path == "fast" and desc.channelwise and len(chunk_slices(desc, num_edges)) > 1:
+            return tp_conv_chunked(desc, node_feats, edge_sh, weight_fn, edge_weights, edge_src, edge_dst)
+        edge_weights = weight_fn(edge_weights)
+    elif chunked:
+        raise ValueError("chunked=True needs weight_fn (the weights are computed per chunk of edges)")
     weight = tp.resolve_weight(edge_weights, num_edges)
     if weight is not None:
         check_dtype(weight)
     if graph is not None:
         graph.check(edge_src, edge_dst, num_nodes)
-    desc = tp.descriptor
-    path = resolve_backend(tp.backend if backend is None else backend, desc, node_feats.device)
     args = (desc, node_feats, edge_sh, weight, edge_src, edge_dst, num_nodes)
     if path == "triton":
         from mlip.kernels.tp_conv.triton import tp_conv_triton

@@ -5,11 +5,18 @@ temporaries stay bounded in inference; node features are converted to the ``[N, 
 once, before the gather, and the output is converted back once, after the scatter. Descriptors that are
 not channelwise (``uvw``, ``mul2 > 1``) gather node features per chunk of edges and use the general
 pair/GEMM product.
+
+:func:`tp_conv_chunked` is the memory-bounded inference mode: the per-edge weights come from a weight
+function (the radial MLP) evaluated per chunk of edges, and the backward recomputes each chunk's
+intermediates instead of storing them, so no per-edge tensor of a layer (``E x channels x Σ(2l+1)``,
+gigabytes for a 1000-atom box) exists at full size in the forward or the force backward. First
+derivatives only (``once_differentiable``): training, which differentiates forces, takes the plain path.
 """
 
 from __future__ import annotations
 
 import torch
+from torch.autograd.function import once_differentiable
 
 from mlip.kernels.tensor_product import torch_fast as fast
 from mlip.kernels.tensor_product.descriptor import TPDescriptor
@@ -59,3 +66,112 @@ def tp_conv_fast(
                 agg = agg + scatter_sum(msg, dst, num_nodes, deterministic)
         blocks.update(fast.from_channels(agg, desc, g))
     return fast.assemble(desc, blocks, num_nodes, node_feats)
+
+
+EDGES_PER_CHUNK = 4096
+
+
+def chunk_slices(desc: TPDescriptor, num_edges: int) -> list[slice]:
+    """Edge slices of at most ``EDGES_PER_CHUNK`` edges whose ``[edges, U, K]`` message temporaries hold
+    about ``torch_fast.CHUNK_ELEMENTS`` elements (channelwise descriptors)."""
+    widest = max(g.mul * g.width for g in fast.plan(desc))
+    step = max(1, min(EDGES_PER_CHUNK, fast.CHUNK_ELEMENTS // widest))
+    return [slice(s, min(s + step, num_edges)) for s in range(0, num_edges, step)]
+
+
+def tp_conv_chunked(
+    desc: TPDescriptor,
+    node_feats: torch.Tensor,
+    edge_sh: torch.Tensor,
+    weight_fn: torch.nn.Module,
+    weight_inputs: torch.Tensor,
+    edge_src: torch.Tensor,
+    edge_dst: torch.Tensor,
+) -> torch.Tensor:
+    """:func:`tp_conv_fast` with edge weights ``weight_fn(weight_inputs)`` ``[E, weight_numel]``, computed
+    and used one chunk of edges at a time (``weight_inputs`` ``[E, B]``: the radial basis); channelwise
+    descriptors, first derivatives with respect to every input and ``weight_fn``'s parameters."""
+    params = list(weight_fn.parameters())
+    return _ChunkedConvolution.apply(
+        node_feats, edge_sh, weight_inputs, edge_src, edge_dst, weight_fn, desc, *params
+    )
+
+
+class _ChunkedConvolution(torch.autograd.Function):
+    """Node features are converted to the ``[N, U, D1]`` channel layout of each group of
+    :mod:`mlip.kernels.tensor_product.torch_fast` once, messages of each chunk of edges are added into one
+    ``[N, U, K]`` buffer per group, and the backward converts the output gradient to that layout once:
+    per chunk only edge-sized tensors are made (no node-sized temporaries per chunk)."""
+
+    @staticmethod
+    def forward(ctx, x, sh, radial, src, dst, weight_fn, desc, *params):  # type: ignore[override]
+        ctx.save_for_backward(x, sh, radial, src, dst, *params)
+        ctx.weight_fn, ctx.desc = weight_fn, desc
+        groups = fast.plan(desc)
+        nodes = [fast.to_channels(x, desc, g) for g in groups]
+        sums = [x.new_zeros(x.shape[0], g.mul, g.out_width) for g in groups]
+        for s in chunk_slices(desc, src.numel()):
+            weights = fast.extend_weights(desc, weight_fn(radial[s]), x)
+            for g, xc, total in zip(groups, nodes, sums, strict=True):
+                total.index_add_(
+                    0, dst[s], fast.messages(desc, g, xc.index_select(0, src[s]), sh[s], weights)
+                )
+        blocks: dict[int, torch.Tensor] = {}
+        for g, total in zip(groups, sums, strict=True):
+            blocks.update(fast.from_channels(total, desc, g))
+        return fast.assemble(desc, blocks, x.shape[0], x)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_out):  # type: ignore[override]
+        x, sh, radial, src, dst, *params = ctx.saved_tensors
+        desc = ctx.desc
+        groups = fast.plan(desc)
+        want_x, want_sh, want_radial = ctx.needs_input_grad[:3]
+        param_wanted = list(ctx.needs_input_grad[7:])
+        live_params = [p for p, w in zip(ctx.weight_fn.parameters(), param_wanted, strict=True) if w]
+        nodes = [fast.to_channels(x, desc, g) for g in groups]
+        grad_sums = [fast.to_out_channels(grad_out, desc, g) for g in groups]
+        grad_nodes = [torch.zeros_like(xc) for xc in nodes]
+        grad_sh = torch.zeros_like(sh) if want_sh else None
+        grad_radial = torch.zeros_like(radial) if want_radial else None
+        grad_params = [torch.zeros_like(p) for p in live_params]
+        for s in chunk_slices(desc, src.numel()):
+            with torch.enable_grad():
+                shd = sh[s].detach().requires_grad_(want_sh)
+                rd = radial[s].detach().requires_grad_(want_radial)
+                weights = fast.extend_weights(desc, ctx.weight_fn(rd), x)
+                gathered = [xc.index_select(0, src[s]).requires_grad_(want_x) for xc in nodes]
+                messages = [
+                    fast.messages(desc, g, xs, shd, weights) for g, xs in zip(groups, gathered, strict=True)
+                ]
+                inputs = [t for t, w in zip((shd, rd), (want_sh, want_radial), strict=True) if w]
+                inputs += (gathered if want_x else []) + live_params
+                grads = list(
+                    torch.autograd.grad(
+                        messages,
+                        inputs,
+                        [g.index_select(0, dst[s]) for g in grad_sums],
+                        allow_unused=True,
+                    )
+                )
+            if want_sh:
+                _accumulate(grad_sh, grads.pop(0), s)
+            if want_radial:
+                _accumulate(grad_radial, grads.pop(0), s)
+            if want_x:
+                for grad_node in grad_nodes:
+                    g = grads.pop(0)
+                    if g is not None:
+                        grad_node.index_add_(0, src[s], g)
+            for total in grad_params:
+                _accumulate(total, grads.pop(0), slice(None))
+        grad_x = fast.from_in_channels(grad_nodes, desc, groups) if want_x else None
+        merged = iter(grad_params)
+        all_params = [next(merged) if w else None for w in param_wanted]
+        return (grad_x, grad_sh, grad_radial, None, None, None, None, *all_params)
+
+
+def _accumulate(total: torch.Tensor, grad: torch.Tensor | None, index: slice) -> None:
+    if grad is not None:
+        total[index] += grad

@@ -9,8 +9,8 @@ from __future__ import annotations
 import torch
 
 from mlip.kernels.tensor_product.descriptor import TPDescriptor
-from mlip.kernels.tensor_product.graph import ConvGraph
 from mlip.kernels.tensor_product.triton import compute, weight_slot
+from mlip.kernels.tp_conv.graph import ConvGraph
 
 
 def tp_conv_triton(

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from mlip.data import keys as K
+from mlip.data.voigt import matrix_to_voigt, voigt_to_matrix
 from mlip.errors import UserInputError
 
 AtomicData = dict[str, torch.Tensor]
@@ -80,12 +81,6 @@ def validate(data: AtomicData, source: str | None = None, index: int | None = No
     return data
 
 
-def _voigt_to_matrix(stress: np.ndarray) -> np.ndarray:
-    """ASE Voigt order (xx, yy, zz, yz, xz, xy) -> symmetric [3, 3]."""
-    xx, yy, zz, yz, xz, xy = stress
-    return np.array([[xx, xy, xz], [xy, yy, yz], [xz, yz, zz]])
-
-
 def from_atoms(
     atoms: Any,
     energy: float | None = None,
@@ -121,7 +116,7 @@ def from_atoms(
         data[K.FORCES] = torch.as_tensor(np.asarray(forces, dtype=np.float64))
     if stress is not None:
         s = np.asarray(stress, dtype=np.float64)
-        data[K.STRESS] = torch.as_tensor(_voigt_to_matrix(s) if s.shape == (6,) else s.reshape(s.shape))
+        data[K.STRESS] = torch.as_tensor(voigt_to_matrix(s) if s.shape == (6,) else s.reshape(s.shape))
     if "tags" in atoms.arrays:
         data[K.TAGS] = torch.as_tensor(atoms.get_tags(), dtype=torch.int64)
     fixed = _fixed_mask(atoms)
@@ -163,8 +158,7 @@ def to_atoms(data: AtomicData) -> Any:
     if K.FORCES in data:
         results["forces"] = data[K.FORCES].cpu().numpy()
     if K.STRESS in data:
-        s = data[K.STRESS].cpu().numpy()
-        results["stress"] = np.array([s[0, 0], s[1, 1], s[2, 2], s[1, 2], s[0, 2], s[0, 1]])
+        results["stress"] = matrix_to_voigt(data[K.STRESS].cpu().numpy())
     if results:
         atoms.calc = SinglePointCalculator(atoms, **results)
     return atoms

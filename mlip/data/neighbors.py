@@ -19,7 +19,9 @@ from __future__ import annotations
 import torch
 
 from mlip.data import keys as K
-from mlip.data.atomic_data import AtomicData
+from mlip.data.atomic_data import AtomicData, DataError
+
+HARD_MIN_DISTANCE = 0.1  # Å: atoms closer than this are refused (no potential is meaningful there)
 
 _WINDOW_EPS = 1e-9  # widening (in fractional units) of the image window: extra candidates, never missed pairs
 
@@ -204,6 +206,27 @@ def edge_vectors(
     src, dst = edge_index
     offsets = torch.einsum("ei,eij->ej", cell_shifts.to(cell.dtype), cell[batch[src]])
     return positions[dst] - positions[src] + offsets
+
+
+class CloseAtomsError(DataError):
+    """Two atoms (or an atom and its periodic image) closer than :data:`HARD_MIN_DISTANCE`."""
+
+
+def closest_pair(
+    positions: torch.Tensor,
+    cell: torch.Tensor,
+    batch: torch.Tensor,
+    edge_index: torch.Tensor,
+    cell_shifts: torch.Tensor,
+) -> tuple[int, int, float] | None:
+    """``(src, dst, distance)`` (Å) of the shortest edge (arguments as for :func:`edge_vectors`), or
+    ``None`` without edges; ``src == dst`` means an atom and its own periodic image."""
+    if edge_index.shape[1] == 0:
+        return None
+    with torch.no_grad():
+        lengths = edge_vectors(positions, cell, batch, edge_index, cell_shifts).norm(dim=1)
+        e = int(lengths.argmin())
+        return int(edge_index[0, e]), int(edge_index[1, e]), float(lengths[e])
 
 
 def add_neighbors(data: AtomicData, cutoff: float) -> AtomicData:

@@ -16,6 +16,8 @@ from typing import Any
 
 import numpy as np
 
+from mlip.errors import UserInputError
+
 _KB_KCAL = 0.0019872043  # Boltzmann constant, kcal/mol/K
 # sqrt(kcal/mol / (Å² amu)) in rad/s, and the speed of light in cm/s: λ -> wavenumber (cm⁻¹)
 _OMEGA_UNIT = math.sqrt(4184.0 / 6.02214076e23 / 1e-20 / 1.66053906660e-27)
@@ -29,12 +31,21 @@ def molecule_from_smiles(smiles: str, seed: int = 0) -> Any:
 
     mol = Chem.MolFromSmiles(smiles)
     if mol is None:
-        raise ValueError(f"rdkit cannot parse SMILES {smiles!r}")
+        raise UserInputError(f"rdkit cannot parse the SMILES {smiles!r}")
     mol = Chem.AddHs(mol)
     if AllChem.EmbedMolecule(mol, randomSeed=seed) != 0:
-        raise ValueError(f"rdkit could not embed a 3D conformer for {smiles!r}")
+        raise UserInputError(f"rdkit could not embed a 3D conformer for {smiles!r}")
     AllChem.MMFFOptimizeMolecule(mol, maxIters=2000)
     return mol
+
+
+def atoms_from_smiles(smiles: str, seed: int = 0) -> Any:
+    """An ``ase.Atoms`` (positions in Å) of :func:`molecule_from_smiles`'s conformer."""
+    from ase import Atoms
+
+    mol = molecule_from_smiles(smiles, seed)
+    numbers = [a.GetAtomicNum() for a in mol.GetAtoms()]
+    return Atoms(numbers=numbers, positions=mol.GetConformer().GetPositions())
 
 
 def molecule_from_atoms(atoms: Any) -> Any:

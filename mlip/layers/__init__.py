@@ -1,10 +1,10 @@
 """Building blocks of the models: radial bases, species embedding, equivariant linear maps, gates,
 normalized activations, E0/scale, MACE's symmetric contraction and grid product basis, spherical-grid
-mixing, and the memory-bounded edge convolution."""
+mixing, the edge embedding and the edge convolution every model shares."""
 
 from mlip.layers.activations import NormalizedActivation, normalized_activation
-from mlip.layers.conv import edge_convolution
-from mlip.layers.embedding import SpeciesEmbedding, SpeciesIndex
+from mlip.layers.conv import EdgeConvolution, EdgeEmbedding, Edges
+from mlip.layers.embedding import SpeciesEmbedding, SpeciesIndex, check_species
 from mlip.layers.gate import Gate
 from mlip.layers.grid_product import GridProductBasis
 from mlip.layers.linear import Linear
@@ -25,6 +25,9 @@ __all__ = [
     "BesselBasis",
     "BesselEnvelope",
     "CubicBSplineBasis",
+    "EdgeConvolution",
+    "EdgeEmbedding",
+    "Edges",
     "Gate",
     "GridProductBasis",
     "Linear",
@@ -38,7 +41,7 @@ __all__ = [
     "SphericalGLU",
     "SplineRadial",
     "SymmetricContraction",
-    "edge_convolution",
+    "check_species",
     "normalized_activation",
     "symmetric_basis",
 ]

@@ -5,11 +5,10 @@ elements for its backward pass (gigabytes at 10k atoms). :func:`checkpointed_row
 chunks of rows, saving only each chunk's inputs and recomputing its intermediates when forces are
 taken: peak memory then holds one chunk's intermediates, at the price of a second forward of the layer.
 
-Chunk sizes differ by device. The product of a 128x0e+128x1o, L=3, correlation-3 MACE keeps about 0.9 MB
-per row in float32 (peak RSS at 999 atoms: 0.87 GB chunked, 1.78 GB unchunked); recomputation cost 9 %
-of a CPU step whatever the chunk size (64 or 256 rows). On a GPU every chunk costs kernel launches, and
-the H100 profile at 1k atoms showed the model bound by them (118 ms of host time for 14.5 ms of GPU
-time), so CUDA chunks are as large as a few GB of intermediates allow: a 1k-atom system runs unchunked.
+Chunk sizes differ by device: on the CPU a small chunk bounds the memory (roughly halving the peak of a
+MACE product basis) for a recomputation cost that does not depend on the chunk size; on a GPU every
+chunk costs kernel launches, which bound these models at small sizes, so CUDA chunks are as large as a few
+GB of intermediates allow. The measurements are in ``benchmarks/notes/chunking.md``.
 """
 
 from __future__ import annotations
@@ -36,6 +35,6 @@ def checkpointed_rows(
     if total <= rows:
         return fn(*inputs)
     # torch.split, not slicing: the backward of a slice fills a zero gradient of the whole input per chunk
-    # (quadratic in the rows: 1.6 of 10.6 ms per atom at 10k atoms), a split's backward is one concatenation
+    # (quadratic in the rows), a split's backward is one concatenation
     chunks = zip(*(t.split(rows) for t in inputs), strict=True)
     return torch.cat([checkpoint(fn, *chunk, use_reentrant=False) for chunk in chunks])

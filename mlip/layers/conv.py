@@ -1,138 +1,104 @@
-"""Memory-bounded message passing for inference: the radial MLP and the channelwise messages of the fast
-torch tensor product (:mod:`mlip.kernels.tensor_product.torch_fast`) evaluated over chunks of edges, with
-the per-edge intermediates recomputed in the backward pass instead of stored.
+"""The edge side of message passing, shared by the models: :class:`EdgeEmbedding` (graph, harmonics,
+radial basis of a neighbour list) and :class:`EdgeConvolution` (linear, tensor-product convolution with
+the edge harmonics weighted by a learned radial function, linear).
 
-Per-edge tensors of a MACE layer (``E x channels x Σ(2l+1)``, gigabytes for a 1000-atom box) then never
-exist at full size, in the forward or the force backward; the working set stays in cache. First
-derivatives only (``once_differentiable``): training, which differentiates forces, uses the plain
-autograd path (:func:`edge_convolution` picks it when ``chunked=False``).
+In eval mode the convolution runs :func:`mlip.kernels.tp_conv`'s memory-bounded chunked mode (first
+derivatives only, enough for forces and stress); training, which differentiates forces with respect to
+the weights, takes the plain path.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import NamedTuple
+
 import torch
-from torch.autograd.function import once_differentiable
 
-from mlip.kernels import ConvGraph, TensorProduct, tp_conv
-from mlip.kernels.tensor_product import torch_fast as fast
-from mlip.kernels.tensor_product.module import resolve_backend
-
-EDGES_PER_CHUNK = 4096
+from mlip.kernels import ConvGraph, TensorProduct, tp_conv, uvu_instructions
+from mlip.layers.linear import Linear
+from mlip.o3 import Irreps, spherical_harmonics
 
 
-def _chunks(num_edges: int, tp: TensorProduct) -> list[slice]:
-    """Edge slices of at most ``EDGES_PER_CHUNK`` edges whose ``[edges, U, K]`` message temporaries hold
-    about ``torch_fast.CHUNK_ELEMENTS`` elements."""
-    widest = max(g.mul * g.width for g in fast.plan(tp.descriptor))
-    step = max(1, min(EDGES_PER_CHUNK, fast.CHUNK_ELEMENTS // widest))
-    return [slice(s, min(s + step, num_edges)) for s in range(0, num_edges, step)]
+class Edges(NamedTuple):
+    """One neighbour list as the layers see it.
+
+    src, dst: ``[E]`` int64 (messages flow ``src -> dst``); graph: the :class:`~mlip.kernels.ConvGraph`
+    of ``src``/``dst`` (edges sorted once, shared by every layer); sh: component-normalized spherical
+    harmonics of the edge directions ``[E, (lmax+1)²]`` (e3nn layout); radial: the radial basis
+    ``[E, B]``, or the edge lengths ``[E]`` (Å) when the model has no fixed basis.
+    """
+
+    src: torch.Tensor
+    dst: torch.Tensor
+    graph: ConvGraph
+    sh: torch.Tensor
+    radial: torch.Tensor
 
 
-class _ChunkedConvolution(torch.autograd.Function):
-    """Channelwise descriptors only. Node features are converted to the ``[N, U, D1]`` channel layout of
-    each group of :mod:`mlip.kernels.tensor_product.torch_fast` once, messages of each chunk of edges are
-    added into one ``[N, U, K]`` buffer per group, and the backward converts the output gradient to that
-    layout once: per chunk only edge-sized tensors are made (no node-sized temporaries per chunk)."""
+class EdgeEmbedding(torch.nn.Module):
+    """Edge index ``[2, E]`` and edge vectors ``[E, 3]`` (Å, dst - src) -> :class:`Edges`.
 
-    @staticmethod
-    def forward(ctx, x, sh, radial, src, dst, radial_mlp, tp, *params):  # type: ignore[override]
-        ctx.save_for_backward(x, sh, radial, src, dst, *params)
-        ctx.radial_mlp, ctx.tp = radial_mlp, tp
-        desc = tp.descriptor
-        groups = fast.plan(desc)
-        nodes = [fast.to_channels(x, desc, g) for g in groups]
-        sums = [x.new_zeros(x.shape[0], g.mul, g.out_width) for g in groups]
-        for s in _chunks(src.numel(), tp):
-            weights = fast.extend_weights(desc, radial_mlp(radial[s]), x)
-            for g, xc, total in zip(groups, nodes, sums, strict=True):
-                total.index_add_(
-                    0, dst[s], fast.messages(desc, g, xc.index_select(0, src[s]), sh[s], weights)
-                )
-        blocks: dict[int, torch.Tensor] = {}
-        for g, total in zip(groups, sums, strict=True):
-            blocks.update(fast.from_channels(total, desc, g))
-        return fast.assemble(desc, blocks, x.shape[0], x)
+    Args: ``lmax`` of the harmonics; ``radial_basis``: module ``r [E] -> [E, B]`` (``None``: ``radial``
+    holds the lengths themselves, for models whose radial functions take ``r``).
+    """
 
-    @staticmethod
-    @once_differentiable
-    def backward(ctx, grad_out):  # type: ignore[override]
-        x, sh, radial, src, dst, *params = ctx.saved_tensors
-        tp = ctx.tp
-        desc = tp.descriptor
-        groups = fast.plan(desc)
-        want_x, want_sh, want_radial = ctx.needs_input_grad[:3]
-        param_wanted = list(ctx.needs_input_grad[7:])
-        live_params = [p for p, w in zip(ctx.radial_mlp.parameters(), param_wanted, strict=True) if w]
-        nodes = [fast.to_channels(x, desc, g) for g in groups]
-        grad_sums = [fast.to_out_channels(grad_out, desc, g) for g in groups]
-        grad_nodes = [torch.zeros_like(xc) for xc in nodes]
-        grad_sh = torch.zeros_like(sh) if want_sh else None
-        grad_radial = torch.zeros_like(radial) if want_radial else None
-        grad_params = [torch.zeros_like(p) for p in live_params]
-        for s in _chunks(src.numel(), tp):
-            with torch.enable_grad():
-                shd = sh[s].detach().requires_grad_(want_sh)
-                rd = radial[s].detach().requires_grad_(want_radial)
-                weights = fast.extend_weights(desc, ctx.radial_mlp(rd), x)
-                gathered = [xc.index_select(0, src[s]).requires_grad_(want_x) for xc in nodes]
-                messages = [
-                    fast.messages(desc, g, xs, shd, weights) for g, xs in zip(groups, gathered, strict=True)
-                ]
-                inputs = [t for t, w in zip((shd, rd), (want_sh, want_radial), strict=True) if w]
-                inputs += (gathered if want_x else []) + live_params
-                grads = list(
-                    torch.autograd.grad(
-                        messages,
-                        inputs,
-                        [g.index_select(0, dst[s]) for g in grad_sums],
-                        allow_unused=True,
-                    )
-                )
-            if want_sh:
-                _accumulate(grad_sh, grads.pop(0), s)
-            if want_radial:
-                _accumulate(grad_radial, grads.pop(0), s)
-            if want_x:
-                for grad_node in grad_nodes:
-                    g = grads.pop(0)
-                    if g is not None:
-                        grad_node.index_add_(0, src[s], g)
-            for total in grad_params:
-                _accumulate(total, grads.pop(0), slice(None))
-        grad_x = fast.from_in_channels(grad_nodes, desc, groups) if want_x else None
-        merged = iter(grad_params)
-        all_params = [next(merged) if w else None for w in param_wanted]
-        return (grad_x, grad_sh, grad_radial, None, None, None, None, *all_params)
+    def __init__(self, lmax: int, radial_basis: torch.nn.Module | None = None) -> None:
+        super().__init__()
+        self.lmax = lmax
+        self.radial_basis = radial_basis
+
+    def forward(self, edge_index: torch.Tensor, edge_vectors: torch.Tensor, num_nodes: int) -> Edges:
+        src, dst = edge_index[0], edge_index[1]
+        sh = spherical_harmonics(self.lmax, edge_vectors, normalize=True, normalization="component")
+        r = edge_vectors.norm(dim=-1)
+        radial = r if self.radial_basis is None else self.radial_basis(r)
+        return Edges(src, dst, ConvGraph(src, dst, num_nodes), sh, radial)
 
 
-def _accumulate(total: torch.Tensor, grad: torch.Tensor | None, index: slice) -> None:
-    if grad is not None:
-        total[index] += grad
+class EdgeConvolution(torch.nn.Module):
+    """``linear_out(tp_conv(linear_up(h), Y, radial(basis))) / avg_num_neighbors`` (e3nn layout).
 
-
-def edge_convolution(
-    x: torch.Tensor,
-    sh: torch.Tensor,
-    radial: torch.Tensor,
-    src: torch.Tensor,
-    dst: torch.Tensor,
-    radial_mlp: torch.nn.Module,
-    tp: TensorProduct,
-    chunked: bool,
-    graph: ConvGraph | None = None,
-) -> torch.Tensor:
-    """``tp_conv(x, sh, radial_mlp(radial), src, dst)``: ``[N, tp.irreps_out.dim]``.
+    The tensor product is channelwise (uvu) from ``irreps_in x sh_irreps`` to the irreps of ``target``
+    it can reach (``irreps_mid``); ``linear_out`` maps those to ``irreps_out``.
 
     Args:
-        x: node features ``[N, tp.irreps_in1.dim]``; sh: edge harmonics ``[E, tp.irreps_in2.dim]``;
-        radial: radial basis ``[E, B]`` fed to ``radial_mlp`` (weights ``[E, tp.weight_numel]``);
-        src, dst: ``[E]``; chunked: memory-bounded, first-derivative-only evaluation (inference) on
-        the CPU (on CUDA the Triton ``tp_conv`` never stores per-edge messages: no chunking needed);
-        graph: the neighbour list's :class:`~mlip.kernels.ConvGraph` (edges sorted once, shared by all
-        layers); not used by the chunked path.
+        irreps_in: node features ``h`` ``[N, irreps_in.dim]``; sh_irreps: edge harmonics.
+        target: irreps the tensor product aims at; irreps_out: of the returned messages.
+        radial: builds the radial function from its output width (the TP's ``weight_numel``): a module
+            mapping ``Edges.radial`` to per-edge weights ``[E, weight_numel]``.
+        avg_num_neighbors: message normalization.
     """
-    path = resolve_backend(tp.backend, tp.descriptor, x.device)
-    if not chunked or x.device.type != "cpu" or path != "fast" or len(_chunks(src.numel(), tp)) <= 1:
-        return tp_conv(x, sh, radial_mlp(radial), src, dst, x.shape[0], tp, graph=graph)
-    params = list(radial_mlp.parameters())
-    return _ChunkedConvolution.apply(x, sh, radial, src, dst, radial_mlp, tp, *params)
+
+    def __init__(
+        self,
+        irreps_in: Irreps,
+        sh_irreps: Irreps,
+        target: Irreps,
+        irreps_out: Irreps,
+        radial: Callable[[int], torch.nn.Module],
+        avg_num_neighbors: float,
+    ) -> None:
+        super().__init__()
+        self.linear_up = Linear(irreps_in, irreps_in)
+        self.irreps_mid, instructions = uvu_instructions(irreps_in, sh_irreps, target)
+        self.tp = TensorProduct(
+            irreps_in, sh_irreps, self.irreps_mid, instructions, shared_weights=False, internal_weights=False
+        )
+        self.radial = radial(self.tp.weight_numel)
+        self.linear_out = Linear(self.irreps_mid, irreps_out)
+        self.inv_avg_neighbors = 1.0 / avg_num_neighbors
+
+    def forward(self, h: torch.Tensor, edges: Edges) -> torch.Tensor:
+        msg = tp_conv(
+            self.linear_up(h),
+            edges.sh,
+            edges.radial,
+            edges.src,
+            edges.dst,
+            h.shape[0],
+            self.tp,
+            graph=edges.graph,
+            weight_fn=self.radial,
+            chunked=not self.training,
+        )
+        return self.linear_out(msg) * self.inv_avg_neighbors

@@ -10,6 +10,17 @@ import torch
 from mlip.data.atomic_data import DataError
 
 
+def check_species(species: Sequence[int | str]) -> list[int]:
+    """Species as a list of distinct atomic numbers in 1..118 (chemical symbols accepted);
+    ``ValueError`` otherwise (``KeyError`` for an unknown symbol)."""
+    from ase.data import atomic_numbers
+
+    out = [atomic_numbers[s] if isinstance(s, str) else int(s) for s in species]
+    if len(set(out)) != len(out) or not out or min(out) < 1 or max(out) > 118:
+        raise ValueError(f"species must be distinct atomic numbers in 1..118, got {list(species)}")
+    return out
+
+
 class SpeciesIndex(torch.nn.Module):
     """Maps atomic numbers ``[N]`` to indices ``[N]`` into the model's ``species`` list (atomic numbers).
 
@@ -19,10 +30,7 @@ class SpeciesIndex(torch.nn.Module):
 
     def __init__(self, species: Sequence[int]) -> None:
         super().__init__()
-        species = [int(z) for z in species]
-        if len(set(species)) != len(species) or not species or min(species) < 1 or max(species) > 118:
-            raise ValueError(f"species must be distinct atomic numbers in 1..118, got {species}")
-        self.species = species
+        self.species = species = check_species(species)
         table = torch.full((119,), -1, dtype=torch.int64)
         table[torch.tensor(species)] = torch.arange(len(species))
         self.register_buffer("table", table, persistent=False)

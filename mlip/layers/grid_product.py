@@ -11,6 +11,7 @@ from __future__ import annotations
 import torch
 
 from mlip.kernels import symmetric_product
+from mlip.o3.layouts import channels_to_grid, grid_to_channels
 
 
 class GridProductBasis(torch.nn.Module):
@@ -25,8 +26,10 @@ class GridProductBasis(torch.nn.Module):
         super().__init__()
         self.lmax_in, self.lmax_out, self.correlation = lmax_in, lmax_out, correlation
         self.weights = torch.nn.Parameter(torch.randn(num_species, correlation, num_channels) / correlation)
+        self.backend = "auto"  # kernel choice, set by mlip.kernels.set_backend
 
     def forward(self, x: torch.Tensor, species: torch.Tensor) -> torch.Tensor:
-        powers = symmetric_product(x.transpose(1, 2).contiguous(), self.correlation, self.lmax_out)
+        grid = channels_to_grid(x).contiguous()
+        powers = symmetric_product(grid, self.correlation, self.lmax_out, backend=self.backend)
         out = (powers * self.weights[species].unsqueeze(2)).sum(1)  # [N, (lmax_out+1)^2, C]
-        return out.transpose(1, 2)
+        return grid_to_channels(out)

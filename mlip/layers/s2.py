@@ -43,6 +43,7 @@ class SphericalGLU(torch.nn.Module):
         if mixing not in MIXINGS:
             raise ValueError(f"mixing must be one of {MIXINGS}, got {mixing!r}")
         self.lmax, self.mixing = lmax, mixing
+        self.backend = "auto"  # kernel choice, set by mlip.kernels.set_backend
         self.project = PerDegreeLinear(lmax, channels, 2 * channels)
         if mixing == "gaunt":
             self.gate = torch.nn.Linear(channels, channels, bias=True)
@@ -50,7 +51,7 @@ class SphericalGLU(torch.nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         ab = self.project(x)
         if self.mixing == "swiglu":
-            return s2_activation(ab, fn="swiglu", lmax_out=self.lmax)
+            return s2_activation(ab, fn="swiglu", lmax_out=self.lmax, backend=self.backend)
         a, b = ab.chunk(2, dim=2)
         gate = torch.nn.functional.silu(self.gate(x[:, 0, :])).unsqueeze(1)
-        return gaunt_tp(a.contiguous(), b.contiguous(), self.lmax) * gate
+        return gaunt_tp(a.contiguous(), b.contiguous(), self.lmax, backend=self.backend) * gate

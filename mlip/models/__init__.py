@@ -1,18 +1,29 @@
 """Equivariant interatomic potentials: the Potential interface and the model registry.
 
 ``create(name, species=[...], **hyperparameters)`` builds a registered model (``mace``, ``nequip``,
-``gridnet``); ``load(path)`` reads one written by ``model.save(path)``.
+``gridnet``); ``load(path)`` reads one written by ``model.save(path)``. The built-in models are
+registered here.
 """
 
 from mlip.models.base import Potential, as_batch
-from mlip.models.io import ModelFileError
+from mlip.models.gridnet import GridNet
+from mlip.models.io import ModelFileError, load
+from mlip.models.mace import MACE
 from mlip.models.model import EquivariantModel, ModelConfig
-from mlip.models.registry import available, create, load, register
+from mlip.models.nequip import NequIP
+from mlip.models.registry import available, create, register
+
+register(MACE)
+register(NequIP)
+register(GridNet)
 
 __all__ = [
     "EquivariantModel",
+    "GridNet",
+    "MACE",
     "ModelConfig",
     "ModelFileError",
+    "NequIP",
     "Potential",
     "as_batch",
     "available",

@@ -16,19 +16,15 @@ import dataclasses
 
 import torch
 
-from mlip.data import keys as K
 from mlip.data.atomic_data import AtomicData
-from mlip.kernels import ConvGraph, TensorProduct, uvu_instructions
 from mlip.layers.activations import normalized_activation
-from mlip.layers.conv import edge_convolution
-from mlip.layers.embedding import SpeciesEmbedding
+from mlip.layers.conv import EdgeConvolution, Edges
 from mlip.layers.linear import Linear
 from mlip.layers.radial import SplineRadial
 from mlip.layers.s2 import PerDegreeLinear, SphericalGLU
-from mlip.models.mace import from_channels, to_channels
 from mlip.models.model import EquivariantModel, ModelConfig
-from mlip.models.registry import register
-from mlip.o3 import Irreps, spherical_harmonics
+from mlip.o3 import Irreps
+from mlip.o3.layouts import channels_to_grid, from_channels, grid_to_channels, to_channels
 
 
 @dataclasses.dataclass
@@ -55,57 +51,42 @@ class GridLayer(torch.nn.Module):
     def __init__(self, config: GridNetConfig, irreps_in: Irreps, hidden: Irreps, num_species: int) -> None:
         super().__init__()
         sh_irreps = Irreps.spherical_harmonics(config.lmax)
-        self.hidden, self.lmax = hidden, config.lmax
-        self.linear_up = Linear(irreps_in, irreps_in)
-        irreps_mid, instructions = uvu_instructions(irreps_in, sh_irreps, hidden)
-        self.conv = TensorProduct(
+        self.hidden = hidden
+        self.conv = EdgeConvolution(
             irreps_in,
             sh_irreps,
-            irreps_mid,
-            instructions,
-            shared_weights=False,
-            internal_weights=False,
-            backend=config.backend,
+            hidden,
+            hidden,
+            lambda width: SplineRadial(config.r_max, config.num_splines, width),
+            config.avg_num_neighbors,
         )
-        self.radial = SplineRadial(config.r_max, config.num_splines, self.conv.weight_numel)
-        self.linear_msg = Linear(irreps_mid, hidden)
         self.skip = Linear(irreps_in, hidden, num_species=num_species)
         self.glu = SphericalGLU(config.lmax, config.channels, config.mixing)
         self.out = PerDegreeLinear(config.lmax, config.channels, config.channels)
-        self.inv_avg_neighbors = 1.0 / config.avg_num_neighbors
 
-    def forward(
-        self,
-        h: torch.Tensor,
-        species: torch.Tensor,
-        sh: torch.Tensor,
-        r: torch.Tensor,
-        src: torch.Tensor,
-        dst: torch.Tensor,
-        graph: ConvGraph | None = None,
-    ) -> torch.Tensor:
-        msg = edge_convolution(
-            self.linear_up(h), sh, r, src, dst, self.radial, self.conv, not self.training, graph=graph
-        )
-        h = self.linear_msg(msg) * self.inv_avg_neighbors + self.skip(h, species)
-        packed = to_channels(h, self.hidden).transpose(1, 2)  # [N, (L+1)^2, C]
+    def forward(self, h: torch.Tensor, species: torch.Tensor, edges: Edges) -> torch.Tensor:
+        h = self.conv(h, edges) + self.skip(h, species)
+        packed = channels_to_grid(to_channels(h, self.hidden))  # [N, (L+1)^2, C]
         packed = packed + self.out(self.glu(packed))
-        return from_channels(packed.transpose(1, 2), self.hidden)
+        return from_channels(grid_to_channels(packed), self.hidden)
 
 
-@register
 class GridNet(EquivariantModel):
     """gridnet; see :class:`GridNetConfig`. Build with ``mlip.models.create("gridnet", species=[...])``."""
 
     name = "gridnet"
     config_class = GridNetConfig
+    # files before the shared EdgeConvolution held its linears and radial splines in the layer itself
+    legacy_keys = (
+        (r"^(layers\.\d+)\.(linear_up|radial)\.", r"\1.conv.\2."),
+        (r"^(layers\.\d+)\.linear_msg\.", r"\1.conv.linear_out."),
+    )
 
     def __init__(self, config: GridNetConfig) -> None:
         super().__init__(config)
         num_species, c = len(config.species), config.channels
-        self.lmax = config.lmax
         hidden = Irreps([(c, (l, (-1) ** l)) for l in range(config.lmax + 1)])
-        self.embedding = SpeciesEmbedding(num_species, c)
+        self.init_embeddings(c, config.lmax, None)  # the spline radial functions take r itself
         irreps = Irreps(f"{c}x0e")
         self.layers = torch.nn.ModuleList()
         for _ in range(config.num_layers):
@@ -119,15 +100,11 @@ class GridNet(EquivariantModel):
     def node_energies(
         self, data: AtomicData, species: torch.Tensor, edge_vectors: torch.Tensor
     ) -> torch.Tensor:
-        src, dst = data[K.EDGE_INDEX][0], data[K.EDGE_INDEX][1]
-        graph = ConvGraph(src, dst, species.shape[0])  # edges sorted once, for every layer
-        sh = spherical_harmonics(self.lmax, edge_vectors, normalize=True, normalization="component")
-        r = edge_vectors.norm(dim=-1)
-        h = self.embedding(species)
+        h, edges = self.embed(data, species, edge_vectors)
         c = self.config.channels
         energy = h.new_zeros(h.shape[0])
         for t, layer in enumerate(self.layers):
-            h = layer(h, species, sh, r, src, dst, graph)
+            h = layer(h, species, edges)
             if t < len(self.readouts):
                 energy = energy + self.readouts[t](h[:, :c]).squeeze(-1)
         return energy + self.readout_out(self.readout_act(self.readout_hidden(h[:, :c]))).squeeze(-1)

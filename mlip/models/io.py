@@ -2,7 +2,9 @@
 the format tag, package version, model name and config (JSON, with species and E0s).
 
 Loading never unpickles: safetensors holds raw tensors only. Every failure raises
-:class:`ModelFileError` saying what is wrong with which file.
+:class:`ModelFileError` saying what is wrong with which file. Files of older versions load: config fields
+that left the config are ignored (:data:`~mlip.models.model.RETIRED_FIELDS`) and state-dict keys of moved
+submodules are renamed (``legacy_keys`` of the model class).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from mlip.errors import UserInputError
+from mlip.models.registry import model_class
 
 if TYPE_CHECKING:
     from mlip.models.model import EquivariantModel
@@ -75,9 +78,8 @@ def load(
     dtype: torch.dtype | None = None,
     expected: str | None = None,
 ) -> EquivariantModel:
-    """Rebuild the model stored at ``path``; ``expected`` names the model class the caller wants."""
-    from mlip.models.registry import model_class
-
+    """Rebuild the model stored at ``path`` (any registered model; the kernel backend is ``"auto"``, see
+    :func:`mlip.kernels.set_backend`); ``expected`` names the model class the caller wants."""
     metadata, tensors = read(path)
     name = metadata.get("model", "")
     if expected is not None and name != expected:
@@ -87,7 +89,7 @@ def load(
     except KeyError as exc:
         raise ModelFileError(f"{path}: {exc.args[0]}") from exc
     try:
-        config = cls.config_class(**json.loads(metadata["config"]))
+        config = cls.config_class.from_dict(json.loads(metadata["config"]))
     except (KeyError, TypeError, ValueError) as exc:
         raise ModelFileError(f"{path}: invalid {name!r} config in metadata: {exc}") from exc
     model = cls(config)

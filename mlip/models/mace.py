@@ -14,20 +14,17 @@ import dataclasses
 
 import torch
 
-from mlip.data import keys as K
 from mlip.data.atomic_data import AtomicData
-from mlip.kernels import ConvGraph, TensorProduct, uvu_instructions
 from mlip.layers.activations import normalized_activation
 from mlip.layers.chunking import checkpointed_rows
-from mlip.layers.conv import edge_convolution
-from mlip.layers.embedding import SpeciesEmbedding
+from mlip.layers.conv import EdgeConvolution, Edges
 from mlip.layers.grid_product import GridProductBasis
 from mlip.layers.linear import Linear
 from mlip.layers.radial import BesselEnvelope, RadialMLP
 from mlip.layers.symmetric_contraction import SymmetricContraction
 from mlip.models.model import EquivariantModel, ModelConfig
-from mlip.models.registry import register
-from mlip.o3 import Irreps, spherical_harmonics
+from mlip.o3 import Irreps
+from mlip.o3.layouts import from_channels, to_channels
 
 
 @dataclasses.dataclass
@@ -66,18 +63,6 @@ class MACEConfig(ModelConfig):
             raise ValueError("num_interactions and correlation must be >= 1")
 
 
-def to_channels(x: torch.Tensor, irreps: Irreps) -> torch.Tensor:
-    """e3nn layout ``[N, mul·Σ(2l+1)]`` with one multiplicity -> ``[N, mul, Σ(2l+1)]``."""
-    n, blocks = x.shape[0], x.split([mi.dim for mi in irreps], dim=1)
-    return torch.cat([b.reshape(n, mul, ir.dim) for b, (mul, ir) in zip(blocks, irreps, strict=True)], dim=2)
-
-
-def from_channels(x: torch.Tensor, irreps: Irreps) -> torch.Tensor:
-    """Inverse of :func:`to_channels`."""
-    blocks = x.split([ir.dim for _, ir in irreps], dim=2)
-    return torch.cat([b.reshape(x.shape[0], mi.dim) for b, mi in zip(blocks, irreps, strict=True)], dim=1)
-
-
 class Interaction(torch.nn.Module):
     """One MACE layer: skip, convolution and product basis; ``forward`` returns new node features."""
 
@@ -94,20 +79,14 @@ class Interaction(torch.nn.Module):
         self.irreps_in, self.irreps_out = irreps_in, irreps_out
         self.target = Irreps([(channels, ir) for _, ir in sh_irreps])  # 128x0e+128x1o+128x2e+128x3o
         self.skip = Linear(irreps_in, irreps_out, num_species=num_species)
-        self.linear_up = Linear(irreps_in, irreps_in)
-        irreps_mid, instructions = uvu_instructions(irreps_in, sh_irreps, self.target)
-        self.conv = TensorProduct(
+        self.conv = EdgeConvolution(
             irreps_in,
             sh_irreps,
-            irreps_mid,
-            instructions,
-            shared_weights=False,
-            internal_weights=False,
-            backend=config.backend,
+            self.target,
+            self.target,
+            lambda width: RadialMLP([config.num_bessel, *config.radial_mlp, width]),
+            config.avg_num_neighbors,
         )
-        self.radial = RadialMLP([config.num_bessel, *config.radial_mlp, self.conv.weight_numel])
-        self.linear = Linear(irreps_mid, self.target)
-        self.inv_avg_neighbors = 1.0 / config.avg_num_neighbors
         if config.product == "cg":
             self.product: torch.nn.Module = SymmetricContraction(
                 "+".join(str(ir) for _, ir in self.target),
@@ -123,22 +102,9 @@ class Interaction(torch.nn.Module):
             )
         self.linear_product = Linear(irreps_out, irreps_out)
 
-    def forward(
-        self,
-        h: torch.Tensor,
-        species: torch.Tensor,
-        sh: torch.Tensor,
-        radial: torch.Tensor,
-        src: torch.Tensor,
-        dst: torch.Tensor,
-        graph: ConvGraph | None = None,
-    ) -> torch.Tensor:
+    def forward(self, h: torch.Tensor, species: torch.Tensor, edges: Edges) -> torch.Tensor:
         skip = self.skip(h, species)
-        msg = edge_convolution(
-            self.linear_up(h), sh, radial, src, dst, self.radial, self.conv, not self.training, graph=graph
-        )
-        msg = self.linear(msg) * self.inv_avg_neighbors
-        features = to_channels(msg, self.target)
+        features = to_channels(self.conv(h, edges), self.target)
         if self.training:  # training differentiates forces: plain autograd, no recomputation
             prod = self.product(features, species)
         else:
@@ -146,21 +112,24 @@ class Interaction(torch.nn.Module):
         return self.linear_product(from_channels(prod, self.irreps_out)) + skip
 
 
-@register
 class MACE(EquivariantModel):
     """MACE; see :class:`MACEConfig`. Build with ``mlip.models.create("mace", species=[...], ...)``."""
 
     name = "mace"
     config_class = MACEConfig
+    # files before the shared EdgeConvolution held its linears and radial MLP in the layer itself
+    legacy_keys = (
+        (r"^(interactions\.\d+)\.(linear_up|radial)\.", r"\1.conv.\2."),
+        (r"^(interactions\.\d+)\.linear\.", r"\1.conv.linear_out."),
+    )
 
     def __init__(self, config: MACEConfig) -> None:
         super().__init__(config)
         hidden = Irreps(config.hidden_irreps)
         channels, num_species = hidden[0].mul, len(config.species)
-        self.max_ell = config.max_ell
         sh_irreps = Irreps.spherical_harmonics(config.max_ell)
-        self.embedding = SpeciesEmbedding(num_species, channels)
-        self.radial_basis = BesselEnvelope(config.r_max, config.num_bessel, config.num_polynomial_cutoff)
+        radial_basis = BesselEnvelope(config.r_max, config.num_bessel, config.num_polynomial_cutoff)
+        self.init_embeddings(channels, config.max_ell, radial_basis)
         scalars = Irreps([(channels, hidden[0].ir)])
         layers, readouts = [], []
         irreps_in = scalars
@@ -178,15 +147,11 @@ class MACE(EquivariantModel):
     def node_energies(
         self, data: AtomicData, species: torch.Tensor, edge_vectors: torch.Tensor
     ) -> torch.Tensor:
-        src, dst = data[K.EDGE_INDEX][0], data[K.EDGE_INDEX][1]
-        graph = ConvGraph(src, dst, species.shape[0])  # edges sorted once, for every layer
-        sh = spherical_harmonics(self.max_ell, edge_vectors, normalize=True, normalization="component")
-        radial = self.radial_basis(edge_vectors.norm(dim=-1))
-        h = self.embedding(species)
+        h, edges = self.embed(data, species, edge_vectors)
         energy = h.new_zeros(h.shape[0])
         last = len(self.interactions) - 1
         for t, (layer, readout) in enumerate(zip(self.interactions, self.readouts, strict=True)):
-            h = layer(h, species, sh, radial, src, dst, graph)
+            h = layer(h, species, edges)
             if t < last:
                 energy = energy + readout(h).squeeze(-1)
             else:

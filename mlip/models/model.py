@@ -1,14 +1,15 @@
-"""Shared machinery of the registered models: the config base class, species/E0 handling, one-file
-save/load and optional ``torch.compile``.
+"""Shared machinery of the registered models: the config base class, species/E0 handling, the edge
+and species embedding every model starts from, one-file save/load and optional ``torch.compile``.
 
 A model is ``Model(config)``; ``config`` is a dataclass whose fields are plain JSON values, so a
-checkpoint is the config (JSON) plus a state dict of tensors (see :mod:`mlip.models.io`).
+checkpoint is the config (JSON) plus a state dict of tensors (see :mod:`mlip.models.io`). The kernel
+backend is not part of either: it is chosen for the machine with :func:`mlip.kernels.set_backend`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+import re
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -16,9 +17,13 @@ import torch
 
 from mlip.data import keys as K
 from mlip.data.atomic_data import AtomicData
-from mlip.layers.embedding import SpeciesIndex
+from mlip.layers.conv import EdgeEmbedding, Edges
+from mlip.layers.embedding import SpeciesEmbedding, SpeciesIndex
 from mlip.layers.scale_shift import AtomicEnergies, ScaleShift
 from mlip.models.base import Potential
+
+# config fields of older files that are no longer part of a model's config (ignored when read)
+RETIRED_FIELDS = ("backend",)
 
 
 @dataclasses.dataclass
@@ -30,7 +35,6 @@ class ModelConfig:
     e0s: reference energy per species, eV (default 0).
     scale, shift: learned energy ``E = E0 + scale · E_model + shift`` per atom, eV.
     avg_num_neighbors: message normalization (set from the training data).
-    backend: tensor-product backend, ``"auto" | "torch" | "triton"`` (not part of the architecture).
     """
 
     species: list[int]
@@ -39,7 +43,6 @@ class ModelConfig:
     scale: float = 1.0
     shift: float = 0.0
     avg_num_neighbors: float = 10.0
-    backend: str = "auto"
 
     def __post_init__(self) -> None:
         self.species = [int(z) for z in self.species]
@@ -51,16 +54,24 @@ class ModelConfig:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
+    @classmethod
+    def from_dict(cls, fields: dict[str, Any]) -> ModelConfig:
+        """The config of a saved model (``to_dict`` of this or an older version: retired fields dropped)."""
+        return cls(**{k: v for k, v in fields.items() if k not in RETIRED_FIELDS})
+
 
 class EquivariantModel(Potential):
     """Base of the registered models: species lookup, E0s and scale/shift around :meth:`node_energies`.
 
-    Subclasses set ``name`` and ``config_class`` and implement :meth:`node_energies` (the learned part
-    per atom, before scale/shift, in the model dtype).
+    Subclasses set ``name`` and ``config_class``, call :meth:`init_embeddings` and implement
+    :meth:`node_energies` (the learned part per atom, before scale/shift, in the model dtype), starting
+    from :meth:`embed`. ``legacy_keys`` (``(pattern, replacement)`` regexes) rename the state-dict keys
+    of files written before a submodule moved, so they still load.
     """
 
     name: ClassVar[str]
     config_class: ClassVar[type[ModelConfig]]
+    legacy_keys: ClassVar[tuple[tuple[str, str], ...]] = ()
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
@@ -70,6 +81,22 @@ class EquivariantModel(Potential):
         e0s = config.e0s if config.e0s is not None else [0.0] * len(config.species)
         self.atomic_energies_e0 = AtomicEnergies(e0s)
         self.scale_shift = ScaleShift(config.scale, config.shift)
+        if self.legacy_keys:
+            self.register_load_state_dict_pre_hook(_rename_legacy_keys)
+
+    def init_embeddings(self, channels: int, lmax: int, radial_basis: torch.nn.Module | None) -> None:
+        """The learned species scalars ``[N, channels]`` and the edge embedding (harmonics up to
+        ``lmax``, ``radial_basis`` of the lengths or the lengths themselves) used by :meth:`embed`."""
+        self.embedding = SpeciesEmbedding(len(self.config.species), channels)
+        self.edge_embedding = EdgeEmbedding(lmax, radial_basis)
+
+    def embed(
+        self, data: AtomicData, species: torch.Tensor, edge_vectors: torch.Tensor
+    ) -> tuple[torch.Tensor, Edges]:
+        """Initial node features ``[N, channels]`` (scalars) and the :class:`~mlip.layers.conv.Edges`."""
+        return self.embedding(species), self.edge_embedding(
+            data[K.EDGE_INDEX], edge_vectors, species.shape[0]
+        )
 
     @property
     def species(self) -> list[int]:
@@ -103,11 +130,10 @@ class EquivariantModel(Potential):
         return self
 
 
-def check_species(species: Sequence[int]) -> list[int]:
-    """Species as a list of distinct atomic numbers (symbols accepted)."""
-    from ase.data import atomic_numbers
-
-    out = [atomic_numbers[s] if isinstance(s, str) else int(s) for s in species]
-    if len(set(out)) != len(out):
-        raise ValueError(f"species must be distinct, got {list(species)}")
-    return out
+def _rename_legacy_keys(model: EquivariantModel, state_dict: dict[str, Any], prefix: str, *_: Any) -> None:
+    for key in [k for k in state_dict if k.startswith(prefix)]:
+        new = key[len(prefix) :]
+        for pattern, replacement in model.legacy_keys:
+            new = re.sub(pattern, replacement, new)
+        if prefix + new != key:
+            state_dict[prefix + new] = state_dict.pop(key)

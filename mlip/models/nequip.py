@@ -10,17 +10,14 @@ import dataclasses
 
 import torch
 
-from mlip.data import keys as K
 from mlip.data.atomic_data import AtomicData
-from mlip.kernels import ConvGraph, TensorProduct, uvu_instructions
-from mlip.layers.conv import edge_convolution
-from mlip.layers.embedding import SpeciesEmbedding
+from mlip.kernels import uvu_instructions
+from mlip.layers.conv import EdgeConvolution, Edges
 from mlip.layers.gate import Gate
 from mlip.layers.linear import Linear
 from mlip.layers.radial import BesselEnvelope, RadialMLP
 from mlip.models.model import EquivariantModel, ModelConfig
-from mlip.models.registry import register
-from mlip.o3 import Irrep, Irreps, spherical_harmonics
+from mlip.o3 import Irrep, Irreps
 
 
 @dataclasses.dataclass
@@ -59,59 +56,46 @@ class Convolution(torch.nn.Module):
         self, config: NequIPConfig, irreps_in: Irreps, target: Irreps, sh_irreps: Irreps, num_species: int
     ) -> None:
         super().__init__()
-        irreps_mid, instructions = uvu_instructions(irreps_in, sh_irreps, target)
+        irreps_mid, _ = uvu_instructions(irreps_in, sh_irreps, target)
         reachable = {ir for _, ir in irreps_mid}
         scalars = Irreps([(mul, ir) for mul, ir in target if ir.l == 0 and ir in reachable])
         gated = Irreps([(mul, ir) for mul, ir in target if ir.l > 0 and ir in reachable])
         self.gate = Gate(scalars, gated)
         self.irreps_in, self.irreps_out = irreps_in, self.gate.irreps_out
-        self.linear_1 = Linear(irreps_in, irreps_in)
-        self.tp = TensorProduct(
+        self.conv = EdgeConvolution(
             irreps_in,
             sh_irreps,
-            irreps_mid,
-            instructions,
-            shared_weights=False,
-            internal_weights=False,
-            backend=config.backend,
+            target,
+            self.gate.irreps_in,
+            lambda width: RadialMLP([config.num_bessel, *config.radial_mlp, width]),
+            config.avg_num_neighbors,
         )
-        self.radial = RadialMLP([config.num_bessel, *config.radial_mlp, self.tp.weight_numel])
-        self.linear_2 = Linear(irreps_mid, self.gate.irreps_in)
         self.self_connection = Linear(irreps_in, self.gate.irreps_in, num_species=num_species)
-        self.inv_avg_neighbors = 1.0 / config.avg_num_neighbors
         self.residual = self.irreps_in == self.irreps_out
 
-    def forward(
-        self,
-        h: torch.Tensor,
-        species: torch.Tensor,
-        sh: torch.Tensor,
-        radial: torch.Tensor,
-        src: torch.Tensor,
-        dst: torch.Tensor,
-        graph: ConvGraph | None = None,
-    ) -> torch.Tensor:
-        msg = edge_convolution(
-            self.linear_1(h), sh, radial, src, dst, self.radial, self.tp, not self.training, graph=graph
-        )
-        out = self.gate(self.linear_2(msg * self.inv_avg_neighbors) + self.self_connection(h, species))
+    def forward(self, h: torch.Tensor, species: torch.Tensor, edges: Edges) -> torch.Tensor:
+        out = self.gate(self.conv(h, edges) + self.self_connection(h, species))
         return h + out if self.residual else out
 
 
-@register
 class NequIP(EquivariantModel):
     """NequIP; see :class:`NequIPConfig`. Build with ``mlip.models.create("nequip", species=[...])``."""
 
     name = "nequip"
     config_class = NequIPConfig
+    # files before the shared EdgeConvolution held its linears and radial MLP in the layer itself
+    legacy_keys = (
+        (r"^(layers\.\d+)\.linear_1\.", r"\1.conv.linear_up."),
+        (r"^(layers\.\d+)\.radial\.", r"\1.conv.radial."),
+        (r"^(layers\.\d+)\.linear_2\.", r"\1.conv.linear_out."),
+    )
 
     def __init__(self, config: NequIPConfig) -> None:
         super().__init__(config)
         num_species = len(config.species)
-        self.lmax = config.lmax
         sh_irreps = Irreps.spherical_harmonics(config.lmax)
-        self.embedding = SpeciesEmbedding(num_species, config.num_features)
-        self.radial_basis = BesselEnvelope(config.r_max, config.num_bessel, config.polynomial_p)
+        radial_basis = BesselEnvelope(config.r_max, config.num_bessel, config.polynomial_p)
+        self.init_embeddings(config.num_features, config.lmax, radial_basis)
         target = hidden_irreps(config)
         irreps = Irreps(f"{config.num_features}x0e")
         layers = []
@@ -125,11 +109,7 @@ class NequIP(EquivariantModel):
     def node_energies(
         self, data: AtomicData, species: torch.Tensor, edge_vectors: torch.Tensor
     ) -> torch.Tensor:
-        src, dst = data[K.EDGE_INDEX][0], data[K.EDGE_INDEX][1]
-        graph = ConvGraph(src, dst, species.shape[0])  # edges sorted once, for every layer
-        sh = spherical_harmonics(self.lmax, edge_vectors, normalize=True, normalization="component")
-        radial = self.radial_basis(edge_vectors.norm(dim=-1))
-        h = self.embedding(species)
+        h, edges = self.embed(data, species, edge_vectors)
         for layer in self.layers:
-            h = layer(h, species, sh, radial, src, dst, graph)
+            h = layer(h, species, edges)
         return self.readout_2(self.readout_1(h)).squeeze(-1)

@@ -1,34 +1,39 @@
-"""The model registry: ``create(name, species=[...], **hyperparameters)`` and ``load(path)``."""
+"""The model registry: ``register`` (a class decorator), ``available``, ``model_class`` and
+``create(name, species=[...], **hyperparameters)``.
+
+The built-in models are registered by :mod:`mlip.models` (its ``__init__``), so this module imports no
+model; ``load`` lives in :mod:`mlip.models.io`, which looks classes up here.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
-from mlip.models.model import EquivariantModel, check_species
+from mlip.layers.embedding import check_species
+
+if TYPE_CHECKING:
+    from mlip.models.model import EquivariantModel
 
 _MODELS: dict[str, type[EquivariantModel]] = {}
 
 
 def register(cls: type[EquivariantModel]) -> type[EquivariantModel]:
-    """Class decorator: make ``cls`` available as ``create(cls.name, ...)``."""
+    """Make ``cls`` available as ``create(cls.name, ...)`` (usable as a class decorator)."""
     _MODELS[cls.name] = cls
     return cls
 
 
 def available() -> list[str]:
     """Names of the registered models."""
-    _import_builtin()
     return sorted(_MODELS)
 
 
 def model_class(name: str) -> type[EquivariantModel]:
     """The model class registered as ``name``; ``KeyError`` listing the known names otherwise."""
-    _import_builtin()
     if name not in _MODELS:
         raise KeyError(f"unknown model {name!r}; available: {', '.join(sorted(_MODELS))}")
     return _MODELS[name]
@@ -40,13 +45,17 @@ def create(
     dtype: torch.dtype | None = None,
     device: torch.device | str | None = None,
     seed: int | None = None,
+    backend: str = "auto",
     **hyperparameters: Any,
 ) -> EquivariantModel:
     """Build model ``name`` for ``species`` (atomic numbers or symbols) with the config's fields as
     keyword arguments, e.g. ``create("mace", species=["H", "O"], hidden_irreps="32x0e+32x1o")``.
 
-    ``seed`` fixes the weight initialization; ``dtype``/``device`` place the model (default float32).
+    ``seed`` fixes the weight initialization; ``dtype``/``device`` place the model (default float32);
+    ``backend`` is the kernel choice (:func:`mlip.kernels.set_backend`; not part of the config).
     """
+    from mlip.kernels import set_backend
+
     cls = model_class(name)
     fields = {f.name for f in dataclasses.fields(cls.config_class)}
     unknown = sorted(set(hyperparameters) - fields)
@@ -61,19 +70,5 @@ def create(
             model = cls(config)
     else:
         model = cls(config)
+    set_backend(model, backend)
     return model.to(device=device, dtype=dtype or torch.float32)
-
-
-def load(
-    path: str | Path, device: torch.device | str | None = None, dtype: torch.dtype | None = None
-) -> EquivariantModel:
-    """Read a model written by ``model.save(path)`` (any registered model)."""
-    from mlip.models.io import load as _load
-
-    return _load(path, device=device, dtype=dtype)
-
-
-def _import_builtin() -> None:
-    import mlip.models.gridnet  # noqa: F401
-    import mlip.models.mace  # noqa: F401
-    import mlip.models.nequip  # noqa: F401

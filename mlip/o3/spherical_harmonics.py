@@ -9,8 +9,8 @@ They are evaluated as homogeneous polynomials (no angles), so they are smooth ev
 poles, and with ``normalize=True`` the zero vector maps to ``Y_0`` only (gradients stay finite). The
 coefficients of every monomial in every harmonic are worked out once (:func:`_coefficients`); an
 evaluation is then a handful of tensor ops, the monomials of the vectors times that table (one matmul),
-so forces through it cost few kernel launches (lmax 3, values and gradient: 52 ATen ops, against about
-230 for the same recurrence run on tensors).
+so forces through it cost a few kernel launches instead of the hundreds of a recurrence run on tensors
+(op counts in ``benchmarks/notes/model.md``).
 """
 
 from __future__ import annotations

@@ -138,6 +138,7 @@ class RunConfig:
     time_limit: float | None = None  # stop (validate, checkpoint) after this many seconds of training
     dtype: Literal["float32", "float64"] = "float32"  # model precision
     device: str = "auto"  # "auto" (cuda if available), "cpu", "cuda", "cuda:1", ...
+    backend: Literal["auto", "torch", "triton"] = "auto"  # kernels (mlip.kernels.set_backend)
     seed: int = 0  # seed of the data order and of torch's global RNG
 
     def __post_init__(self) -> None:

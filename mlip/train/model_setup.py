@@ -65,7 +65,7 @@ def model_from_state(name: str, config: dict[str, Any]) -> torch.nn.Module:
     from mlip.models.registry import model_class
 
     cls = model_class(name)
-    return cls(cls.config_class(**config))
+    return cls(cls.config_class.from_dict(config))
 
 
 def load_trained(path: str | Path, device: torch.device | str = "cpu") -> torch.nn.Module:

@@ -22,6 +22,7 @@ from typing import Any
 import torch
 
 from mlip.data import keys as K
+from mlip.kernels import set_backend
 from mlip.train import data as D
 from mlip.train.checkpoint import load_checkpoint, save_checkpoint, write_text
 from mlip.train.config import TrainConfig, dump_config
@@ -58,6 +59,7 @@ class Trainer:
         if config.train.batch_size < ctx.world_size:
             raise ValueError(f"train.batch_size {config.train.batch_size} < {ctx.world_size} processes")
         self.model = build_model(config.model, self.stats, _DTYPES[config.train.dtype], ctx.device)
+        set_backend(self.model, config.train.backend)
         self.stress = uses_stress(config.loss) and K.STRESS in self.train_records[0]
         self.net = self.model
         if ctx.world_size > 1:

@@ -210,17 +210,17 @@ def test_fused_gradients(name: str, monkeypatch) -> None:
     kernel summing three forms. First order equals the one-slot kernels, second order the reference; the
     fused kernels' sections split x blocks (their gradients add up across sections); a source node
     without edges gets a zero gradient."""
-    import mlip.kernels.tensor_product.triton as tt
+    from mlip.kernels.tensor_product.triton import _launch, _tuning, weight_slot
 
     tp, ref = make_tp(name, "triton"), make_tp(name, "reference")
     nodes, edges = (200, 3000) if GPU else (4, 7)
     x, sh, w, src, dst = graph(tp, nodes, edges, torch.float64, grad=True)
     src = src.clamp(max=nodes - 2)  # the last node sends nothing
-    sections = tt.fused_chunks(tp.descriptor)
+    sections = _tuning.fused_chunks(tp.descriptor)
     blocks = [{tp.descriptor.instructions[p].i_in1 for p in section} for section in sections]
     assert any(a & b for a, b in zip(blocks, blocks[1:], strict=False)), "no x block spans two sections"
-    fused, original = [], tt.launch_fused
-    monkeypatch.setattr(tt, "launch_fused", lambda *a: fused.append(sorted(a[2])) or original(*a))
+    fused, original = [], _launch.launch_fused
+    monkeypatch.setattr(_launch, "launch_fused", lambda *a: fused.append(sorted(a[2])) or original(*a))
     results = []
     for module in (tp, ref):
         out = tp_conv(x, sh, w, src, dst, nodes, module)
@@ -232,8 +232,8 @@ def test_fused_gradients(name: str, monkeypatch) -> None:
         torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)
     assert not results[0][0][-1].any()
     conv_graph = ConvGraph(src, dst, nodes)
-    ops = {"x": x, "y": sh, "w": tt.weight_slot(tp.descriptor, w, edges, x), "o": out.detach().sin()}
+    ops = {"x": x, "y": sh, "w": weight_slot(tp.descriptor, w, edges, x), "o": out.detach().sin()}
     for slot, got in zip("xyw", results[0][:3], strict=True):
         form = {k: v for k, v in ops.items() if k != slot}
-        expected = tt.launch(tp.descriptor, conv_graph, slot, [form])[:, : got.shape[1]]
+        expected = _launch.launch(tp.descriptor, conv_graph, slot, [form])[:, : got.shape[1]]
         torch.testing.assert_close(got, expected, rtol=1e-12, atol=1e-12)

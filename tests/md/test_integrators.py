@@ -216,21 +216,23 @@ def test_explosion_guard_stops_and_says_why(tmp_path, lj):
     ff = md.ForceField(lj, skin=0.5)
     md.nve.init(state, ff)
     writer = md.H5MDWriter(tmp_path / "boom.h5")
-    result = md.simulate(
-        state,
-        ff,
-        md.nve.step,
-        steps=50,
-        dt=1.0,
-        writers=[writer],
-        write_interval=100,
-        guard=md.ExplosionGuard(max_force=10.0),
-    )
+    with pytest.raises(md.ExplosionError) as failure:
+        md.simulate(
+            state,
+            ff,
+            md.nve.step,
+            steps=50,
+            dt=1.0,
+            writers=[writer],
+            write_interval=100,
+            guard=md.ExplosionGuard(max_force=10.0),
+        )
     writer.close()
-    assert result.stopped is not None and "max_force" in result.stopped and "system 0" in result.stopped
-    assert result.state.step < 50
+    error = failure.value
+    assert "max_force" in error.reason and "system 0" in error.reason and error.system == 0
+    assert error.step == error.result.state.step < 50
     frames, step, _ = md.read_h5md(tmp_path / "boom.h5")
-    assert step == result.state.step  # the last frame was kept
+    assert step == error.step  # the last frame was kept
 
 
 def test_fire_relaxes_positions_and_cell(argon):

@@ -130,8 +130,8 @@ def test_symmetric_contraction_equivariant():
 def test_chunked_convolution_equals_plain_with_two_multiplicities(monkeypatch):
     """The memory-bounded inference convolution (channel layout per multiplicity group, edges in chunks)
     gives the plain autograd path's output and first derivatives for every input and MLP parameter."""
-    import mlip.layers.conv as conv
-    from mlip.kernels import TensorProduct
+    from mlip.kernels import TensorProduct, tp_conv
+    from mlip.kernels.tp_conv import torch_fast as conv
     from mlip.layers.radial import RadialMLP
 
     monkeypatch.setattr(conv, "EDGES_PER_CHUNK", 5)
@@ -149,7 +149,7 @@ def test_chunked_convolution_equals_plain_with_two_multiplicities(monkeypatch):
     probe = torch.randn(nodes, tp.irreps_out.dim, generator=g, dtype=torch.float64)
     results = []
     for chunked in (False, True):
-        out = conv.edge_convolution(x, sh, radial, src, dst, mlp, tp, chunked)
+        out = tp_conv(x, sh, radial, src, dst, nodes, tp, weight_fn=mlp, chunked=chunked)
         grads = torch.autograd.grad((out * probe).sum(), [x, sh, radial, *mlp.parameters()])
         results.append((out, *grads))
     for plain, chunked in zip(*results, strict=True):

@@ -215,7 +215,7 @@ def test_backend_torch_equals_triton_interpreter(kit):
 
 def test_chunked_inference_equals_autograd_path(kit, model_name, monkeypatch):
     import mlip.layers.chunking as chunking
-    import mlip.layers.conv as conv
+    from mlip.kernels.tp_conv import torch_fast as conv
 
     monkeypatch.setattr(conv, "EDGES_PER_CHUNK", 16)
     monkeypatch.setitem(chunking.ROWS_PER_CHUNK, "cpu", 3)  # node-wise layers checkpointed in chunks
