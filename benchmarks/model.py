@@ -440,7 +440,7 @@ def main() -> None:
     for row in rows:
         eager = row["model"].removesuffix(COMPILED)
         for peer_name in ("mace-torch", "mace-torch-cueq", "mace-torch-mp-medium", eager):
-            # converted MP-medium rows compare with their mace-torch source only; compiled rows also with eager
+            # converted MP-medium rows: vs their mace-torch source only; compiled rows: also vs eager
             mp_pair = (peer_name == "mace-torch-mp-medium") == (row["model"] in CONVERTED)
             if peer_name == row["model"] or (peer_name != eager and not mp_pair):
                 continue
