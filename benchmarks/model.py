@@ -4,7 +4,9 @@ Systems: aspirin (21 atoms, a fixed rdkit conformer), periodic water boxes of ~1
 (density 0.1 atoms/Å^3, ~50 neighbours within 5 Å). Models: our ``mace`` (``product="cg"`` and
 ``"gaunt"``), ``nequip``, ``gridnet``, and mace-torch's ``ScaleShiftMACE`` (as its training script
 builds it; 128x0e+128x1o, max_ell 3, correlation 3, 2 interactions, r_max 5, radial MLP [64, 64, 64]),
-fed the same neighbour list.
+fed the same neighbour list. ``mace-torch-mp-medium`` / ``mace-from-mp-medium``: a MACE-MP-0 "medium"-shaped
+mace-torch model (89 elements, r_max 6 Å, random weights) and ours converted from it by
+:func:`mlip.models.from_mace`, on a neighbour list at 6 Å.
 
 Reported per (model, system): median time of one energy+forces evaluation, steps/s, ns/day at 0.5 fs,
 time per atom (constant from 100 to 10k atoms when the cost is linear in the system size), and peak
