@@ -1,12 +1,17 @@
 """Energy+forces per MD step: our models vs mace-torch with the same hyperparameters, same process.
 
-Systems: aspirin (21 atoms, a fixed rdkit conformer), periodic water boxes of ~100, ~1000 and ~10k atoms
-(density 0.1 atoms/Å^3, ~50 neighbours within 5 Å). Models: our ``mace`` (``product="cg"`` and
-``"gaunt"``), ``nequip``, ``gridnet``, and mace-torch's ``ScaleShiftMACE`` (as its training script
-builds it; 128x0e+128x1o, max_ell 3, correlation 3, 2 interactions, r_max 5, radial MLP [64, 64, 64]),
-fed the same neighbour list. ``mace-torch-mp-medium`` / ``mace-from-mp-medium``: a MACE-MP-0 "medium"-shaped
-mace-torch model (89 elements, r_max 6 Å, random weights) and ours converted from it by
-:func:`mlip.models.from_mace`, on a neighbour list at 6 Å.
+Systems: one water molecule (3 atoms: the time is all host overhead), aspirin (21 atoms, a fixed rdkit
+conformer), periodic water boxes of ~100, ~1000 and ~10k atoms (density 0.1 atoms/Å^3, ~50 neighbours
+within 5 Å). Models: our ``mace`` (``product="cg"`` and ``"gaunt"``), ``nequip``, ``gridnet``, each also
+as ``NAME-compiled`` (its ``mlip compile`` AOTInductor package, compiled once per process in the
+benchmark's dtype; ``compile_s`` is that compile time, ``speedup_vs_eager`` the ratio to the eager row of
+the same run, ``paired_vs_eager`` / ``paired_vs_mace_torch`` the median ratio over rounds that time the
+compiled step and the peer back to back: the figure to trust on a shared, noisy machine), and
+mace-torch's ``ScaleShiftMACE`` (as its training script builds it; 128x0e+128x1o, max_ell 3,
+correlation 3, 2 interactions, r_max 5, radial MLP [64, 64, 64]), fed the same neighbour list.
+``mace-torch-mp-medium`` / ``mace-from-mp-medium``: a MACE-MP-0 "medium"-shaped mace-torch model (89
+elements, r_max 6 Å, random weights) and ours converted from it by :func:`mlip.models.from_mace`, on a
+neighbour list at 6 Å.
 
 Reported per (model, system): median time of one energy+forces evaluation, steps/s, ns/day at 0.5 fs,
 time per atom (constant from 100 to 10k atoms when the cost is linear in the system size), and peak
@@ -30,6 +35,7 @@ import math
 import resource
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -61,6 +67,7 @@ MP_MEDIUM = dict(
     species=[*range(1, 84), *range(89, 95)],
 )
 CONVERTED = ("mace-torch-mp-medium", "mace-from-mp-medium")  # mace-torch model, and ours converted from it
+COMPILED = "-compiled"  # model-name suffix: the model's mlip compile package (AOTInductor .pt2)
 
 
 # aspirin C9H8O4, an rdkit (ETKDG, seed 0) conformer: (Z, x, y, z) in Å
@@ -117,7 +124,10 @@ def water_box(num_atoms: int, seed: int = 0):
 
 
 def systems(quick: bool) -> dict:
-    out = {"aspirin": aspirin(), "box-100": water_box(100), "box-1000": water_box(1000)}
+    from ase.build import molecule
+
+    out = {"water-3": molecule("H2O"), "aspirin": aspirin(), "box-100": water_box(100)}
+    out["box-1000"] = water_box(1000)
     if not quick:
         out["box-10k"] = water_box(10000)
     return out
@@ -182,6 +192,23 @@ def mace_torch_cueq(dtype: torch.dtype, device: str, data):
     return model
 
 
+_PACKAGES: dict[tuple[str, str, str], tuple[str, float]] = {}
+_PACKAGE_DIR = tempfile.TemporaryDirectory(prefix="mlip-bench-")
+
+
+def compiled(name: str, dtype: torch.dtype, device: str):
+    """Our model ``name`` as a ``.pt2`` package (``mlip compile``), compiled once per process; returns the
+    loaded :class:`~mlip.compile.CompiledModel` and the compile time (s) of its package."""
+    from mlip.compile import CompiledModel, compile_package
+
+    key = (name, str(dtype), device)
+    if key not in _PACKAGES:
+        path = str(Path(_PACKAGE_DIR.name) / f"{name}-{len(_PACKAGES)}.pt2")
+        _PACKAGES[key] = (path, compile_package(ours(name, dtype, device), path, device=device))
+    path, seconds = _PACKAGES[key]
+    return CompiledModel(path, device=device), seconds
+
+
 def our_step(model, data):
     def step():
         out = model(data, compute_forces=True)
@@ -232,7 +259,29 @@ def build(model_name: str, atoms, dtype: torch.dtype, device: str):
         return mace_torch_step(mace_torch(dtype, device).requires_grad_(False).eval(), data, dtype), data
     if model_name == "mace-torch-cueq":
         return mace_torch_step(mace_torch_cueq(dtype, device, data), data, dtype), data
+    if model_name.endswith(COMPILED):
+        return our_step(compiled(model_name.removesuffix(COMPILED), dtype, device)[0], data), data
     return our_step(ours(model_name, dtype, device).requires_grad_(False).eval(), data), data
+
+
+def interleaved_speedups(step, peers: dict, rounds: int) -> dict[str, float]:
+    """Median over ``rounds`` of ``t(peer) / t(step)``, each round timing one call of every peer and of
+    ``step`` back to back (after one warm-up call each), so that load changes on a shared machine hit
+    both sides of a ratio alike."""
+    import statistics
+
+    for fn in (step, *peers.values()):
+        fn()
+    ratios: dict[str, list[float]] = {name: [] for name in peers}
+    for _ in range(rounds):
+        start = time.perf_counter()
+        step()
+        ours = time.perf_counter() - start
+        for name, fn in peers.items():
+            start = time.perf_counter()
+            fn()
+            ratios[name].append((time.perf_counter() - start) / ours)
+    return {name: statistics.median(values) for name, values in ratios.items()}
 
 
 def child_peak_rss(model_name: str, system: str, args: argparse.Namespace) -> float | None:
@@ -282,15 +331,16 @@ def main() -> None:
     )
     parser.add_argument("--quick", action="store_true", help="skip the 10k-atom box")
     parser.add_argument(
-        "--systems", default=None, help="comma-separated subset: aspirin,box-100,box-1000,box-10k"
+        "--systems", default=None, help="comma-separated subset: water-3,aspirin,box-100,box-1000,box-10k"
     )
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--dtype", default="float32", choices=["float32", "float64"])
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument(
         "--models",
-        default="mace,mace-torch,mace-gaunt,nequip,gridnet",
-        help="comma-separated; also mace-torch-cueq (mace-torch converted to cuEquivariance), and "
+        default="mace,mace-compiled,mace-torch,mace-gaunt,nequip,nequip-compiled,gridnet",
+        help="comma-separated; NAME-compiled is our model NAME as an mlip compile package; also "
+        "mace-torch-cueq (mace-torch converted to cuEquivariance), and "
         "mace-torch-mp-medium,mace-from-mp-medium (a MACE-MP-0 medium-shaped mace-torch model, 89 "
         "elements, r_max 6, and ours converted from it by mlip.models.from_mace)",
     )
@@ -305,7 +355,9 @@ def main() -> None:
         default="mace,mace-torch",
         help="models whose CPU peak RSS is measured (the 10k box only for --large-models)",
     )
-    parser.add_argument("--large-models", default="mace", help="models run on the 10k box (others skipped)")
+    parser.add_argument(
+        "--large-models", default="mace,mace-compiled", help="models run on the 10k box (others skipped)"
+    )
     parser.add_argument(
         "--no-memory", action="store_true", help="skip the child-process RSS measurement (CPU)"
     )
@@ -377,12 +429,23 @@ def main() -> None:
                     "aten_ops": aten_ops,
                 }
             )
+            if model_name.endswith(COMPILED):
+                base = model_name.removesuffix(COMPILED)
+                rows[-1]["compile_s"] = compiled(base, dtype, args.device)[1]
+                peers = {"eager": build(base, atoms, dtype, args.device)[0]}
+                if base == "mace" and "mace-torch" in args.models and len(atoms) <= args.peer_max_atoms:
+                    peers["mace_torch"] = build("mace-torch", atoms, dtype, args.device)[0]
+                for peer, ratio in interleaved_speedups(step, peers, max(1, repeats + 2)).items():
+                    rows[-1][f"paired_vs_{peer}"] = ratio
             print_table(rows[-1:])
             write_json(args.out, "model", rows, device=args.device, dtype=args.dtype, partial=True)
             del step, data
     for row in rows:
-        for peer_name in ("mace-torch", "mace-torch-cueq", "mace-torch-mp-medium"):
-            if (peer_name == "mace-torch-mp-medium") != (row["model"] in CONVERTED):
+        eager = row["model"].removesuffix(COMPILED)
+        for peer_name in ("mace-torch", "mace-torch-cueq", "mace-torch-mp-medium", eager):
+            # converted MP-medium rows: vs their mace-torch source only; compiled rows: also vs eager
+            mp_pair = (peer_name == "mace-torch-mp-medium") == (row["model"] in CONVERTED)
+            if peer_name == row["model"] or (peer_name != eager and not mp_pair):
                 continue
             peer = next(
                 (
@@ -393,7 +456,8 @@ def main() -> None:
                 None,
             )
             if peer and "ms_per_step" in row:
-                row[f"speedup_vs_{peer_name.replace('-', '_')}"] = peer["ms_per_step"] / row["ms_per_step"]
+                column = peer_name if peer_name.startswith("mace-torch") else "eager"
+                row[f"speedup_vs_{column.replace('-', '_')}"] = peer["ms_per_step"] / row["ms_per_step"]
     columns = [
         "system",
         "atoms",
@@ -406,7 +470,11 @@ def main() -> None:
         "peak_mem_mb",
         "first_call_s",
         "aten_ops",
+        "compile_s",
+        "speedup_vs_eager",
+        "paired_vs_eager",
         "speedup_vs_mace_torch",
+        "paired_vs_mace_torch",
         "speedup_vs_mace_torch_cueq",
         "speedup_vs_mace_torch_mp_medium",
         "note",
