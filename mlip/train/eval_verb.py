@@ -1,8 +1,12 @@
-"""``mlip eval MODEL DATA``: energy/force/stress errors of a trained model, as a table and JSON."""
+"""``mlip eval MODEL DATA``: energy/force/stress errors of a trained model, as a table and JSON, and
+with ``--output`` the per-structure predictions beside the references in an extxyz file."""
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
+
+from mlip.errors import UserInputError
 
 _ROWS = (
     ("energy_mae", "energy_rmse", "energy per atom", "meV/atom"),
@@ -22,6 +26,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, ... (default auto)")
     parser.add_argument("--json", default=None, help="write the metrics to this JSON file")
     parser.add_argument("--parity", default=None, help="write parity plots to this PNG file")
+    parser.add_argument(
+        "--output",
+        default=None,
+        help="write per-structure predictions (MLIP_energy, MLIP_forces, MLIP_stress) beside the references "
+        "(REF_energy, REF_forces, REF_stress) to this extxyz file",
+    )
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing --output file")
+
+
+# unit of each metric in the JSON file
+UNITS = {"num_structures": "count"} | {m: u for mae, rmse, _, u in _ROWS for m in (mae, rmse)}
 
 
 def format_table(metrics: dict[str, float]) -> str:
@@ -34,9 +49,11 @@ def format_table(metrics: dict[str, float]) -> str:
 
 
 def evaluate_model(
-    model, dataset, batch_size: int, device, stress: bool = False, keep=None
+    model, dataset, batch_size: int, device, stress: bool = False, keep=None, rows=None
 ) -> dict[str, float]:
-    """Errors of ``model`` on every record of ``dataset`` (neighbour lists at the model's cutoff)."""
+    """Errors of ``model`` on every record of ``dataset`` (neighbour lists at the model's cutoff);
+    ``keep`` (:class:`~mlip.train.metrics.Predictions`) and ``rows`` (:class:`PerStructure`) collect
+    the predictions too."""
     from mlip.train import data as D
     from mlip.train.metrics import ErrorSums, predict
 
@@ -44,9 +61,63 @@ def evaluate_model(
     errors = ErrorSums()
     for batch, pred in predict(model.eval(), D.batches(records, batch_size, device), stress):
         errors.update(pred, batch)
-        if keep is not None:
-            keep.update(pred, batch)
+        for collector in (keep, rows):
+            if collector is not None:
+                collector.update(pred, batch)
     return errors.result()
+
+
+class PerStructure:
+    """Predictions of every structure, in dataset order: energy (eV), forces ``[n_i, 3]`` (eV/Å), stress
+    ``[3, 3]`` (eV/Å^3, when computed)."""
+
+    def __init__(self) -> None:
+        self.rows: list[dict] = []
+
+    def update(self, pred: dict, batch) -> None:
+        from mlip.data import keys as K
+
+        counts = batch[K.NUM_ATOMS].tolist()
+        forces = pred["forces"].detach().cpu().double().split(counts)
+        for b in range(len(counts)):
+            row = {"energy": float(pred["energy"][b]), "forces": forces[b].numpy()}
+            if "stress" in pred:
+                row["stress"] = pred["stress"][b].detach().cpu().double().numpy()
+            self.rows.append(row)
+
+
+def write_predictions(path: str | Path, dataset, rows: list[dict]) -> None:
+    """Each record of ``dataset`` as extxyz with its labels as ``REF_energy`` (eV), ``REF_forces`` (eV/Å),
+    ``REF_stress`` (3x3, eV/Å^3) and the predictions of ``rows`` as ``MLIP_energy``, ``MLIP_forces``,
+    ``MLIP_stress``."""
+    from ase.io import write
+
+    frames = []
+    for i, row in enumerate(rows):
+        atoms = dataset.to_atoms(i)
+        reference = dict(atoms.calc.results) if atoms.calc is not None else {}
+        atoms.calc = None
+        if "energy" in reference:
+            atoms.info["REF_energy"] = float(reference["energy"])
+        if "forces" in reference:
+            atoms.arrays["REF_forces"] = reference["forces"]
+        if "stress" in reference:
+            atoms.info["REF_stress"] = _matrix(reference["stress"])
+        atoms.info["MLIP_energy"] = row["energy"]
+        atoms.arrays["MLIP_forces"] = row["forces"]
+        if "stress" in row:
+            atoms.info["MLIP_stress"] = row["stress"]
+        frames.append(atoms)
+    write(path, frames, format="extxyz")
+
+
+def _matrix(stress):
+    """ASE stress (Voigt ``[6]`` or ``[3, 3]``) as a ``[3, 3]`` array."""
+    import numpy as np
+    from ase.stress import voigt_6_to_full_3x3_stress
+
+    stress = np.asarray(stress, dtype=float)
+    return voigt_6_to_full_3x3_stress(stress) if stress.shape == (6,) else stress.reshape(3, 3)
 
 
 def main(args: argparse.Namespace) -> int:
@@ -58,16 +129,23 @@ def main(args: argparse.Namespace) -> int:
     from mlip.train.metrics import Predictions
     from mlip.train.model_setup import load_trained
 
+    if args.output is not None and Path(args.output).exists() and not args.overwrite:
+        raise UserInputError(f"{args.output}: exists; pass --overwrite to replace it")
     device = choose_device(args.device, 0)
     model = load_trained(args.model, device=device)
     dataset = load(args.data, format=args.format, **parse_options(args.option))
     keep = Predictions() if args.parity else None
-    metrics = evaluate_model(model, dataset, args.batch_size, device, args.stress, keep)
+    rows = PerStructure() if args.output else None
+    metrics = evaluate_model(model, dataset, args.batch_size, device, args.stress, keep, rows)
     print(f"{args.model} on {args.data} ({int(metrics['num_structures'])} structures)")
     print(format_table(metrics))
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"model": args.model, "data": args.data, **metrics}, f, indent=2)
+            units = {k: UNITS[k] for k in metrics}
+            json.dump({"model": args.model, "data": args.data, "units": units, **metrics}, f, indent=2)
+    if rows is not None:
+        write_predictions(args.output, dataset, rows.rows)
+        print(f"predictions of {len(rows.rows)} structures written to {args.output}")
     if keep is not None:
         from mlip.train.plots import parity
 

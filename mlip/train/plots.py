@@ -50,7 +50,8 @@ def parity(arrays: dict[str, tuple[torch.Tensor, torch.Tensor]], path: str | Pat
         ax.plot([lo, hi], [lo, hi], color="grey", linewidth=0.8)
         ax.scatter(ref, pred, s=3, alpha=0.5)
         unit = "eV/atom" if name == "energy_per_atom" else "eV/Å"
-        ax.set(xlabel=f"reference {name} ({unit})", ylabel=f"predicted ({unit})")
+        shifted = " - mean reference" if name == "energy_per_atom" else ""  # both axes, same offset
+        ax.set(xlabel=f"reference {name}{shifted} ({unit})", ylabel=f"predicted{shifted} ({unit})")
         ax.set_title(f"{title} MAE {mae:.2f} m{unit}".strip())
     fig.tight_layout()
     fig.savefig(path, dpi=120)
