@@ -156,14 +156,14 @@ class ScheduleConfig:
 class RunConfig:
     """Length, batching, precision, validation and stopping."""
 
-    max_steps: int = 1000  # optimizer steps in total (the cosine schedule spans them)
+    max_steps: int = 1000  # optimizer steps in total (the cosine schedule spans them or time_limit)
     batch_size: int = 8  # global batch (structures per step, summed over processes)
     valid_batch_size: int = 32  # structures per evaluation batch
     valid_every: int = 100  # validate (and checkpoint) every this many steps
     checkpoint_every: int | None = None  # also checkpoint every this many steps (None: at validations)
     early_stopping_patience: int | None = None  # stop after this many validations without improvement
     best_metric: Literal["loss", "energy_mae", "forces_mae"] = "loss"  # picks the best checkpoint
-    time_limit: float | None = None  # stop (validate, checkpoint) after this many seconds of training
+    time_limit: float | None = None  # stop (validate, checkpoint) after this many seconds of training [s]
     dtype: Literal["float32", "float64"] = "float32"  # model precision
     device: str = "auto"  # "auto" (cuda if available), "cpu", "cuda", "cuda:1", ...
     backend: Literal["auto", "torch", "triton"] = "auto"  # kernels (mlip.kernels.set_backend)

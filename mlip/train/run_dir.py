@@ -15,7 +15,15 @@ from mlip.train.checkpoint import remove_stale_tmp
 
 LAST_CHECKPOINT = "checkpoint_last.pt"
 RUN_PATTERNS = ("checkpoint_*.pt", "*.model")  # files whose presence marks a folder as an earlier run
-OUTPUT_PATTERNS = (*RUN_PATTERNS, "config.yaml", "log.csv", "metrics.json", "*.png", "tensorboard")
+OUTPUT_PATTERNS = (
+    *RUN_PATTERNS,
+    "config.yaml",
+    "log.csv",
+    "train.log",
+    "metrics.json",
+    "*.png",
+    "tensorboard",
+)
 
 
 def earlier_run_files(out: Path) -> list[str]:

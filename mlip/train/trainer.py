@@ -32,7 +32,7 @@ from mlip.errors import RunFailedError
 from mlip.kernels import set_backend
 from mlip.models.io import ModelFileError
 from mlip.train import data as D
-from mlip.train import run_dir
+from mlip.train import report, run_dir
 from mlip.train.checkpoint import load_checkpoint, save_checkpoint, write_text
 from mlip.train.config import TrainConfig, dump_config, resume_changes
 from mlip.train.distributed import Context, setup, teardown
@@ -93,7 +93,7 @@ class Trainer:
             amsgrad=o.amsgrad,
         )
         self.ema = EMA(self.model, o.ema_decay) if o.ema_decay else None
-        self.schedule = LRSchedule(config.schedule, o.lr, config.train.max_steps)
+        self.schedule = LRSchedule(config.schedule, o.lr, config.train.max_steps, config.train.time_limit)
         self.step, self.elapsed, self.best, self.bad_validations = 0, 0.0, math.inf, 0
         self.recent = {k: deque(maxlen=_RECENT) for k in ("loss", "energy_mae", "forces_mae")}
         self.saved_step: int | None = None  # step of the last checkpoint written or resumed from
@@ -111,8 +111,10 @@ class Trainer:
             if ctx.is_main
             else None
         )
+        self.bar = None  # the tqdm progress bar while run() runs (output.progress)
         if ctx.is_main:
             write_text(self.out / "config.yaml", dump_config(config))
+            report.say(self.out, report.summary(self))
 
     # -- checkpoints ---------------------------------------------------------------------------------
     def _resume_state(self, path: Path) -> tuple[dict[str, Any], list[str]]:
@@ -243,12 +245,22 @@ class Trainer:
             if not bool(torch.isfinite(norm)):  # gradients are all-reduced: every process sees this norm
                 self._fail(f"gradient norm is {float(norm)}")
         for group in self.optimizer.param_groups:
-            group["lr"] = self.schedule.lr(self.step)
+            group["lr"] = self.schedule.lr(self.step, self._elapsed_all())
         self.optimizer.step()
         if self.ema is not None:
             self.ema.update(self.model)
         self.step += 1
         return float(loss.detach()) / ctx.world_size, pred, batch
+
+    def _elapsed_all(self) -> float | None:
+        """Training seconds so far, averaged over processes (so every process sets the same learning
+        rate); ``None`` without ``train.time_limit`` (the schedule then depends on the step only)."""
+        if self.cfg.train.time_limit is None:
+            return None
+        if self.ctx.world_size == 1:
+            return self.elapsed
+        total = self.ctx.all_reduce_sum(torch.tensor([self.elapsed], dtype=torch.float64))
+        return float(total[0]) / self.ctx.world_size
 
     def _fail(self, reason: str) -> None:
         """Stop the run at this step (before the update): :class:`RunFailedError` naming what is kept."""
@@ -274,12 +286,13 @@ class Trainer:
             "step": self.step,
             "epoch": self.step / max(1, len(self.train_records) // cfg.train.batch_size),
             "time_s": self.elapsed,
-            "lr": self.schedule.lr(self.step),
+            "lr": self.schedule.lr(self.step, self._elapsed_all()),
             **train_row,
             **{f"valid_{k}": v for k, v in metrics.items()},
         }
         if self.log is not None:
             self.log.write(row)
+            report.say(self.out, report.validation_line(row, cfg.train.max_steps), self.bar)
         if improved:
             self._save("best")
         self._save("last")
@@ -295,9 +308,11 @@ class Trainer:
 
             bar = tqdm(total=cfg.train.max_steps, initial=self.step, desc="train", unit="step")
         self.model.train()
+        self.bar = bar
         try:
             self._loop(bar)
         finally:
+            self.bar = None
             if bar is not None:
                 bar.close()
 
@@ -316,6 +331,10 @@ class Trainer:
                 if key in live:
                     recent[key].append(live[key])
             if bar is not None:
+                if cfg.train.time_limit is not None:  # the ETA of whichever ends the run first
+                    bar.total = expected_steps(
+                        self.step, self.elapsed, cfg.train.max_steps, cfg.train.time_limit
+                    )
                 bar.update(1)
                 bar.set_postfix(
                     loss=f"{loss:.3g}",
@@ -364,6 +383,15 @@ class Trainer:
         self.model.load_state_dict(state["model"])
         if self.ema is not None and state["ema"] is not None:
             self.ema.load_state_dict(state["ema"])
+
+
+def expected_steps(step: int, elapsed: float, max_steps: int, time_limit: float) -> int:
+    """Steps the run will have made when it stops: ``max_steps`` or, at the pace so far (``step``
+    steps in ``elapsed`` s), the step at which ``time_limit`` s are spent, whichever comes first."""
+    if step <= 0 or elapsed <= 0:
+        return max_steps
+    remaining = max(0.0, time_limit - elapsed) * step / elapsed
+    return max(step, min(max_steps, step + math.ceil(remaining)))
 
 
 def _mean(values: deque) -> float:
