@@ -24,11 +24,16 @@ VERBS: dict[str, tuple[str, str]] = {
         "mlip.train.train_verb",
         "train a potential from a YAML config (torchrun for several processes)",
     ),
+    "compile": ("mlip.compile.cli", "compile a model to an AOTInductor .pt2 package (C++/LAMMPS, faster MD)"),
     "eval": ("mlip.train.eval_verb", "energy/force/stress errors of a trained model on labelled data"),
     "demo": ("mlip.demo", "train on the embedded ethanol DFT data, report test errors, run NVE MD"),
     "label": ("mlip.label", "sample molecular configurations and label them with PySCF DFT (extra 'dft')"),
     "data": ("mlip.datasets.cli", "convert datasets to the HDF5 cache, show statistics"),
     "md": ("mlip.md.cli", "run molecular dynamics with a trained potential"),
+    "convert": (
+        "mlip.interop.convert_verb",
+        "convert a mace-torch model file (MACE / ScaleShiftMACE) to an mlip model file (needs --trust)",
+    ),
 }
 
 

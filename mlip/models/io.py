@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import zipfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -22,6 +23,7 @@ from mlip.errors import UserInputError
 from mlip.models.registry import model_class
 
 if TYPE_CHECKING:
+    from mlip.compile.model import CompiledModel
     from mlip.models.model import EquivariantModel
 
 FORMAT = "mlip-torch-model"
@@ -102,9 +104,18 @@ def load(
     device: torch.device | str | None = None,
     dtype: torch.dtype | None = None,
     expected: str | None = None,
-) -> EquivariantModel:
+) -> EquivariantModel | CompiledModel:
     """Rebuild the model stored at ``path`` (any registered model; the kernel backend is ``"auto"``, see
-    :func:`mlip.kernels.set_backend`); ``expected`` names the model class the caller wants."""
+    :func:`mlip.kernels.set_backend`); ``expected`` names the model class the caller wants. A ``.pt2``
+    package written by ``mlip compile`` loads as a :class:`~mlip.compile.CompiledModel` (``dtype``, when
+    given, must be the package's)."""
+    if zipfile.is_zipfile(path):
+        from mlip.compile.model import CompiledModel
+
+        package = CompiledModel(path, device=device, dtype=dtype)
+        if expected is not None and package.name != expected:
+            raise ModelFileError(f"{path}: holds a compiled {package.name!r} model, not {expected!r}")
+        return package
     metadata, tensors = read(path)
     name = metadata.get("model", "")
     if expected is not None and name != expected:
