@@ -146,3 +146,23 @@ def test_model_step_exports_with_dynamic_sizes() -> None:
         set_backend(model, "triton")
         for a, b in zip(got, expected, strict=True):
             torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)
+
+
+def test_tp_conv_compiles_in_one_graph() -> None:
+    """``torch.compile(fullgraph=True, dynamic=True)`` (graph breaks would raise): forward and backward
+    equal the reference at two sizes with one compiled graph."""
+    tp, reference = tiny_tp("triton"), tiny_tp("reference")
+    compiled = torch.compile(
+        lambda x, sh, w, src, dst: tp_conv(x, sh, w, src, dst, x.shape[0], tp),
+        fullgraph=True,
+        dynamic=True,
+        backend="aot_eager",
+    )
+    for nodes, edges in ((5, 11), (7, 13)):
+        inputs = [t.requires_grad_() if t.is_floating_point() else t for t in conv_inputs(tp, nodes, edges)]
+        results = []
+        for conv in (compiled, lambda *a: tp_conv(*a, a[0].shape[0], reference)):
+            out = conv(*inputs)
+            results.append([out, *torch.autograd.grad((out * out.sin()).sum(), inputs[:3])])
+        for got, expected in zip(*results, strict=True):
+            torch.testing.assert_close(got, expected, rtol=1e-10, atol=1e-10)
