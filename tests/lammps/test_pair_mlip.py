@@ -45,10 +45,10 @@ def eager(toy, box, h):
     return float(energy), energies.detach().numpy(), forces.detach().numpy(), virial.detach().numpy()
 
 
-@pytest.mark.parametrize("ranks", [1, 2, 4])
-def test_equals_eager_on_ranks(ranks, tmp_path, plugin, toy_package, box, eager, h):
+def _errors_vs_eager(tmp_path, plugin, package, box, eager, h, ranks: int) -> dict[str, float]:
+    """Relative errors of one LAMMPS single point (``package`` on ``ranks`` ranks) against ``eager``."""
     h.write_data(box, tmp_path / "data.lmp")
-    text = HEADER.format(plugin=plugin, package=toy_package, elements="H C O") + SINGLE_POINT
+    text = HEADER.format(plugin=plugin, package=package, elements="H C O") + SINGLE_POINT
     run = h.lammps(tmp_path, text, ranks=ranks)
     assert f"with {ranks} MPI tasks" in run.stdout or ranks == 1
     values = [
@@ -67,7 +67,23 @@ def test_equals_eager_on_ranks(ranks, tmp_path, plugin, toy_package, box, eager,
         "atom virial": _relative(-dump[:, 5:] / NKTV2P, [[w[a, b] for a, b in voigt] for w in virial]),
     }
     print(ranks, "ranks:", {k: f"{v:.1e}" for k, v in errors.items()})
+    return errors
+
+
+@pytest.mark.parametrize("ranks", [1, 2, 4])
+def test_equals_eager_on_ranks(ranks, tmp_path, plugin, toy_package, box, eager, h):
+    errors = _errors_vs_eager(tmp_path, plugin, toy_package, box, eager, h, ranks)
     assert max(errors.values()) < 1e-8, errors
+
+
+def test_float32_package(tmp_path, plugin, toy, box, eager, h):
+    """A float32 package runs too (LAMMPS' float64 positions cast down); float32 accuracy vs float64."""
+    import torch
+
+    package = toy.export(tmp_path / "toy32.pt2", dtype=torch.float32)
+    errors = _errors_vs_eager(tmp_path, plugin, package, box, eager, h, ranks=2)
+    assert max(errors.values()) < 1e-5, errors
+    assert max(errors.values()) > 1e-12  # it did run in float32
 
 
 def test_nve_conserves_energy(tmp_path, plugin, toy_package, box, h):
