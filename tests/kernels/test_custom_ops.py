@@ -109,19 +109,23 @@ def test_tp_conv_traces_without_data_dependent_ops() -> None:
     [
         ("mace", dict(hidden_irreps="2x0e+2x1o", max_ell=1, correlation=2, num_interactions=1)),
         ("nequip", dict(num_features=2, num_layers=1, lmax=1, radial_mlp=[4])),
+        ("gridnet", dict(channels=2, num_layers=1, lmax=1, num_splines=4)),
     ],
 )
 def test_model_step_exports_on_the_triton_backend(name: str, hp: dict) -> None:
     """The sync-free energy+forces+virial step (``mlip.compile.export_step``: ``make_fx`` symbolic with
     errors on data-dependent ops, then ``torch.export`` with dynamic atoms and edges) of a tiny model on
-    the Triton backend holds ``mlip::tp_forms`` nodes and equals the eager torch backend at another size."""
+    the Triton backend holds the custom ops (``mlip::tp_forms``; ``mlip::grid_contract`` for gridnet's grid
+    layers) and equals the eager torch backend at another size."""
     from mlip.compile.step import ForceStep, example_inputs, export_step
     from mlip.models import create
 
     model = create(name, species=[1, 6, 8], r_max=3.0, seed=0, dtype=torch.float64, **hp).eval()
     set_backend(model, "triton")
     exported = export_step(model)
-    assert any(n.target is torch.ops.mlip.tp_forms.default for n in exported.graph.nodes)
+    ops = {n.target for n in exported.graph.nodes}
+    assert torch.ops.mlip.tp_forms.default in ops
+    assert (torch.ops.mlip.grid_contract.default in ops) == (name == "gridnet")
     args = example_inputs(model, num_atoms=7, num_edges=17)
     got = exported.module()(*args)
     expected = ForceStep(set_backend(model, "torch"))(*args)
