@@ -12,7 +12,11 @@ over ``--steps`` steps after one warm-up call:
 * ``ase_ours``: ``ase.md.VelocityVerlet`` replica after replica with :class:`mlip.calculator.MLIPCalculator`;
 * ``ase_mace_torch``: the same loop with mace-torch's ``MACECalculator`` around a mace-torch ``MACE`` of
   the same hyperparameters (untrained weights: the cost does not depend on them); absent if mace-torch
-  does not import.
+  does not import;
+* ``torchsim_ours``: torch-sim's NVE (velocity Verlet) on one batched state of all replicas, driving our
+  model through :class:`mlip.interop.torch_sim.TorchSimModel` (our neighbour list, rebuilt every step);
+* ``torchsim_mace_torch``: the same with torch-sim's own ``MaceModel`` around the mace-torch ``MACE``
+  (torch-sim's Vesin neighbour list); the torch-sim routes are absent if torch-sim does not import.
 
 ``--drift``: NVE at ``--temperature`` (500 K) for ``--drift-ps`` ps of 0.5 fs in ``--dtype``, in one batch:
 ``--drift-replicas`` ethanol molecules (different velocities) and a periodic box of 8 molecules whose
@@ -65,12 +69,11 @@ def molecule_box(molecule: Atoms, count: int, spacing: float, seed: int = 0) -> 
     return box
 
 
-def mace_torch_calculator(config: Any, dtype: torch.dtype, device: str) -> Any:
-    """mace-torch's ``MACECalculator`` around an untrained ``MACE`` with the hyperparameters of our
+def mace_torch_model(config: Any, dtype: torch.dtype) -> Any:
+    """An untrained mace-torch ``MACE`` with the hyperparameters of our
     :class:`~mlip.models.mace.MACEConfig` ``config``; ``None`` when mace-torch does not import."""
     try:
         from e3nn import o3
-        from mace.calculators import MACECalculator
         from mace.modules import MACE, RealAgnosticResidualInteractionBlock
     except Exception as exc:  # noqa: BLE001 - any import failure means the peer is absent
         print(f"mace-torch unavailable: {exc}")
@@ -98,8 +101,57 @@ def mace_torch_calculator(config: Any, dtype: torch.dtype, device: str) -> Any:
         )
     finally:
         torch.set_default_dtype(previous)
+    return model.to(dtype)
+
+
+def mace_torch_calculator(model: Any, dtype: torch.dtype, device: str) -> Any:
+    """A factory of mace-torch ``MACECalculator`` s around ``model``; ``None`` without a model."""
+    if model is None:
+        return None
+    from mace.calculators import MACECalculator
+
     name = str(dtype).removeprefix("torch.")
-    return lambda: MACECalculator(models=model.to(dtype), device=device, default_dtype=name)
+    return lambda: MACECalculator(models=model, device=device, default_dtype=name)
+
+
+def torch_sim_models(model: torch.nn.Module, peer: Any, dtype: torch.dtype, device: str) -> dict[str, Any]:
+    """torch-sim ``ModelInterface`` s: ours around ``model``, torch-sim's ``MaceModel`` around ``peer``
+    (when given); empty when torch-sim does not import."""
+    try:
+        from mlip.interop.torch_sim import TorchSimModel
+    except ImportError as exc:
+        print(f"torch-sim unavailable: {exc}")
+        return {}
+    out = {"torchsim_ours": TorchSimModel(model, device=device, dtype=dtype, compute_stress=False)}
+    if peer is not None:
+        from torch_sim.models.mace import MaceModel
+
+        out["torchsim_mace_torch"] = MaceModel(
+            model=peer, device=torch.device(device), dtype=dtype, compute_stress=False
+        )
+    return out
+
+
+def torch_sim_run(atoms: Atoms, replicas: int, model: Any, steps: int, dt: float) -> Callable[[], Any]:
+    """A function running ``steps`` torch-sim NVE steps of all replicas in one batched state (state kept)."""
+    import torch_sim as ts
+    from torch_sim.units import UnitSystem
+
+    metal = UnitSystem.metal  # time in ps
+    state = ts.io.atoms_to_state([atoms] * replicas, model.device, model.dtype)
+    init_fn, update_fn = ts.nve(
+        model,
+        dt=torch.tensor(dt * 1e-3 * metal.time, dtype=model.dtype, device=model.device),
+        kT=torch.tensor(300.0 * metal.temperature, dtype=model.dtype, device=model.device),
+        seed=0,
+    )
+    holder = [init_fn(state)]
+
+    def run() -> None:
+        for _ in range(steps):
+            holder[0] = update_fn(holder[0])
+
+    return run
 
 
 def native_run(
@@ -131,10 +183,12 @@ def throughput(args: argparse.Namespace) -> None:
     dtype = getattr(torch, args.dtype)
     model = models.load(args.model, dtype=dtype).eval().requires_grad_(False).to(args.device)
     molecule = ethanol(args.rmd17)
+    peer = mace_torch_model(model.config, dtype)
     routes: dict[str, Callable[[], Any] | None] = {
         "ase_ours": lambda: MLIPCalculator(model, device=args.device, dtype=dtype, skin=1.0),
-        "ase_mace_torch": mace_torch_calculator(model.config, dtype, args.device),
+        "ase_mace_torch": mace_torch_calculator(peer, dtype, args.device),
     }
+    sim_models = torch_sim_models(model, peer, dtype, args.device)
     systems = [("ethanol", molecule, r) for r in args.replicas]
     systems.append(("box999", molecule_box(molecule, 111, 4.8), 1))
     rows = []
@@ -151,6 +205,10 @@ def throughput(args: argparse.Namespace) -> None:
                 timings[route] = measure(
                     ase_run(atoms, replicas, calculator, args.steps, args.dt), args.repeats, 1
                 )
+        for route, sim_model in sim_models.items():
+            timings[route] = measure(
+                torch_sim_run(atoms, replicas, sim_model, args.steps, args.dt), args.repeats, 1
+            )
         for route, seconds in timings.items():
             row[f"{route}_atom_steps_s"] = atom_steps / seconds
             row[f"{route}_ns_day"] = args.steps * args.dt * 1e-6 / seconds * 86400

@@ -1,10 +1,14 @@
 """Energy+forces per MD step: our models vs mace-torch with the same hyperparameters, same process.
 
-Systems: aspirin (21 atoms, a fixed rdkit conformer), periodic water boxes of ~100, ~1000 and ~10k atoms
-(density 0.1 atoms/Å^3, ~50 neighbours within 5 Å). Models: our ``mace`` (``product="cg"`` and
-``"gaunt"``), ``nequip``, ``gridnet``, and mace-torch's ``ScaleShiftMACE`` (as its training script
-builds it; 128x0e+128x1o, max_ell 3, correlation 3, 2 interactions, r_max 5, radial MLP [64, 64, 64]),
-fed the same neighbour list.
+Systems: one water molecule (3 atoms: the time is all host overhead), aspirin (21 atoms, a fixed rdkit
+conformer), periodic water boxes of ~100, ~1000 and ~10k atoms (density 0.1 atoms/Å^3, ~50 neighbours
+within 5 Å). Models: our ``mace`` (``product="cg"`` and ``"gaunt"``), ``nequip``, ``gridnet``, each also
+as ``NAME-compiled`` (its ``mlip compile`` AOTInductor package, compiled once per process in the
+benchmark's dtype; ``compile_s`` is that compile time, ``speedup_vs_eager`` the ratio to the eager row of
+the same run, ``paired_vs_eager`` / ``paired_vs_mace_torch`` the median ratio over rounds that time the
+compiled step and the peer back to back: the figure to trust on a shared, noisy machine), and
+mace-torch's ``ScaleShiftMACE`` (as its training script builds it; 128x0e+128x1o, max_ell 3,
+correlation 3, 2 interactions, r_max 5, radial MLP [64, 64, 64]), fed the same neighbour list.
 
 Reported per (model, system): median time of one energy+forces evaluation, steps/s, ns/day at 0.5 fs,
 time per atom (constant from 100 to 10k atoms when the cost is linear in the system size), and peak
@@ -28,6 +32,7 @@ import math
 import resource
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -49,6 +54,17 @@ OURS = {
     "gridnet": ("gridnet", {"r_max": R_MAX}),
 }
 FS_PER_STEP = 0.5
+# MACE-MP-0 "medium": ScaleShiftMACE, 89 elements (Z 1-83, 89-94), r_max 6 Å; random weights here
+MP_MEDIUM = dict(
+    r_max=6.0,
+    hidden_irreps="128x0e+128x1o",
+    max_ell=3,
+    correlation=3,
+    num_interactions=2,
+    species=[*range(1, 84), *range(89, 95)],
+)
+CONVERTED = ("mace-torch-mp-medium", "mace-from-mp-medium")  # mace-torch model, and ours converted from it
+COMPILED = "-compiled"  # model-name suffix: the model's mlip compile package (AOTInductor .pt2)
 
 
 # aspirin C9H8O4, an rdkit (ETKDG, seed 0) conformer: (Z, x, y, z) in Å
@@ -105,7 +121,10 @@ def water_box(num_atoms: int, seed: int = 0):
 
 
 def systems(quick: bool) -> dict:
-    out = {"aspirin": aspirin(), "box-100": water_box(100), "box-1000": water_box(1000)}
+    from ase.build import molecule
+
+    out = {"water-3": molecule("H2O"), "aspirin": aspirin(), "box-100": water_box(100)}
+    out["box-1000"] = water_box(1000)
     if not quick:
         out["box-10k"] = water_box(10000)
     return out
@@ -118,27 +137,28 @@ def ours(name: str, dtype: torch.dtype, device: str):
     return create(kind, species=SPECIES, dtype=dtype, device=device, seed=0, avg_num_neighbors=40.0, **hp)
 
 
-def mace_torch(dtype: torch.dtype, device: str):
+def mace_torch(dtype: torch.dtype, device: str, species: list[int] = SPECIES, r_max: float = R_MAX):
     from e3nn import o3
     from mace.modules import RealAgnosticResidualInteractionBlock, ScaleShiftMACE
 
     previous = torch.get_default_dtype()
     torch.set_default_dtype(dtype)
     try:
+        torch.manual_seed(0)
         model = ScaleShiftMACE(
-            r_max=R_MAX,
+            r_max=r_max,
             num_bessel=8,
             num_polynomial_cutoff=5,
             max_ell=3,
             interaction_cls=RealAgnosticResidualInteractionBlock,
             interaction_cls_first=RealAgnosticResidualInteractionBlock,
             num_interactions=2,
-            num_elements=len(SPECIES),
+            num_elements=len(species),
             hidden_irreps=o3.Irreps("128x0e+128x1o"),
             MLP_irreps=o3.Irreps("16x0e"),
-            atomic_energies=np.zeros(len(SPECIES)),
+            atomic_energies=np.zeros(len(species)),
             avg_num_neighbors=40.0,
-            atomic_numbers=SPECIES,
+            atomic_numbers=species,
             correlation=3,
             gate=torch.nn.functional.silu,
             radial_MLP=[64, 64, 64],
@@ -169,6 +189,23 @@ def mace_torch_cueq(dtype: torch.dtype, device: str, data):
     return model
 
 
+_PACKAGES: dict[tuple[str, str, str], tuple[str, float]] = {}
+_PACKAGE_DIR = tempfile.TemporaryDirectory(prefix="mlip-bench-")
+
+
+def compiled(name: str, dtype: torch.dtype, device: str):
+    """Our model ``name`` as a ``.pt2`` package (``mlip compile``), compiled once per process; returns the
+    loaded :class:`~mlip.compile.CompiledModel` and the compile time (s) of its package."""
+    from mlip.compile import CompiledModel, compile_package
+
+    key = (name, str(dtype), device)
+    if key not in _PACKAGES:
+        path = str(Path(_PACKAGE_DIR.name) / f"{name}-{len(_PACKAGES)}.pt2")
+        _PACKAGES[key] = (path, compile_package(ours(name, dtype, device), path, device=device))
+    path, seconds = _PACKAGES[key]
+    return CompiledModel(path, device=device), seconds
+
+
 def our_step(model, data):
     def step():
         out = model(data, compute_forces=True)
@@ -178,20 +215,10 @@ def our_step(model, data):
 
 
 def mace_torch_step(model, data, dtype: torch.dtype):
-    index = torch.as_tensor(
-        [SPECIES.index(int(z)) for z in data[K.ATOMIC_NUMBERS]], device=data[K.POSITIONS].device
-    )
-    cell = data[K.CELL].to(dtype)
-    batch = {
-        "positions": data[K.POSITIONS].to(dtype),
-        "node_attrs": torch.nn.functional.one_hot(index, len(SPECIES)).to(dtype),
-        "edge_index": data[K.EDGE_INDEX],
-        "shifts": data[K.CELL_SHIFTS].to(dtype) @ cell,
-        "unit_shifts": data[K.CELL_SHIFTS].to(dtype),
-        "cell": cell,
-        "batch": torch.zeros(len(index), dtype=torch.int64, device=index.device),
-        "ptr": torch.tensor([0, len(index)], device=index.device),
-    }
+    from mlip.interop.mace import mace_inputs
+
+    species = [int(z) for z in model.atomic_numbers]
+    batch = {k: v.to(dtype) if v.is_floating_point() else v for k, v in mace_inputs(data, species).items()}
 
     def step():
         out = model(batch, compute_force=True, training=False)
@@ -200,15 +227,58 @@ def mace_torch_step(model, data, dtype: torch.dtype):
     return step
 
 
+def converted_pair(model_name: str, dtype: torch.dtype, device: str, data):
+    """``mace-torch-mp-medium`` (mace-torch, MACE-MP-0 medium shape, random weights) or our model
+    converted from it (``mace-from-mp-medium``), checked equal to mace-torch on ``data`` first."""
+    from mlip.interop.mace import from_mace
+
+    peer = mace_torch(dtype, device, MP_MEDIUM["species"], MP_MEDIUM["r_max"]).requires_grad_(False).eval()
+    if model_name == CONVERTED[0]:
+        return mace_torch_step(peer, data, dtype)
+    model = from_mace(peer).to(device=device, dtype=dtype).requires_grad_(False).eval()
+    expected, got = mace_torch_step(peer, data, dtype)(), our_step(model, data)()
+    tolerance = 1e-3 if dtype == torch.float32 else 1e-8
+    for name, a, b in zip(("energy", "forces"), expected, got, strict=True):
+        if not torch.allclose(a, b, rtol=tolerance, atol=tolerance):
+            raise AssertionError(f"{model_name} {name} differs from mace-torch: {(a - b).abs().max():.3g}")
+    del peer
+    return our_step(model, data)
+
+
 def build(model_name: str, atoms, dtype: torch.dtype, device: str):
-    data = add_neighbors(from_atoms(atoms), R_MAX)
+    cutoff = MP_MEDIUM["r_max"] if model_name in CONVERTED else R_MAX
+    data = add_neighbors(from_atoms(atoms), cutoff)
     data = {k: v.to(device) for k, v in data.items()}
+    if model_name in CONVERTED:
+        return converted_pair(model_name, dtype, device, data), data
     # inference, as both packages' ASE calculators run: no weight gradients are kept
     if model_name == "mace-torch":
         return mace_torch_step(mace_torch(dtype, device).requires_grad_(False).eval(), data, dtype), data
     if model_name == "mace-torch-cueq":
         return mace_torch_step(mace_torch_cueq(dtype, device, data), data, dtype), data
+    if model_name.endswith(COMPILED):
+        return our_step(compiled(model_name.removesuffix(COMPILED), dtype, device)[0], data), data
     return our_step(ours(model_name, dtype, device).requires_grad_(False).eval(), data), data
+
+
+def interleaved_speedups(step, peers: dict, rounds: int) -> dict[str, float]:
+    """Median over ``rounds`` of ``t(peer) / t(step)``, each round timing one call of every peer and of
+    ``step`` back to back (after one warm-up call each), so that load changes on a shared machine hit
+    both sides of a ratio alike."""
+    import statistics
+
+    for fn in (step, *peers.values()):
+        fn()
+    ratios: dict[str, list[float]] = {name: [] for name in peers}
+    for _ in range(rounds):
+        start = time.perf_counter()
+        step()
+        ours = time.perf_counter() - start
+        for name, fn in peers.items():
+            start = time.perf_counter()
+            fn()
+            ratios[name].append((time.perf_counter() - start) / ours)
+    return {name: statistics.median(values) for name, values in ratios.items()}
 
 
 def child_peak_rss(model_name: str, system: str, args: argparse.Namespace) -> float | None:
@@ -240,7 +310,7 @@ def run_child(model_name: str, system: str, args: argparse.Namespace) -> None:
     excluded: mace-torch pulls in e3nn, we pull in Triton)."""
     import mlip.models  # noqa: F401  (import cost outside the measurement, as mace below)
 
-    if model_name.startswith("mace-torch"):
+    if model_name.startswith("mace-torch") or model_name in CONVERTED:
         import mace.modules  # noqa: F401
     dtype = getattr(torch, args.dtype)
     atoms = systems(quick=system != "box-10k")[system]
@@ -258,15 +328,18 @@ def main() -> None:
     )
     parser.add_argument("--quick", action="store_true", help="skip the 10k-atom box")
     parser.add_argument(
-        "--systems", default=None, help="comma-separated subset: aspirin,box-100,box-1000,box-10k"
+        "--systems", default=None, help="comma-separated subset: water-3,aspirin,box-100,box-1000,box-10k"
     )
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--dtype", default="float32", choices=["float32", "float64"])
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument(
         "--models",
-        default="mace,mace-torch,mace-gaunt,nequip,gridnet",
-        help="comma-separated; also mace-torch-cueq (mace-torch converted to cuEquivariance)",
+        default="mace,mace-compiled,mace-torch,mace-gaunt,nequip,nequip-compiled,gridnet",
+        help="comma-separated; NAME-compiled is our model NAME as an mlip compile package; also "
+        "mace-torch-cueq (mace-torch converted to cuEquivariance), and "
+        "mace-torch-mp-medium,mace-from-mp-medium (a MACE-MP-0 medium-shaped mace-torch model, 89 "
+        "elements, r_max 6, and ours converted from it by mlip.models.from_mace)",
     )
     parser.add_argument(
         "--peer-max-atoms",
@@ -279,7 +352,9 @@ def main() -> None:
         default="mace,mace-torch",
         help="models whose CPU peak RSS is measured (the 10k box only for --large-models)",
     )
-    parser.add_argument("--large-models", default="mace", help="models run on the 10k box (others skipped)")
+    parser.add_argument(
+        "--large-models", default="mace,mace-compiled", help="models run on the 10k box (others skipped)"
+    )
     parser.add_argument(
         "--no-memory", action="store_true", help="skip the child-process RSS measurement (CPU)"
     )
@@ -296,7 +371,9 @@ def main() -> None:
         if args.systems and system not in args.systems.split(","):
             continue
         for model_name in args.models.split(","):
-            if model_name.startswith("mace-torch") and len(atoms) > args.peer_max_atoms:
+            if (model_name.startswith("mace-torch") or model_name in CONVERTED) and len(
+                atoms
+            ) > args.peer_max_atoms:
                 rows.append(
                     {"system": system, "atoms": len(atoms), "model": model_name, "note": "skipped (memory)"}
                 )
@@ -349,11 +426,24 @@ def main() -> None:
                     "aten_ops": aten_ops,
                 }
             )
+            if model_name.endswith(COMPILED):
+                base = model_name.removesuffix(COMPILED)
+                rows[-1]["compile_s"] = compiled(base, dtype, args.device)[1]
+                peers = {"eager": build(base, atoms, dtype, args.device)[0]}
+                if base == "mace" and "mace-torch" in args.models and len(atoms) <= args.peer_max_atoms:
+                    peers["mace_torch"] = build("mace-torch", atoms, dtype, args.device)[0]
+                for peer, ratio in interleaved_speedups(step, peers, max(1, repeats + 2)).items():
+                    rows[-1][f"paired_vs_{peer}"] = ratio
             print_table(rows[-1:])
             write_json(args.out, "model", rows, device=args.device, dtype=args.dtype, partial=True)
             del step, data
     for row in rows:
-        for peer_name in ("mace-torch", "mace-torch-cueq"):
+        eager = row["model"].removesuffix(COMPILED)
+        for peer_name in ("mace-torch", "mace-torch-cueq", "mace-torch-mp-medium", eager):
+            # converted MP-medium rows: vs their mace-torch source only; compiled rows: also vs eager
+            mp_pair = (peer_name == "mace-torch-mp-medium") == (row["model"] in CONVERTED)
+            if peer_name == row["model"] or (peer_name != eager and not mp_pair):
+                continue
             peer = next(
                 (
                     r
@@ -363,7 +453,8 @@ def main() -> None:
                 None,
             )
             if peer and "ms_per_step" in row:
-                row[f"speedup_vs_{peer_name.replace('-', '_')}"] = peer["ms_per_step"] / row["ms_per_step"]
+                column = peer_name if peer_name.startswith("mace-torch") else "eager"
+                row[f"speedup_vs_{column.replace('-', '_')}"] = peer["ms_per_step"] / row["ms_per_step"]
     columns = [
         "system",
         "atoms",
@@ -376,8 +467,13 @@ def main() -> None:
         "peak_mem_mb",
         "first_call_s",
         "aten_ops",
+        "compile_s",
+        "speedup_vs_eager",
+        "paired_vs_eager",
         "speedup_vs_mace_torch",
+        "paired_vs_mace_torch",
         "speedup_vs_mace_torch_cueq",
+        "speedup_vs_mace_torch_mp_medium",
         "note",
     ]
     print(f"\ndevice {args.device}, dtype {args.dtype}, torch threads {torch.get_num_threads()}")

@@ -3,19 +3,23 @@
 from __future__ import annotations
 
 import importlib
+import inspect
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
+from mlip.data import DataError
 from mlip.datasets.base import AtomicDataset
 
-# format -> (module of mlip.datasets, its loader), imported on first use: opening one format never
-# imports the dependencies of another (lmdb, h5py, ...)
+# format -> (module of mlip.datasets, its loader[, the callable whose parameters are the options when the
+# loader passes **options on]), imported on first use: opening one format never imports the dependencies
+# of another (lmdb, h5py, ...)
 _LOADERS = {
     "rmd17": ("rmd17", "load_rmd17"),
     "qm9": ("qm9", "load_qm9"),
     "qm9-csv": ("qm9", "load_qm9_csv"),
-    "oc20-lmdb": ("oc20", "load_oc20_lmdb"),
-    "aselmdb": ("oc20", "load_aselmdb"),
+    "oc20-lmdb": ("oc20", "load_oc20_lmdb", "OC20LmdbDataset"),
+    "aselmdb": ("oc20", "load_aselmdb", "AseLmdbDataset"),
     "oc20-s2ef": ("oc20", "load_s2ef_extxyz"),
     "oc20-traj": ("oc20", "load_oc20_trajectories"),
     "ase": ("ase_formats", "load_ase"),
@@ -23,9 +27,17 @@ _LOADERS = {
 }
 
 
-def _lazy(module: str, name: str) -> Callable[..., AtomicDataset]:
+def _lazy(module: str, name: str, options_of: str | None = None) -> Callable[..., AtomicDataset]:
+    """``loader(path, **options)`` calling ``mlip.datasets.<module>.<name>``; an option the loader does not
+    take (a parameter of ``options_of``, default ``name``) is a :class:`DataError` listing the known ones."""
+
     def loader(path: Path, **options) -> AtomicDataset:
-        return getattr(importlib.import_module(f"mlip.datasets.{module}"), name)(path, **options)
+        found = importlib.import_module(f"mlip.datasets.{module}")
+        known = list(inspect.signature(getattr(found, options_of or name)).parameters)[1:]
+        unknown = sorted(set(options) - set(known))
+        if unknown:
+            raise DataError(f"{path}: unknown option {unknown[0]!r} for {name}; known: {known}")
+        return getattr(found, name)(path, **options)
 
     loader.__name__ = loader.__qualname__ = name
     return loader
@@ -49,7 +61,7 @@ def _folder_format(path: Path) -> str:
     for name, match in checks:
         if any(match(n) for n in names):
             return name
-    raise ValueError(
+    raise DataError(
         f"{path}: cannot tell the dataset format of this folder; pass format= one of {sorted(FORMATS)}"
     )
 
@@ -89,5 +101,22 @@ def load(path: str | Path, format: str | None = None, **options) -> AtomicDatase
     path = Path(path)
     fmt = format or detect_format(path)
     if fmt not in FORMATS:
-        raise ValueError(f"unknown format {fmt!r}; known: {sorted(FORMATS)}")
+        raise DataError(f"{path}: unknown format {fmt!r}; known: {sorted(FORMATS)}")
     return FORMATS[fmt](path, **options)
+
+
+def parse_options(pairs: list[str]) -> dict[str, Any]:
+    """``["key=value", ...]`` (the CLI's ``--option``) -> loader options, values parsed as YAML scalars
+    (``split=1`` -> 1, ``molecule=aspirin`` -> ``"aspirin"``); :class:`DataError` on a malformed pair."""
+    import yaml
+
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise DataError(f"--option {pair!r}: expected KEY=VALUE (e.g. molecule=aspirin)")
+        try:
+            out[key] = yaml.safe_load(value)
+        except yaml.YAMLError as exc:
+            raise DataError(f"--option {pair!r}: value is not a YAML scalar ({exc})") from exc
+    return out

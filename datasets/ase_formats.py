@@ -12,8 +12,8 @@ of a dataset holds the same keys (batches collate).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +40,38 @@ class LabelKeys:
     energy_weight: str = "config_energy_weight"
     forces_weight: str = "config_forces_weight"
     stress_weight: str = "config_stress_weight"
+
+    @classmethod
+    def from_option(cls, value: LabelKeys | Mapping[str, str] | None) -> LabelKeys:
+        """The ``keys`` loader option as given: ``None`` (defaults), a :class:`LabelKeys`, or a mapping such
+        as ``{energy: REF_energy, forces: REF_forces}`` (YAML ``data.options.keys``, ``--option
+        keys=...``)."""
+        if value is None:
+            return cls()
+        if isinstance(value, cls):
+            return value
+        if not isinstance(value, Mapping):
+            raise DataError(f"option keys: expected a mapping label -> key name, got {value!r}")
+        known = [f.name for f in fields(cls)]
+        for label, name in value.items():
+            if label not in known:
+                raise DataError(f"option keys: unknown label {label!r}; known: {known}")
+            if not isinstance(name, str):
+                raise DataError(f"option keys.{label}: expected a key name, got {name!r}")
+        return cls(**value)
+
+    def looked_for(self) -> list[str]:
+        """The label key names (energy, forces, stress, virial)."""
+        return [self.energy, self.forces, self.stress, self.virial]
+
+
+def stored_keys(frames: Iterable[tuple[Any, dict[str, Any]]]) -> list[str]:
+    """Names of everything the frames store (``info``, per-atom arrays, calculator results, extra)."""
+    names: set[str] = set()
+    for atoms, extra in frames:
+        results = getattr(getattr(atoms, "calc", None), "results", None) or {}
+        names.update(atoms.info, atoms.arrays, results, extra)
+    return sorted(names - {"numbers", "positions"})
 
 
 def _lookup(atoms: Any, name: str, extra: dict[str, Any]) -> Any:
@@ -207,24 +239,27 @@ def load_ase(
     path: str | Path,
     format: str | None = None,
     index: str = ":",
-    keys: LabelKeys | None = None,
+    keys: LabelKeys | Mapping[str, str] | None = None,
     selection: str | None = None,
 ) -> ListDataset:
     """Load every frame of an ASE-readable file (extxyz, traj, db, OUTCAR, vasprun.xml, ...) in eV, Å.
 
     ``format`` is the ``ase.io`` format name (guessed by ASE when ``None``; ``"db"`` reads an ASE database,
-    where ``selection`` is an ASE db query). ``keys`` renames labels and weights (:class:`LabelKeys`).
+    where ``selection`` is an ASE db query). ``keys`` renames labels and weights: a :class:`LabelKeys` or a
+    mapping (``{"energy": "REF_energy", "forces": "REF_forces"}``). ``metadata["stored_keys"]`` lists what
+    the file holds, so a file read with the wrong keys can be told from one without labels.
     """
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path} does not exist")
-    keys = keys or LabelKeys()
+    keys = LabelKeys.from_option(keys)
     is_db = format == "db" or (format is None and path.suffix == ".db")
-    frames = _read_db(path, selection) if is_db else _read_ase(path, format, index)
+    frames = list(_read_db(path, selection) if is_db else _read_ase(path, format, index))
     records = records_from_atoms(frames, keys, str(path))
     metadata = {
         "format": "ase-db" if is_db else (format or "ase"),
         "units": dict(DEFAULT_UNITS),
         "label_keys": keys.__dict__,
+        "stored_keys": stored_keys(frames),
     }
     return ListDataset(records, str(path), metadata)

@@ -10,19 +10,7 @@ import argparse
 import json
 from typing import Any
 
-
-def _options(pairs: list[str]) -> dict[str, Any]:
-    """``key=value`` strings -> loader options (values parsed as JSON when possible, else strings)."""
-    out: dict[str, Any] = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep:
-            raise SystemExit(f"--option expects key=value, got {pair!r}")
-        try:
-            out[key] = json.loads(value)
-        except json.JSONDecodeError:
-            out[key] = value
-    return out
+from mlip.data import DataError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -53,8 +41,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     """Run ``mlip data convert`` or ``mlip data stats``; returns the exit status."""
     from mlip.datasets import load, write_cache
+    from mlip.datasets.api import parse_options
 
-    dataset = load(args.source, format=args.format, **_options(args.option))
+    dataset = load(args.source, format=args.format, **parse_options(args.option))
     if args.data_command == "convert":
         compression = None if args.compression == "none" else args.compression
         path = write_cache(dataset, args.output, cutoffs=args.cutoff, compression=compression, progress=True)
@@ -64,8 +53,11 @@ def main(args: argparse.Namespace) -> int:
 
     e0: Any = "least_squares"
     if args.e0:
-        with open(args.e0) as f:
-            e0 = {int(z): float(v) for z, v in json.load(f).items()}
+        try:
+            with open(args.e0) as f:
+                e0 = {int(z): float(v) for z, v in json.load(f).items()}
+        except (ValueError, TypeError, AttributeError) as exc:
+            raise DataError(f"{args.e0}: expected a JSON object {{Z: eV}} ({exc})") from exc
     stats = compute_statistics(dataset, e0=e0, cutoff=args.cutoff).to_dict()
     width = max(len(k) for k in stats)
     for key, value in stats.items():

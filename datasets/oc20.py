@@ -89,7 +89,7 @@ def convert_energy(
     if wanted is None or wanted == stored or K.ENERGY not in data:
         return data
     if wanted not in ("total", "adsorption"):
-        raise ValueError(f"energy_reference must be None, 'total' or 'adsorption', got {wanted!r}")
+        raise DataError(f"option energy_reference: must be None, 'total' or 'adsorption', got {wanted!r}")
     if reference is None:
         raise DataError(
             f"{where}: field 'reference_energy' missing: cannot convert a {stored} energy to {wanted}"
@@ -160,7 +160,7 @@ class OC20LmdbDataset(AtomicDataset):
         if not self.path.exists():
             raise FileNotFoundError(f"{self.path} does not exist")
         if positions not in ("initial", "relaxed"):
-            raise ValueError(f"positions must be 'initial' or 'relaxed', got {positions!r}")
+            raise DataError(f"option positions: must be 'initial' or 'relaxed', got {positions!r}")
         self.source = str(self.path)
         self.lmdb = _LazyLmdb(self.path)
         self.target, self.positions = target, positions
@@ -263,8 +263,8 @@ class AseLmdbDataset(AtomicDataset):
     """
 
     def __init__(
-        self, path: str | Path, keys: LabelKeys | None = None, energy_reference: str | None = None,
-        stored_reference: str = "total",
+        self, path: str | Path, keys: LabelKeys | dict[str, str] | None = None,
+        energy_reference: str | None = None, stored_reference: str = "total",
     ) -> None:  # fmt: skip
         self.path = Path(path)
         self.source = str(self.path)
@@ -274,7 +274,7 @@ class AseLmdbDataset(AtomicDataset):
         if deleted is not None:
             removed = set(self._decode(deleted, "deleted_ids"))
             self.ids = [i for i in self.ids if i not in removed]
-        self.keys = keys or LabelKeys()
+        self.keys = LabelKeys.from_option(keys)
         self.energy_reference, self.stored_reference = energy_reference, stored_reference
         self.metadata = {
             "format": "aselmdb",

@@ -253,7 +253,7 @@ def _finish(
 
 def _check_energy(energy: str) -> None:
     if energy not in TARGET_NAMES:
-        raise ValueError(f"energy must be one of {TARGET_NAMES}, got {energy!r}")
+        raise DataError(f"option energy: must be one of {TARGET_NAMES}, got {energy!r}")
 
 
 def load_qm9(
@@ -341,9 +341,7 @@ def load_qm9_csv(
         with open(path, newline="", encoding="utf-8") as f:
             records = list(_csv_records(csv.DictReader(f), source, energy, bohr_to_angstrom))
     except UnicodeDecodeError as exc:
-        raise DataError(
-            f"{source}: not a UTF-8 text CSV file ({exc.reason} in its bytes)"
-        ) from exc
+        raise DataError(f"{source}: not a UTF-8 text CSV file ({exc.reason} in its bytes)") from exc
     except csv.Error as exc:
         raise DataError(f"{source}: malformed CSV ({exc})") from exc
     return _finish(records, path, exclude, "qm9-csv", energy, bohr_to_angstrom)

@@ -156,9 +156,11 @@ def load_rmd17(
     """
     path = Path(path)
     if (split is None) != (part is None):
-        raise ValueError("give both split (1-5) and part ('train' or 'test'), or neither")
+        raise DataError(
+            f"{path}: options split, part: give both split (1-5) and part ('train' or 'test'), or neither"
+        )
     if part is not None and part not in ("train", "test"):
-        raise ValueError(f"part must be 'train' or 'test', got {part!r}")
+        raise DataError(f"{path}: option part: must be 'train' or 'test', got {part!r}")
     if path.is_file():
         dataset = read_npz(path, old_labels)
         if split is None:
@@ -166,7 +168,9 @@ def load_rmd17(
         root = path.parent.parent if path.parent.name == "npz_data" else path.parent
         return Subset(dataset, read_index_file(_split_file(root, split, part)))
     if molecule is None:
-        raise ValueError(f"{path} is a folder: name the molecule (e.g. molecule='aspirin')")
+        raise DataError(
+            f"{path}: option molecule: the path is a folder, name the molecule (e.g. molecule='aspirin')"
+        )
     if split is not None:
         per_split = path / f"rmd17_{molecule}_{part}_{split:02d}.npz"
         if per_split.is_file():

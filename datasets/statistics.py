@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from mlip.data import DataError
 from mlip.data import keys as K
 from mlip.datasets.base import AtomicDataset
 from mlip.datasets.cache import NeighborFn, default_neighbor_fn
@@ -98,7 +99,7 @@ def compute_statistics(
     else:
         missing = sorted(set(elements) - {int(z) for z in e0})
         if missing:
-            raise ValueError(f"given E0 lacks elements {missing}")
+            raise DataError(f"e0: the given E0s lack elements {missing} present in {dataset.source}")
         e0_values, method = {int(z): float(v) for z, v in e0.items()}, "given"
     residual = None
     if energies:

@@ -111,7 +111,7 @@ def run(args: argparse.Namespace, model: Any = None) -> int:
     state = _initial_state(args, output)
     fire = args.ensemble in ("fire", "fire-cell")
     plot = None if fire else _plot_path(args, output, state.step)
-    _check_outputs(args, output, plot, state.num_systems)
+    _check_outputs(args, output, plot, state.system_ids.tolist())
     potential = model if model is not None else models.load(args.model)
     potential = (
         potential.to(device=args.device, dtype=getattr(torch, args.dtype)).eval().requires_grad_(False)
@@ -160,18 +160,31 @@ def run(args: argparse.Namespace, model: Any = None) -> int:
             write_interval=args.write_interval,
             guard=md.ExplosionGuard(),
             progress=not args.no_progress,
+            on_explosion="drop" if state.num_systems > 1 else "stop",
         )
     except ExplosionError as error:
         if error.result is not None:
-            plot_energy(
-                error.result.log, plot, state.num_atoms, f"{args.ensemble}: FAILED at step {error.step}"
-            )
+            label = f"{args.ensemble}: FAILED at step {error.step}"
+            plot_energy(error.result.log, plot, state.num_atoms, label)
         raise
     finally:
         for w in writers:
             w.close()
-    _report(result, args, state)
-    plot_energy(result.log, plot, state.num_atoms, args.ensemble, drift=args.ensemble == "nve")
+    _report(result, args, state.num_atoms)
+    label = args.ensemble + (f" (replicas {sorted(result.dropped)} dropped)" if result.dropped else "")
+    plot_energy(
+        result.log, plot, state.num_atoms, label, drift=args.ensemble == "nve" and 0 not in result.dropped
+    )
+    if result.dropped:
+        first = min(result.dropped.values(), key=lambda error: error.step)
+        listed = "; ".join(f"replica {i} at {error}" for i, error in sorted(result.dropped.items()))
+        raise ExplosionError(
+            result.state.step,
+            f"{len(result.dropped)} of {state.num_systems} replicas exploded and were dropped ({listed}); "
+            f"the others ran to step {result.state.step}; trajectory kept",
+            first.system,
+            result,
+        )
     return 0
 
 
@@ -235,29 +248,35 @@ def _plot_path(args: argparse.Namespace, output: Path, step: int) -> Path:
     return output.with_suffix(".png")
 
 
-def _check_outputs(args: argparse.Namespace, output: Path, plot: Path | None, num_systems: int) -> None:
+def _check_outputs(args: argparse.Namespace, output: Path, plot: Path | None, system_ids: list[int]) -> None:
     """Refuse, before anything is computed, to replace an existing output without ``--overwrite``."""
     from mlip.md.trajectory import ASEWriter, refuse_existing
 
     refuse_existing([output], args.append or args.overwrite)
     if args.xyz:
-        refuse_existing(ASEWriter(args.xyz).paths(num_systems), args.append or args.overwrite)
+        refuse_existing(ASEWriter(args.xyz).paths(system_ids), args.append or args.overwrite)
     if plot is not None:
         refuse_existing([plot], args.overwrite)
 
 
-def _report(result: Any, args: argparse.Namespace, state: Any) -> None:
+def _report(result: Any, args: argparse.Namespace, num_atoms: Any) -> None:
+    """Throughput and, for NVE, each system's drift and fluctuation over the whole run (``dropped`` for
+    a replica that exploded); ``num_atoms`` ``[B]`` of the systems the run started with."""
     print(
         f"{result.state.step} steps of {args.dt} fs, {result.atom_steps_per_s:.4g} atom-steps/s, "
-        f"{result.ns_per_day:.4g} ns/day, {state.num_systems} system(s), trajectory {args.output}"
+        f"{result.ns_per_day:.4g} ns/day, {result.state.num_systems} system(s), trajectory {args.output}"
     )
     if args.ensemble == "nve" and len(result.log.time) >= 3:
-        drift = result.log.drift(state.num_atoms)
-        fluctuation = result.log.fluctuation(state.num_atoms)
-        print("NVE drift over the run (meV/atom/ps): " + ", ".join(f"{d:.3g}" for d in drift.tolist()))
-        print(
-            "NVE total-energy fluctuation (meV/atom): " + ", ".join(f"{f:.3g}" for f in fluctuation.tolist())
-        )
+        ids = result.log.system_ids.tolist()
+        for name, values in (
+            ("NVE drift over the run (meV/atom/ps)", result.log.drift(num_atoms)),
+            ("NVE total-energy fluctuation (meV/atom)", result.log.fluctuation(num_atoms)),
+        ):
+            shown = [
+                "dropped" if i in result.dropped else f"{v:.3g}"
+                for i, v in zip(ids, values.tolist(), strict=True)
+            ]
+            print(f"{name}: " + ", ".join(shown))
 
 
 def plot_energy(log: Any, path: Path, num_atoms: Any, label: str, drift: bool = False) -> Path:

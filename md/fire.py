@@ -13,12 +13,35 @@ the enthalpy is minimised.
 
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 
-from mlip.md.checks import ExplosionError, check_parameter, check_structure
+from mlip.md.checks import ExplosionError, MDInputError, check_parameter, check_structure
+from mlip.md.fields import Variables, atom_field, global_field, system_field
 from mlip.md.forcefield import ForceField
 from mlip.md.observers import non_finite
 from mlip.md.state import MDState
+
+
+@dataclasses.dataclass
+class FIREVariables(Variables):
+    """FIRE's per-atom ``velocity`` ``[N, 3]`` (unit-mass fictitious velocities), per-system
+    ``cell_velocity``, ``cell_coordinate`` (the log-strain ``X``) and ``reference_cell`` (``h0``, Å), all
+    ``[B, 3, 3]``, adaptive ``dt``, mixing ``alpha``, count of ``positive_steps`` and target ``pressure``
+    (eV/Å^3), all ``[B]``; and for the batch ``dt_max``, ``max_step`` (Å) and ``relax_cell``."""
+
+    velocity: torch.Tensor = atom_field()
+    cell_velocity: torch.Tensor = system_field()
+    cell_coordinate: torch.Tensor = system_field()
+    reference_cell: torch.Tensor = system_field()
+    dt: torch.Tensor = system_field()
+    alpha: torch.Tensor = system_field()
+    positive_steps: torch.Tensor = system_field()
+    pressure: torch.Tensor = system_field()
+    dt_max: float = global_field()
+    max_step: float = global_field()
+    relax_cell: bool = global_field()
 
 
 def init(
@@ -30,21 +53,23 @@ def init(
     dt_max: float = 1.0,
     max_step: float = 0.2,
 ) -> MDState:
-    """Set the FIRE variables in ``aux`` and evaluate forces (and stress when relaxing the cell)."""
+    """Set :class:`FIREVariables` and evaluate forces (and stress when relaxing the cell)."""
     if relax_cell and not bool(state.pbc.all()):
-        raise ValueError("cell relaxation needs fully periodic systems")
+        raise MDInputError("cell relaxation needs fully periodic systems")
     b = state.num_systems
     zeros3 = torch.zeros(b, 3, 3, dtype=torch.float64, device=state.device)
-    state.aux.update(
-        fire_velocity=torch.zeros_like(state.positions),
-        fire_cell_velocity=zeros3.clone(),
-        fire_cell_coordinate=zeros3.clone(),
-        fire_reference_cell=state.cell.clone(),
-        fire_dt=state.per_system(dt_start),
-        fire_alpha=state.per_system(_ALPHA_START),
-        fire_positive_steps=state.per_system(0.0),
-        fire_pressure=state.per_system(pressure),
-        fire_params=torch.tensor([dt_max, max_step, float(relax_cell)], dtype=torch.float64),
+    state.variables = FIREVariables(
+        velocity=torch.zeros_like(state.positions),
+        cell_velocity=zeros3.clone(),
+        cell_coordinate=zeros3.clone(),
+        reference_cell=state.cell.clone(),
+        dt=state.per_system(dt_start),
+        alpha=state.per_system(_ALPHA_START),
+        positive_steps=state.per_system(0.0),
+        pressure=state.per_system(pressure),
+        dt_max=float(dt_max),
+        max_step=float(max_step),
+        relax_cell=bool(relax_cell),
     )
     return model(state, compute_stress=relax_cell)
 
@@ -55,19 +80,20 @@ _ALPHA_START, _F_ALPHA, _F_INC, _F_DEC, _N_MIN = 0.1, 0.99, 1.1, 0.5, 5
 def _deformation(state: MDState) -> torch.Tensor:
     """``[B, 3, 3]`` symmetric ``F = exp(X / c)``."""
     scale = state.num_atoms.to(torch.float64)[:, None, None]
-    lam, vec = torch.linalg.eigh(state.aux["fire_cell_coordinate"] / scale)
+    lam, vec = torch.linalg.eigh(state.variables_of(FIREVariables).cell_coordinate / scale)
     return vec @ torch.diag_embed(torch.exp(lam)) @ vec.transpose(1, 2)
 
 
 def generalized_forces(state: MDState) -> tuple[torch.Tensor, torch.Tensor]:
     """Forces on the atoms' cell-frame coordinates ``[N, 3]`` (eV/Å) and on ``X`` ``[B, 3, 3]`` (eV;
     zero without cell relaxation)."""
-    if not bool(state.aux["fire_params"][2]):
-        return state.forces, torch.zeros_like(state.aux["fire_cell_velocity"])
+    variables = state.variables_of(FIREVariables)
+    if not variables.relax_cell:
+        return state.forces, torch.zeros_like(variables.cell_velocity)
     f_atoms = torch.einsum("ni,nji->nj", state.forces, _deformation(state)[state.batch])
     eye = torch.eye(3, dtype=torch.float64, device=state.device)
     volume = state.volume()[:, None, None]
-    virial = -volume * (state.stress + state.aux["fire_pressure"][:, None, None] * eye)
+    virial = -volume * (state.stress + variables.pressure[:, None, None] * eye)
     return f_atoms, virial / state.num_atoms.to(torch.float64)[:, None, None]
 
 
@@ -81,31 +107,29 @@ def max_force(state: MDState) -> torch.Tensor:
 
 def step(state: MDState, model: ForceField, fmax: float = 0.0) -> MDState:
     """One FIRE step for every system whose max force is still ``>= fmax`` (eV/Å)."""
-    aux = state.aux
-    dt_max, max_step, relax_cell = aux["fire_params"].tolist()
+    fire = state.variables_of(FIREVariables)  # updated in place
+    dt_max, max_step, relax_cell = fire.dt_max, fire.max_step, fire.relax_cell
     active = max_force(state) >= fmax  # [B]
     f, g = generalized_forces(state)
-    v, w = aux["fire_velocity"], aux["fire_cell_velocity"]
+    v, w = fire.velocity, fire.cell_velocity
     power = state.system_sum((f * v).sum(dim=1)) + (g * w).sum(dim=(1, 2))
     f_norm = torch.sqrt(state.system_sum((f * f).sum(dim=1)) + (g * g).sum(dim=(1, 2))).clamp(min=1e-300)
     v_norm = torch.sqrt(state.system_sum((v * v).sum(dim=1)) + (w * w).sum(dim=(1, 2)))
     uphill = power <= 0
-    mix = (aux["fire_alpha"] * v_norm / f_norm)[:, None]
-    keep = 1.0 - aux["fire_alpha"]
+    mix = (fire.alpha * v_norm / f_norm)[:, None]
+    keep = 1.0 - fire.alpha
     v = torch.where(
         state.per_atom(uphill)[:, None], 0.0, keep[state.batch, None] * v + state.per_atom(mix) * f
     )
     w = torch.where(uphill[:, None, None], 0.0, keep[:, None, None] * w + mix[:, :, None] * g)
-    grow = ~uphill & (aux["fire_positive_steps"] > _N_MIN)
+    grow = ~uphill & (fire.positive_steps > _N_MIN)
     dt = torch.where(
         uphill,
-        aux["fire_dt"] * _F_DEC,
-        torch.where(grow, (aux["fire_dt"] * _F_INC).clamp(max=dt_max), aux["fire_dt"]),
+        fire.dt * _F_DEC,
+        torch.where(grow, (fire.dt * _F_INC).clamp(max=dt_max), fire.dt),
     )
-    aux["fire_alpha"] = torch.where(
-        uphill, _ALPHA_START, torch.where(grow, aux["fire_alpha"] * _F_ALPHA, aux["fire_alpha"])
-    )
-    aux["fire_positive_steps"] = torch.where(uphill, 0.0, aux["fire_positive_steps"] + 1.0)
+    fire.alpha = torch.where(uphill, _ALPHA_START, torch.where(grow, fire.alpha * _F_ALPHA, fire.alpha))
+    fire.positive_steps = torch.where(uphill, 0.0, fire.positive_steps + 1.0)
     v = v + dt[state.batch, None] * f
     w = w + dt[:, None, None] * g
     dr, dx = dt[state.batch, None] * v, dt[:, None, None] * w
@@ -119,16 +143,16 @@ def step(state: MDState, model: ForceField, fmax: float = 0.0) -> MDState:
             _deformation(state), torch.eye(3, dtype=torch.float64, device=state.device)
         )
         s = torch.einsum("ni,nij->nj", state.positions, frame[state.batch]) + dr
-        aux["fire_cell_coordinate"] = aux["fire_cell_coordinate"] + 0.5 * (dx + dx.transpose(1, 2))
+        fire.cell_coordinate = fire.cell_coordinate + 0.5 * (dx + dx.transpose(1, 2))
         deformation = _deformation(state)
         state.positions = torch.einsum("ni,nij->nj", s, deformation[state.batch])
-        state.cell = aux["fire_reference_cell"] @ deformation
+        state.cell = fire.reference_cell @ deformation
     else:
         state.positions = state.positions + dr
-    aux["fire_velocity"] = torch.where(state.per_atom(active)[:, None], v, 0.0)
-    aux["fire_cell_velocity"] = torch.where(active[:, None, None], w, 0.0)
-    aux["fire_dt"] = dt
-    model(state, compute_stress=bool(relax_cell))
+    fire.velocity = torch.where(state.per_atom(active)[:, None], v, 0.0)
+    fire.cell_velocity = torch.where(active[:, None, None], w, 0.0)
+    fire.dt = dt
+    model(state, compute_stress=relax_cell)
     state.step += 1
     return state
 

@@ -7,13 +7,23 @@ Momentum is not conserved, so ``dof = 3 N_free``.
 
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 
 from mlip.md.checks import check_parameter
+from mlip.md.fields import ThermostatVariables, system_field
 from mlip.md.forcefield import ForceField
 from mlip.md.nve import advance_clock, drift, kick
 from mlip.md.state import MDState
 from mlip.md.units import AMU_A2_FS2_TO_EV, KB
+
+
+@dataclasses.dataclass
+class LangevinVariables(ThermostatVariables):
+    """``temperature`` ``[B]`` K (the target) and ``friction`` ``[B]`` 1/fs."""
+
+    friction: torch.Tensor = system_field()
 
 
 def init(
@@ -22,19 +32,21 @@ def init(
     temperature: float | torch.Tensor,
     friction: float | torch.Tensor = 0.01,
 ) -> MDState:
-    """Store ``aux["temperature"]`` ``[B]`` (K) and ``aux["friction"]`` ``[B]`` (1/fs); evaluate forces."""
+    """Set :class:`LangevinVariables` (``temperature`` K, ``friction`` 1/fs); evaluate forces."""
     check_parameter("temperature", temperature, "K", allow_zero=True)
     check_parameter("Langevin friction", friction, "1/fs")
-    state.aux["temperature"] = state.per_system(temperature)
-    state.aux["friction"] = state.per_system(friction)
+    state.variables = LangevinVariables(
+        temperature=state.per_system(temperature), friction=state.per_system(friction)
+    )
     state.dof = 3.0 * state.system_sum((~state.fixed).to(torch.float64))
     return model(state)
 
 
 def ornstein_uhlenbeck(state: MDState, dt: float) -> None:
     """The O part: exact update of the velocities under friction and noise over ``dt`` fs."""
-    c = torch.exp(-state.per_atom(state.aux["friction"]) * dt)[:, None]
-    sigma = torch.sqrt(KB * state.per_atom(state.aux["temperature"]) / (state.masses * AMU_A2_FS2_TO_EV))
+    variables = state.variables_of(LangevinVariables)
+    c = torch.exp(-state.per_atom(variables.friction) * dt)[:, None]
+    sigma = torch.sqrt(KB * state.per_atom(variables.temperature) / (state.masses * AMU_A2_FS2_TO_EV))
     v = c * state.velocities + torch.sqrt(1.0 - c * c) * sigma[:, None] * state.randn_atoms()
     state.velocities = torch.where(state.fixed[:, None], torch.zeros_like(v), v)
 

@@ -10,9 +10,12 @@ conserved (:func:`conserved_energy`).
 
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 
 from mlip.md.checks import MDInputError, check_parameter
+from mlip.md.fields import ThermostatVariables, system_field
 from mlip.md.forcefield import ForceField
 from mlip.md.nve import advance_clock, verlet
 from mlip.md.state import MDState, zero_momentum
@@ -22,6 +25,16 @@ _W1 = 1.0 / (2.0 - 2.0 ** (1.0 / 3.0))
 _SUZUKI_YOSHIDA = (_W1, 1.0 - 2.0 * _W1, _W1)
 
 
+@dataclasses.dataclass
+class NHCVariables(ThermostatVariables):
+    """``temperature`` ``[B]`` K (the target); the chain's ``mass`` (eV fs^2), ``position`` (dimensionless)
+    and ``velocity`` (1/fs), all ``[B, M]``."""
+
+    mass: torch.Tensor = system_field()
+    position: torch.Tensor = system_field()
+    velocity: torch.Tensor = system_field()
+
+
 def init(
     state: MDState,
     model: ForceField,
@@ -29,9 +42,9 @@ def init(
     tau: float | torch.Tensor = 100.0,
     chain_length: int = 3,
 ) -> MDState:
-    """Store ``aux["temperature"]`` ``[B]`` (K), chain masses ``aux["nhc_mass"]`` ``[B, M]`` (eV fs^2),
-    ``aux["nhc_position"]`` and ``aux["nhc_velocity"]`` ``[B, M]`` (zero); zero the centre-of-mass momentum;
-    evaluate forces. ``tau`` (fs) is the thermostat period."""
+    """Set :class:`NHCVariables` (target ``temperature`` K, chain masses from ``tau``, the thermostat
+    period in fs; chain positions and velocities zero); zero the centre-of-mass momentum; evaluate
+    forces."""
     if chain_length < 1:
         raise MDInputError(f"chain_length must be >= 1, got {chain_length}")
     check_parameter("temperature", temperature, "K")
@@ -41,19 +54,19 @@ def init(
     kt_tau2 = KB * temperature * state.per_system(tau) ** 2
     mass = kt_tau2[:, None].repeat(1, chain_length)
     mass[:, 0] = mass[:, 0] * state.dof
-    state.aux["temperature"] = temperature
-    state.aux["nhc_mass"] = mass
-    state.aux["nhc_position"] = torch.zeros_like(mass)
-    state.aux["nhc_velocity"] = torch.zeros_like(mass)
+    state.variables = NHCVariables(
+        temperature=temperature, mass=mass, position=torch.zeros_like(mass), velocity=torch.zeros_like(mass)
+    )
     return model(state)
 
 
 def _chain_half_step(state: MDState, dt: float) -> None:
     """Propagate chain and velocity scaling over ``dt / 2`` fs (MTK 1996, Suzuki–Yoshida weights)."""
-    kt = KB * state.aux["temperature"]
-    q = state.aux["nhc_mass"]
-    xi = state.aux["nhc_position"].clone()
-    v = state.aux["nhc_velocity"].clone()
+    variables = state.variables_of(NHCVariables)
+    kt = KB * variables.temperature
+    q = variables.mass
+    xi = variables.position.clone()
+    v = variables.velocity.clone()
     m = q.shape[1]
     two_k = 2.0 * state.kinetic_energy()
     scale = torch.ones_like(two_k)
@@ -76,8 +89,8 @@ def _chain_half_step(state: MDState, dt: float) -> None:
             v[:, j] = (v[:, j] * damp + 0.5 * h * force(j)) * damp
         v[:, m - 1] += 0.5 * h * force(m - 1)
     state.velocities = state.velocities * state.per_atom(scale)[:, None]
-    state.aux["nhc_position"] = xi
-    state.aux["nhc_velocity"] = v
+    variables.position = xi
+    variables.velocity = v
 
 
 def step(state: MDState, model: ForceField, dt: float) -> MDState:
@@ -90,7 +103,8 @@ def step(state: MDState, model: ForceField, dt: float) -> MDState:
 
 def conserved_energy(state: MDState) -> torch.Tensor:
     """``[B]`` eV, the extended-system energy that the dynamics conserves."""
-    kt = KB * state.aux["temperature"]
-    q, xi, v = state.aux["nhc_mass"], state.aux["nhc_position"], state.aux["nhc_velocity"]
+    variables = state.variables_of(NHCVariables)
+    kt = KB * variables.temperature
+    q, xi, v = variables.mass, variables.position, variables.velocity
     chain = 0.5 * (q * v * v).sum(dim=1) + state.dof * kt * xi[:, 0] + kt * xi[:, 1:].sum(dim=1)
     return state.kinetic_energy() + state.energy + chain

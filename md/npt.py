@@ -19,16 +19,31 @@ Each step: thermostat ``dt/2``, kick ``dt/2``, barostat ``dt``, drift ``dt``, fo
 
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 
 from mlip.md import csvr
 from mlip.md.checks import check_parameter
+from mlip.md.fields import global_field, system_field
 from mlip.md.forcefield import ForceField
 from mlip.md.nve import advance_clock, drift, kick
 from mlip.md.state import MDState
 from mlip.md.units import KB
 
 MODES = ("isotropic", "full")
+
+
+@dataclasses.dataclass
+class NPTVariables(csvr.CSVRVariables):
+    """The thermostat's (see :class:`~mlip.md.csvr.CSVRVariables`) and the barostat's: target
+    ``pressure`` (eV/Å^3), ``tau_p`` (fs), ``compressibility`` (Å^3/eV), all ``[B]``; ``anisotropic``
+    (``mode="full"``) for the whole batch."""
+
+    pressure: torch.Tensor = system_field()
+    tau_p: torch.Tensor = system_field()
+    compressibility: torch.Tensor = system_field()
+    anisotropic: bool = global_field(default=False)
 
 
 def init(
@@ -41,8 +56,8 @@ def init(
     tau_p: float | torch.Tensor = 1000.0,
     compressibility: float | torch.Tensor = 1.0,
 ) -> MDState:
-    """Store the thermostat (see :func:`mlip.md.csvr.init`) and ``aux["pressure"]`` (eV/Å^3),
-    ``aux["tau_p"]`` (fs), ``aux["compressibility"]`` (Å^3/eV), all ``[B]``; evaluate forces and stress."""
+    """Set :class:`NPTVariables` (the thermostat as :func:`mlip.md.csvr.init`, ``pressure`` eV/Å^3,
+    ``tau_p`` fs, ``compressibility`` Å^3/eV); evaluate forces and stress."""
     if mode not in MODES:
         raise ValueError(f"NPT mode must be one of {MODES}, got {mode!r}")
     if not bool(state.pbc.all()):
@@ -52,10 +67,14 @@ def init(
     check_parameter("barostat tau_p", tau_p, "fs")
     check_parameter("compressibility", compressibility, "Å^3/eV")
     csvr.init(state, model, temperature, tau_t)
-    state.aux["pressure"] = state.per_system(pressure)
-    state.aux["tau_p"] = state.per_system(tau_p)
-    state.aux["compressibility"] = state.per_system(compressibility)
-    state.aux["anisotropic"] = torch.tensor(mode == "full", device=state.device)
+    thermostat = state.variables_of(csvr.CSVRVariables)
+    state.variables = NPTVariables(
+        **{f.name: getattr(thermostat, f.name) for f in dataclasses.fields(thermostat)},
+        pressure=state.per_system(pressure),
+        tau_p=state.per_system(tau_p),
+        compressibility=state.per_system(compressibility),
+        anisotropic=mode == "full",
+    )
     return model(state, compute_stress=True)
 
 
@@ -66,14 +85,15 @@ def _pressure_tensor(state: MDState) -> torch.Tensor:
 
 def _rescale_cell(state: MDState, dt: float) -> None:
     """One barostat update over ``dt`` fs."""
+    variables = state.variables_of(NPTVariables)
     volume = state.volume()
-    kt = KB * state.aux["temperature"]
-    rate = state.aux["compressibility"] / (3.0 * state.aux["tau_p"])  # [B] Å^3/(eV fs)
+    kt = KB * variables.temperature
+    rate = variables.compressibility / (3.0 * variables.tau_p)  # [B] Å^3/(eV fs)
     noise_scale = torch.sqrt(2.0 * kt * rate * dt / volume)
     eye = torch.eye(3, dtype=torch.float64, device=state.device)
-    if bool(state.aux["anisotropic"]):
+    if variables.anisotropic:
         p_int = _pressure_tensor(state)
-        target = (state.aux["pressure"] - kt / volume)[:, None, None] * eye
+        target = (variables.pressure - kt / volume)[:, None, None] * eye
         noise = torch.stack([n.reshape(3, 3) for n in state.randn_systems(torch.full_like(volume, 9))])
         noise = 0.5 * (noise + noise.transpose(1, 2))
         d_eps = -(rate * dt)[:, None, None] * (target - p_int) + noise_scale[:, None, None] * noise
@@ -84,7 +104,7 @@ def _rescale_cell(state: MDState, dt: float) -> None:
     else:
         p_int = _pressure_tensor(state).diagonal(dim1=1, dim2=2).mean(dim=1)
         noise = torch.cat(state.randn_systems(torch.ones_like(volume)))
-        d_eps = -rate * dt * (state.aux["pressure"] - p_int - kt / volume) + noise_scale * noise / 3.0**0.5
+        d_eps = -rate * dt * (variables.pressure - p_int - kt / volume) + noise_scale * noise / 3.0**0.5
         mu = torch.exp(d_eps)[:, None, None] * eye
         mu_inv = torch.exp(-d_eps)[:, None, None] * eye
     state.positions = torch.einsum("ni,nij->nj", state.positions, mu[state.batch])

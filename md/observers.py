@@ -10,6 +10,7 @@ from collections.abc import Callable
 
 import torch
 
+from mlip.md.fields import ThermostatVariables
 from mlip.md.state import MDState
 from mlip.md.units import EV_A3_TO_GPA
 
@@ -30,20 +31,29 @@ def observe(state: MDState) -> dict[str, torch.Tensor]:
 
 
 class EnergyLog:
-    """Time series of :func:`observe` (one row per logged step), kept on the CPU."""
+    """Time series of :func:`observe` (one row per logged step), kept on the CPU. The columns are the
+    systems of the first recorded state (``system_ids``); a system dropped later reads NaN from then on."""
 
     def __init__(self) -> None:
         self.time: list[float] = []
         self.step: list[int] = []
         self.values: dict[str, list[torch.Tensor]] = {}
+        self.system_ids: torch.Tensor | None = None
 
     def record(self, state: MDState) -> dict[str, torch.Tensor]:
         """Append the observables of ``state``; return them."""
         obs = observe(state)
+        ids = state.system_ids.cpu()
+        if self.system_ids is None:
+            self.system_ids = ids.clone()
+        columns = torch.searchsorted(self.system_ids, ids)
+        if not torch.equal(self.system_ids[columns.clamp(max=len(self.system_ids) - 1)], ids):
+            raise ValueError(f"systems {ids.tolist()} are not among the log's {self.system_ids.tolist()}")
         self.time.append(state.time)
         self.step.append(state.step)
         for key, value in obs.items():
-            self.values.setdefault(key, []).append(value.detach().cpu())
+            row = torch.full((len(self.system_ids),), math.nan, dtype=value.dtype)
+            self.values.setdefault(key, []).append(row.index_copy(0, columns, value.detach().cpu()))
         return obs
 
     def series(self, key: str) -> torch.Tensor:
@@ -78,9 +88,10 @@ class ExplosionGuard:
     positions, velocities, forces, energy, cell or stress is non-finite, two atoms come closer than
     ``min_distance``, a force exceeds ``max_force``, an atom has lost all its neighbours (no other atom
     within the cutoff, so zero force) while the system had no such atom at the start, its temperature
-    exceeds ``max_temperature`` or, for a thermostatted run (the state holds a target
-    ``aux["temperature"]``), ``max_temperature_ratio`` times the target, or, for a run without a
-    thermostat (NVE), its total energy has changed by more than ``max_energy_change`` per atom.
+    exceeds ``max_temperature`` or, for a thermostatted run (the state's variables are
+    :class:`~mlip.md.fields.ThermostatVariables`), ``max_temperature_ratio`` times the target, or, for a
+    run without a thermostat (NVE), its total energy has changed by more than ``max_energy_change`` per
+    atom.
 
     Attributes:
         max_force: eV/Å.
@@ -108,14 +119,22 @@ class ExplosionGuard:
         self._reference_total = observe(state)["total"].detach().clone()
         self._had_isolated = state.system_sum(_isolated(state, edge_index).to(torch.int64)) > 0
 
+    def keep(self, systems: torch.Tensor) -> None:
+        """Keep the references of the systems ``systems`` (batch indices, ascending) only: after the
+        others were dropped from the state."""
+        if self._reference_total is None or self._had_isolated is None:
+            raise RuntimeError("ExplosionGuard.keep before start")
+        self._reference_total = self._reference_total[systems]
+        self._had_isolated = self._had_isolated[systems]
+
     def check(self, state: MDState, edge_index: torch.Tensor, edge_vectors: torch.Tensor) -> dict[int, str]:
-        """``{system: reason}`` for every system that has exploded (empty when none has); each reason is
-        one line naming the system and the value. ``edge_index`` ``[2, E]`` and ``edge_vectors``
-        ``[E, 3]`` (Å) are the current pairs within the cutoff."""
+        """``{b: reason}`` for every system (batch index ``b``) that has exploded (empty when none has);
+        each reason is one line naming the system (by its ``system_ids``) and the value. ``edge_index``
+        ``[2, E]`` and ``edge_vectors`` ``[E, 3]`` (Å) are the current pairs within the cutoff."""
         if self._reference_total is None or self._had_isolated is None:
             raise RuntimeError("ExplosionGuard.check before start")
         reasons = non_finite(state)
-        flag = functools.partial(_flag, reasons)
+        flag = functools.partial(_flag, reasons, state.system_ids.tolist())
         if edge_index.shape[1]:
             lengths = edge_vectors.norm(dim=1)
             shortest = torch.full((state.num_systems,), math.inf, dtype=lengths.dtype, device=state.device)
@@ -149,8 +168,8 @@ class ExplosionGuard:
                 f"temperature {float(temperature[b]):.4g} K exceeds max_temperature={self.max_temperature}"
             ),
         )
-        target = state.aux.get("temperature")
-        if target is not None:
+        if isinstance(state.variables, ThermostatVariables):
+            target = state.variables.temperature
             flag(
                 (target > 0) & (temperature > self.max_temperature_ratio * target),
                 lambda b: (
@@ -171,9 +190,10 @@ class ExplosionGuard:
 
 
 def non_finite(state: MDState) -> dict[int, str]:
-    """``{system: reason}`` for the systems with a non-finite position, velocity, force, energy, cell or
-    stress (the first atom named)."""
+    """``{b: reason}`` for the systems (batch index ``b``) with a non-finite position, velocity, force,
+    energy, cell or stress (the first atom named; the reason names the system by its ``system_ids``)."""
     reasons: dict[int, str] = {}
+    ids = state.system_ids.tolist()
     per_atom = {"position": state.positions, "velocity": state.velocities, "force": state.forces}
     for name, values in per_atom.items():
         if values is None:
@@ -182,20 +202,21 @@ def non_finite(state: MDState) -> dict[int, str]:
         for i in bad.nonzero().squeeze(1).tolist():
             b = int(state.batch[i])
             local = i - int(state.num_atoms[:b].sum())
-            reasons.setdefault(b, f"system {b}: non-finite {name} of atom {local}")
+            reasons.setdefault(b, f"system {ids[b]}: non-finite {name} of atom {local}")
+    flag = functools.partial(_flag, reasons, ids)
     if state.energy is not None:
-        _flag(reasons, ~torch.isfinite(state.energy), lambda b: "non-finite energy")
-    _flag(reasons, ~torch.isfinite(state.cell).all(dim=(1, 2)), lambda b: "non-finite cell")
+        flag(~torch.isfinite(state.energy), lambda b: "non-finite energy")
+    flag(~torch.isfinite(state.cell).all(dim=(1, 2)), lambda b: "non-finite cell")
     if state.stress is not None:
-        _flag(reasons, ~torch.isfinite(state.stress).all(dim=(1, 2)), lambda b: "non-finite stress")
+        flag(~torch.isfinite(state.stress).all(dim=(1, 2)), lambda b: "non-finite stress")
     return reasons
 
 
-def _flag(reasons: dict[int, str], mask: torch.Tensor, reason: Callable[[int], str]) -> None:
-    """Add ``system b: reason(b)`` for every system ``b`` where ``mask`` ``[B]`` is set and that has no
-    reason yet."""
+def _flag(reasons: dict[int, str], ids: list[int], mask: torch.Tensor, reason: Callable[[int], str]) -> None:
+    """Add ``system ID: reason(b)`` (``ID = ids[b]``, the replica) for every system ``b`` where ``mask``
+    ``[B]`` is set and that has no reason yet."""
     for b in mask.nonzero().squeeze(1).tolist():
-        reasons.setdefault(b, f"system {b}: {reason(b)}")
+        reasons.setdefault(b, f"system {ids[b]}: {reason(b)}")
 
 
 def _isolated(state: MDState, edge_index: torch.Tensor) -> torch.Tensor:

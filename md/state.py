@@ -3,7 +3,9 @@
 Per-atom fields are concatenated over systems (``batch[i]`` is the system of atom ``i``); per-system
 fields have a leading dimension ``B``. Units: Å, Å/fs, amu, eV, eV/Å, eV/Å^3, fs, K (see
 :mod:`mlip.md.units`). Integrators keep their own variables (thermostat chains, barostat, FIRE
-parameters) in ``aux`` as tensors, so a state is self-contained.
+parameters) in ``variables``, a typed :class:`~mlip.md.fields.Variables` dataclass whose fields are
+declared per atom, per system or global, so a state is self-contained and can be cut by system
+(:meth:`MDState.select`, :meth:`MDState.split`).
 """
 
 from __future__ import annotations
@@ -11,18 +13,21 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
 
 from mlip.data.voigt import matrix_to_voigt
 from mlip.md.checks import MDInputError, check_parameter, check_structure
+from mlip.md.fields import Batched, Variables, atom_field, global_field, system_field
 from mlip.md.units import AMU_A2_FS2_TO_EV, FS, KB
+
+V = TypeVar("V", bound=Variables)
 
 
 @dataclasses.dataclass
-class MDState:
+class MDState(Batched):
     """Batched state of ``B`` systems with ``N`` atoms in total.
 
     Attributes:
@@ -40,27 +45,35 @@ class MDState:
         energy: ``[B]`` eV potential energy.
         stress: ``[B, 3, 3]`` eV/Å^3 (ASE sign), when the integrator needs it.
         step: integer step counter; time: simulated time in fs.
-        aux: integrator variables (tensors), e.g. ``aux["temperature"]`` ``[B]`` K.
+        variables: the integrator's typed variables (set by its ``init``), e.g.
+            ``LangevinVariables.temperature`` ``[B]`` K.
         generators: one seeded ``torch.Generator`` per system, so the noise a system receives does not
             depend on the other systems in the batch (a batched run equals single runs with the same seeds).
+        system_ids: ``[B]`` int64, the index of each system in the batch it was built as (``arange(B)``
+            unless systems were dropped by :meth:`select`): names replicas in trajectories and messages.
     """
 
-    positions: torch.Tensor
-    velocities: torch.Tensor
-    masses: torch.Tensor
-    atomic_numbers: torch.Tensor
-    cell: torch.Tensor
-    pbc: torch.Tensor
-    batch: torch.Tensor
-    fixed: torch.Tensor
-    dof: torch.Tensor
-    forces: torch.Tensor | None = None
-    energy: torch.Tensor | None = None
-    stress: torch.Tensor | None = None
-    step: int = 0
-    time: float = 0.0
-    aux: dict[str, torch.Tensor] = dataclasses.field(default_factory=dict)
-    generators: list[torch.Generator] = dataclasses.field(default_factory=list)
+    positions: torch.Tensor = atom_field()
+    velocities: torch.Tensor = atom_field()
+    masses: torch.Tensor = atom_field()
+    atomic_numbers: torch.Tensor = atom_field()
+    cell: torch.Tensor = system_field()
+    pbc: torch.Tensor = system_field()
+    batch: torch.Tensor = atom_field()
+    fixed: torch.Tensor = atom_field()
+    dof: torch.Tensor = system_field()
+    forces: torch.Tensor | None = atom_field(default=None)
+    energy: torch.Tensor | None = system_field(default=None)
+    stress: torch.Tensor | None = system_field(default=None)
+    step: int = global_field(default=0)
+    time: float = global_field(default=0.0)
+    variables: Variables | None = global_field(default=None)
+    generators: list[torch.Generator] = system_field(default_factory=list)
+    system_ids: torch.Tensor | None = system_field(default=None)
+
+    def __post_init__(self) -> None:
+        if self.system_ids is None:
+            self.system_ids = torch.arange(self.num_systems, device=self.device)
 
     @property
     def num_systems(self) -> int:
@@ -144,23 +157,34 @@ class MDState:
         return torch.where(self.fixed[:, None], torch.zeros_like(a), a)
 
     def clone(self) -> MDState:
-        """A deep copy (tensors cloned; the generator state copied)."""
-        copy = {
-            f.name: _clone(getattr(self, f.name)) for f in dataclasses.fields(self) if f.name != "generators"
-        }
-        state = MDState(**copy)
-        for g in self.generators:
-            state.generators.append(torch.Generator(device=g.device))
-            state.generators[-1].set_state(g.get_state())
-        return state
+        """A deep copy (tensors cloned; the generator states copied)."""
+        return self.select(range(self.num_systems))
 
+    def select(self, systems: Sequence[int]) -> MDState:
+        """A new state holding only ``systems`` (ascending indices into this batch), with their atoms,
+        variables, generators (copied) and ``system_ids``; tensors are copies."""
+        index = torch.as_tensor(list(systems), dtype=torch.int64, device=self.device)
+        if index.numel() and not bool((index.diff() > 0).all()):
+            raise ValueError(f"select needs ascending system indices, got {index.tolist()}")
+        atoms = torch.isin(self.batch, index).nonzero().squeeze(1)
+        fields = self.selected(atoms, index)
+        renumber = torch.full((self.num_systems,), -1, dtype=torch.int64, device=self.device)
+        renumber[index] = torch.arange(index.numel(), device=self.device)
+        fields["batch"] = renumber[fields["batch"]]
+        return MDState(**fields)
 
-def _clone(value: Any) -> Any:
-    if isinstance(value, torch.Tensor):
-        return value.clone()
-    if isinstance(value, dict):
-        return {k: v.clone() for k, v in value.items()}
-    return value
+    def split(self) -> list[MDState]:
+        """One single-system state per system (see :meth:`select`)."""
+        return [self.select([b]) for b in range(self.num_systems)]
+
+    def variables_of(self, kind: type[V]) -> V:
+        """``variables`` checked to be of the integrator's ``kind``: an error says which ``init`` to call."""
+        if not isinstance(self.variables, kind):
+            raise ValueError(
+                f"the state holds {type(self.variables).__name__} variables, not {kind.__name__}: "
+                "call the integrator's init first"
+            )
+        return self.variables
 
 
 def from_atoms(

@@ -1,7 +1,8 @@
 """Trajectory writers: H5MD (HDF5 via h5py; append/resume; flushed after every frame) and ASE formats
 (extxyz, .traj).
 
-H5MD layout (version 1.1), one particle group per system of the batch (``system_0000``, ...)::
+H5MD layout (version 1.1), one particle group per system of the batch (``system_0000``, ..., named by
+``MDState.system_ids``: a replica dropped from a run keeps its name, and its series ends early)::
 
     /h5md                       version, author, creator
     /particles/system_b/species                 [N] atomic numbers
@@ -60,9 +61,11 @@ class H5MDWriter:
             else {}
         )
         counts = state.num_atoms.tolist()
-        stored = len(self.file["particles"]) if "particles" in self.file else 0
-        if stored and stored != len(counts):
-            raise MDInputError(f"{self.path} holds {stored} system(s), the state {len(counts)}")
+        ids = state.system_ids.tolist()
+        stored = sorted(self.file["particles"]) if "particles" in self.file else []
+        missing = [i for i in ids if f"system_{i:04d}" not in stored]
+        if stored and missing:
+            raise MDInputError(f"{self.path} holds {stored}, not the state's system(s) {missing}")
         starts = np.cumsum([0, *counts])
         for b, n in enumerate(counts):
             sl = slice(int(starts[b]), int(starts[b]) + n)
@@ -73,18 +76,19 @@ class H5MDWriter:
             for name, value in fields.items():
                 self._append(group.require_group(name), value.detach().cpu().numpy(), state, _UNITS[name])
             self._append(group["box"].require_group("edges"), state.cell[b].cpu().numpy(), state, "Å")
-            obs_group = self.file.require_group(f"observables/system_{b:04d}")
+            obs_group = self.file.require_group(f"observables/system_{ids[b]:04d}")
             for name, value in obs.items():
                 self._append(obs_group.require_group(name), np.asarray(value[b]), state, None)
         self.file.flush()
 
     def _system_group(self, state: MDState, b: int, sl: slice) -> Any:
-        name = f"particles/system_{b:04d}"
+        system = int(state.system_ids[b])
+        name = f"particles/system_{system:04d}"
         species = state.atomic_numbers[sl].cpu().numpy()
         if name in self.file:
             group = self.file[name]
             if not np.array_equal(group["species"][()], species):
-                raise MDInputError(f"{self.path}: system {b} has other atoms than the file's {name}")
+                raise MDInputError(f"{self.path}: system {system} has other atoms than the file's {name}")
             return group
         group = self.file.create_group(name)
         group.create_dataset("species", data=species)
@@ -124,13 +128,20 @@ class H5MDWriter:
 
 def read_h5md(path: str | Path, frame: int = -1) -> tuple[list[Any], int, float]:
     """One frame (default the last complete one) of every system as ``ase.Atoms`` (positions, cell, pbc,
-    masses, velocities), with its step and time (fs): the starting point to resume a run."""
+    masses, velocities), with its step and time (fs) (those of the last system): the starting point to
+    resume a run."""
+    frames = _read_frames(path, frame)
+    return [atoms for _, atoms, _, _ in frames], frames[-1][2], frames[-1][3]
+
+
+def _read_frames(path: str | Path, frame: int) -> list[tuple[int, Any, int, float]]:
+    """``(system id, atoms, step, time)`` of frame ``frame`` of every system of an H5MD file."""
     import h5py
     from ase import Atoms
 
     from mlip.md.units import FS
 
-    atoms_list = []
+    out = []
     if not Path(path).is_file():
         raise MDInputError(f"{path}: no such trajectory file")
     try:
@@ -157,16 +168,24 @@ def read_h5md(path: str | Path, frame: int = -1) -> tuple[list[Any], int, float]
             )
             atoms.set_velocities(g["velocity/value"][index] / FS)
             step, time = int(g["position/step"][index]), float(g["position/time"][index])
-            atoms_list.append(atoms)
-    return atoms_list, step, time
+            out.append((int(name.split("_")[-1]), atoms, step, time))
+    return out
 
 
 def resume(path: str | Path, device: str | torch.device = "cpu", seed: int = 0) -> MDState:
-    """A state from the last frame of an H5MD file (positions, velocities, cell, step, time). Integrator
-    variables (thermostat chains) are not stored: call the integrator's ``init`` again."""
-    atoms_list, step, time = read_h5md(path)
-    state = from_atoms(atoms_list, device=device, seed=seed, source=f"{path} (step {step})")
-    state.step, state.time = step, time
+    """A state from the last frame of an H5MD file (positions, velocities, cell, step, time) of the
+    systems that reached the latest step (a replica dropped earlier stays behind), with their
+    ``system_ids``. Integrator variables (thermostat chains) are not stored: call the integrator's
+    ``init`` again."""
+    frames = _read_frames(path, -1)
+    step = max(f[2] for f in frames)
+    frames = [f for f in frames if f[2] == step]
+    ids = [f[0] for f in frames]
+    state = from_atoms(
+        [f[1] for f in frames], device=device, seed=[seed + i for i in ids], source=f"{path} (step {step})"
+    )
+    state.step, state.time = step, frames[0][3]
+    state.system_ids = torch.tensor(ids, device=state.device)
     return state
 
 
@@ -181,8 +200,9 @@ def refuse_existing(paths: list[Path], allowed: bool) -> None:
 
 
 class ASEWriter:
-    """Appends frames to ASE files: ``.xyz``/``.extxyz`` (extended XYZ) or ``.traj``. With several systems,
-    system ``b`` goes to ``<stem>_<b><suffix>``. An existing file is continued with ``append``, replaced
+    """Appends frames to ASE files: ``.xyz``/``.extxyz`` (extended XYZ) or ``.traj``. A lone system 0
+    goes to ``path``; with several systems, system ``b`` (its ``system_ids``, kept when replicas are
+    dropped) goes to ``<stem>_<b><suffix>``. An existing file is continued with ``append``, replaced
     with ``overwrite``, and otherwise refused (:class:`~mlip.md.checks.OutputExistsError`) at the first
     write, before anything is written."""
 
@@ -192,19 +212,23 @@ class ASEWriter:
             raise MDInputError(f"ASEWriter writes .xyz, .extxyz or .traj files, not {self.path.name}")
         self.append, self.overwrite = append, overwrite
         self._started = False
+        self._lone = True  # whether the first write had a lone system 0
 
-    def paths(self, num_systems: int) -> list[Path]:
-        if num_systems == 1:
+    def paths(self, system_ids: list[int]) -> list[Path]:
+        """The file of each system."""
+        if system_ids == [0] and self._lone:
             return [self.path]
-        return [self.path.with_name(f"{self.path.stem}_{b}{self.path.suffix}") for b in range(num_systems)]
+        return [self.path.with_name(f"{self.path.stem}_{b}{self.path.suffix}") for b in system_ids]
 
     def write(self, state: MDState) -> None:
         """Append one frame of every system."""
         import ase.io
 
-        paths = self.paths(state.num_systems)
+        ids = state.system_ids.tolist()
         if not self._started:
-            refuse_existing(paths, self.append or self.overwrite)
+            self._lone = ids == [0]
+            refuse_existing(self.paths(ids), self.append or self.overwrite)
+        paths = self.paths(ids)
         for atoms, path in zip(to_atoms(state), paths, strict=True):
             append = self._started or (self.append and path.exists())
             if path.suffix == ".traj":

@@ -24,11 +24,16 @@ VERBS: dict[str, tuple[str, str]] = {
         "mlip.train.train_verb",
         "train a potential from a YAML config (torchrun for several processes)",
     ),
+    "compile": ("mlip.compile.cli", "compile a model to an AOTInductor .pt2 package (C++/LAMMPS, faster MD)"),
     "eval": ("mlip.train.eval_verb", "energy/force/stress errors of a trained model on labelled data"),
     "demo": ("mlip.demo", "train on the embedded ethanol DFT data, report test errors, run NVE MD"),
     "label": ("mlip.label", "sample molecular configurations and label them with PySCF DFT (extra 'dft')"),
     "data": ("mlip.datasets.cli", "convert datasets to the HDF5 cache, show statistics"),
     "md": ("mlip.md.cli", "run molecular dynamics with a trained potential"),
+    "convert": (
+        "mlip.interop.convert_verb",
+        "convert a mace-torch model file (MACE / ScaleShiftMACE) to an mlip model file (needs --trust)",
+    ),
 }
 
 
@@ -43,8 +48,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _one_line(error: Exception) -> str:
+    """The message of a user error on one line; a missing or unreadable path is named with the reason."""
+    if isinstance(error, OSError) and error.filename is not None:
+        return f"{error.filename}: {error.strerror or error}"
+    return " ".join(str(error).split())
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Run one verb. :class:`~mlip.errors.UserInputError` -> one line, exit 2;
+    """Run one verb. :class:`~mlip.errors.UserInputError` (and a missing, unreadable or misplaced path:
+    ``FileNotFoundError``, ``PermissionError``, ...) -> one line, exit 2;
     :class:`~mlip.errors.RunFailedError` -> one line, exit 1; ``--debug`` (or ``MLIP_DEBUG=1``) re-raises
     with the traceback."""
     parser = build_parser()
@@ -55,15 +68,21 @@ def main(argv: list[str] | None = None) -> int:
     debug = args.debug or os.environ.get("MLIP_DEBUG", "") not in ("", "0")
     try:
         return int(importlib.import_module(args._module).main(args) or 0)
-    except UserInputError as error:
+    except (
+        UserInputError,
+        FileNotFoundError,
+        IsADirectoryError,
+        NotADirectoryError,
+        PermissionError,
+    ) as error:
         if debug:
             raise
-        print(f"mlip {args.verb}: error: {error}", file=sys.stderr)
+        print(f"mlip {args.verb}: error: {_one_line(error)}", file=sys.stderr)
         return EXIT_USER_INPUT
     except RunFailedError as error:
         if debug:
             raise
-        print(f"mlip {args.verb}: failed: {error}", file=sys.stderr)
+        print(f"mlip {args.verb}: failed: {_one_line(error)}", file=sys.stderr)
         return EXIT_RUN_FAILED
 
 

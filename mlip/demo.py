@@ -27,6 +27,7 @@ QUICK_MODEL = {**MODEL, "hidden_irreps": "4x0e+4x1o", "max_ell": 1, "correlation
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default="demo_out", help="output folder (default demo_out)")
+    parser.add_argument("--overwrite", action="store_true", help="replace an earlier demo run in --out")
     parser.add_argument("--steps", type=int, default=1200, help="training steps (default 1200)")
     parser.add_argument("--minutes", type=float, default=4.0, help="cap on the training time (default 4)")
     parser.add_argument("--md-steps", type=int, default=1000, help="NVE steps of 0.5 fs (default 1000)")
@@ -105,7 +106,7 @@ def main(args: argparse.Namespace) -> int:
     with resources.as_file(resources.files("mlip") / "demo_data" / DATA) as data:
         config = config_from_dict(demo_config(data, out, steps, args.minutes, args.quick))
         print(f"training mace on {data.name} (PBE/def2-SVP ethanol); config:\n{dump_config(config)}")
-        results = train(config)
+        results = train(config, overwrite=args.overwrite)
         test_atoms = _first_test_structure(config)
     print(f"\ntest errors ({int(results['test']['num_structures'])} structures, best EMA weights):")
     print(format_table(results["test"]))

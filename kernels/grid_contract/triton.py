@@ -9,7 +9,7 @@ values never reach global memory.
 Backward and double backward are again grid contractions (the op is linear in every operand but the
 first, and ``φ`` has closed-form derivatives): the gradient with respect to ``x_j`` is the contraction of
 the other operands and the output gradient (to grid through ``Wᵀ``), projected through ``A_jᵀ``. So
-:class:`GridContract` differentiates through itself; only a contraction that would need more than
+the op ``mlip::grid_contract`` differentiates through itself; only a contraction that would need more than
 :data:`MAX_OPERANDS` operands (third derivatives of an activation) falls back to the torch definition.
 """
 
@@ -21,6 +21,8 @@ import torch
 import triton
 import triton.language as tl
 
+from mlip.kernels import _library
+from mlip.kernels._library import kernel_op
 from mlip.kernels.grid_contract.reference import Pointwise, contract
 
 MAX_OPERANDS = 3
@@ -205,7 +207,9 @@ def launch(
         precision = "tf32" if torch.backends.cuda.matmul.allow_tf32 else "tf32x3"
     block_c, block_o, block_g, block_k, num_warps = _blocks(C, G, O, [x.shape[1] for x in operands])
     grid = (B, triton.cdiv(C, block_c), triton.cdiv(O, block_o))
-    _kernel()[grid](
+    _library.launch(
+        _kernel(),
+        grid,
         out,
         *xs,
         *mats,
@@ -241,7 +245,22 @@ def grid_contract(
     """Differentiable fused contraction (forward, backward and double backward all fused)."""
     if len(operands) > MAX_OPERANDS:
         return contract(operands, to_grid, from_grid, pointwise)
-    return GridContract.apply(pointwise, tuple(to_grid), from_grid, *operands)
+    kind, order, scale = pointwise.kind, pointwise.order, float(pointwise.scale)
+    return grid_contract_op(list(operands), list(to_grid), from_grid, kind, order, scale)
+
+
+@kernel_op("mlip::grid_contract")
+def grid_contract_op(
+    operands: list[torch.Tensor],
+    to_grid: list[torch.Tensor],
+    from_grid: torch.Tensor,
+    kind: str,
+    order: int,
+    scale: float,
+) -> torch.Tensor:
+    """:func:`launch` as a custom op (``Pointwise(kind, order, scale)``); differentiable in the operands,
+    the matrices are constants."""
+    return launch(operands, to_grid, from_grid, Pointwise(kind, order, scale))
 
 
 def _operand_gradient(
@@ -269,22 +288,22 @@ def _operand_gradient(
     return g.sum(dim=2, keepdim=True) if x.shape[2] == 1 and g.shape[2] != 1 else g
 
 
-class GridContract(torch.autograd.Function):
-    """Autograd wrapper of :func:`launch`; the matrices are constants (no gradient)."""
+def _setup_context(ctx, inputs, output) -> None:  # noqa: ANN001
+    operands, to_grid, from_grid, kind, order, scale = inputs
+    ctx.save_for_backward(*operands, *to_grid, from_grid)
+    ctx.pointwise, ctx.n = Pointwise(kind, order, scale), len(operands)
 
-    @staticmethod
-    def forward(ctx, pointwise, to_grid, from_grid, *operands):  # noqa: D102
-        ctx.pointwise, ctx.to_grid, ctx.from_grid = pointwise, to_grid, from_grid
-        ctx.save_for_backward(*operands)
-        return launch(operands, to_grid, from_grid, pointwise)
 
-    @staticmethod
-    def backward(ctx, grad):  # noqa: D102
-        operands = ctx.saved_tensors
-        grads = [
-            _operand_gradient(j, operands, ctx.to_grid, ctx.from_grid, ctx.pointwise, grad)
-            if ctx.needs_input_grad[3 + j]
-            else None
-            for j in range(len(operands))
-        ]
-        return (None, None, None, *grads)
+def _backward(ctx, grad):  # noqa: ANN001
+    saved, n = ctx.saved_tensors, ctx.n
+    operands, to_grid, from_grid = saved[:n], saved[n : 2 * n], saved[2 * n]
+    grads = [
+        _operand_gradient(j, operands, to_grid, from_grid, ctx.pointwise, grad)
+        if ctx.needs_input_grad[0][j]
+        else None
+        for j in range(n)
+    ]
+    return grads, [None] * n, None, None, None, None
+
+
+grid_contract_op.register_autograd(_backward, setup_context=_setup_context)

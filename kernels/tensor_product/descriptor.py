@@ -11,6 +11,7 @@ Weights of all weighted instructions are concatenated, each flattened in e3nn's 
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -141,3 +142,24 @@ def wigner_block(
         desc.irreps_out[ins.i_out].ir.l,
     )
     return ins.coef * wigner_3j(l1, l2, lo, dtype=dtype, device=device)
+
+
+def descriptor_key(desc: TPDescriptor) -> str:
+    """A string that rebuilds ``desc`` (:func:`descriptor_from_key`): how a custom op, whose arguments are
+    tensors and plain values, names its descriptor (also in a saved graph)."""
+    paths = ";".join(
+        f"{i.i_in1},{i.i_in2},{i.i_out},{i.mode},{int(i.has_weight)},{i.path_weight!r}"
+        for i in desc.instructions
+    )
+    return f"{desc.irreps_in1}|{desc.irreps_in2}|{desc.irreps_out}|{paths}"
+
+
+@functools.cache
+def descriptor_from_key(key: str) -> TPDescriptor:
+    """The descriptor of a :func:`descriptor_key` string."""
+    in1, in2, out, paths = key.split("|")
+    instructions = []
+    for path in paths.split(";") if paths else []:
+        i1, i2, io, mode, has_weight, path_weight = path.split(",")
+        instructions.append((int(i1), int(i2), int(io), mode, bool(int(has_weight)), float(path_weight)))
+    return build_descriptor(in1, in2, out, instructions)

@@ -202,7 +202,10 @@ def chunk_sizes(total: int, step: int) -> list[int]:
     """Sizes of consecutive chunks of at most ``step`` rows covering ``total`` (at least one chunk, so
     an empty batch still builds an autograd graph). Callers ``torch.split`` by them: the backward of a
     split writes each gradient once, while slicing in a loop fills a whole-size zero gradient per chunk
-    (quadratic in the batch)."""
+    (quadratic in the batch). A symbolic ``total`` (export / ``make_fx`` tracing with dynamic shapes) is
+    one chunk: a Python loop over it would fix the traced graph to one batch size."""
+    if isinstance(total, torch.SymInt):
+        return [total]
     return [min(step, total - s) for s in range(0, total, step)] or [0]
 
 

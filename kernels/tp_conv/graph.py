@@ -12,7 +12,7 @@ class ConvGraph:
 
     The fused Triton convolution sums each node's edges in registers, so it needs the edges grouped by
     destination (forward) and by source (gradient with respect to the node features): an ``argsort``
-    plus a ``bincount`` each. A ``ConvGraph`` computes them on first use and keeps them; passing the same
+    plus a ``searchsorted`` each. A ``ConvGraph`` computes them on first use and keeps them; passing the same
     object to every :func:`~mlip.kernels.tp_conv` call on a graph (all interaction layers of a model, and
     their backward and double-backward passes, which reuse it automatically) sorts once per graph
     instead of once per call. Building one costs nothing until a kernel asks for an order, so the CPU
@@ -40,10 +40,26 @@ class ConvGraph:
                 f"edge_src and edge_dst must be [E], got {tuple(edge_src.shape)}, {tuple(edge_dst.shape)}"
             )
         self.src, self.dst, self.gather = edge_src, edge_dst, gather
-        self.num_nodes = int(num_nodes)
-        self.num_src = self.num_nodes if num_src is None else int(num_src)
+        self.num_nodes = _size(num_nodes)
+        self.num_src = self.num_nodes if num_src is None else _size(num_src)
         self.num_edges = edge_src.numel()
         self._csr: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    @classmethod
+    def with_orders(
+        cls,
+        edge_src: torch.Tensor,
+        edge_dst: torch.Tensor,
+        num_nodes: int,
+        num_src: int,
+        gather: bool,
+        orders: dict[str, tuple[torch.Tensor, torch.Tensor]],
+    ) -> ConvGraph:
+        """A graph whose CSR orders (``by -> (rowptr, perm)``, as :meth:`csr` returns them) are already
+        known: how a kernel op, which receives the orders as tensors, sees its graph."""
+        graph = cls(edge_src, edge_dst, num_nodes, num_src, gather)
+        graph._csr.update(orders)
+        return graph
 
     @classmethod
     def identity(cls, batch: int, device: torch.device) -> ConvGraph:
@@ -59,8 +75,9 @@ class ConvGraph:
         if by not in self._csr:
             index, rows = (self.dst, self.num_nodes) if by == "dst" else (self.src, self.num_src)
             perm = torch.argsort(index, stable=True)
-            rowptr = torch.zeros(rows + 1, dtype=torch.int64, device=index.device)
-            rowptr[1:] = torch.cumsum(torch.bincount(index, minlength=rows), 0)
+            # searchsorted, not bincount: the shape [rows + 1] does not depend on the values (no host sync)
+            boundaries = torch.arange(rows + 1, dtype=index.dtype, device=index.device)
+            rowptr = torch.searchsorted(index.index_select(0, perm), boundaries)
             self._csr[by] = (rowptr, perm)
         return self._csr[by]
 
@@ -72,8 +89,8 @@ class ConvGraph:
             and self.src.shape == edge_src.shape
             and self.dst.shape == edge_dst.shape
             and self.src.device == edge_src.device
-            and self.src.data_ptr() == edge_src.data_ptr()
-            and self.dst.data_ptr() == edge_dst.data_ptr()
+            and _same_storage(self.src, edge_src)
+            and _same_storage(self.dst, edge_dst)
         )
         if not same:
             raise ValueError("graph was built from other edge_src/edge_dst tensors or another num_nodes")
@@ -82,3 +99,17 @@ class ConvGraph:
         return (
             f"ConvGraph(num_edges={self.num_edges}, num_nodes={self.num_nodes}, sorted={sorted(self._csr)})"
         )
+
+
+def _same_storage(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """``a`` is ``b`` or views the same memory; traced (fake) tensors have no memory: identity only."""
+    if a is b:
+        return True
+    from torch._subclasses.fake_tensor import is_fake
+
+    return not (is_fake(a) or is_fake(b)) and a.data_ptr() == b.data_ptr()
+
+
+def _size(n: int | torch.SymInt) -> int | torch.SymInt:
+    """A node count as an ``int``; a symbolic size (tracing with dynamic shapes) stays symbolic."""
+    return n if isinstance(n, torch.SymInt) else int(n)

@@ -229,6 +229,20 @@ def closest_pair(
         return int(edge_index[0, e]), int(edge_index[1, e]), float(lengths[e])
 
 
+def pad_edges(
+    edge_index: torch.Tensor, shifts: torch.Tensor, capacity: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``edge_index`` ``[2, E]`` and ``shifts`` ``[E, 3]`` extended to ``capacity >= E`` edges by padding
+    edges: atom 0 to itself with a zero shift, a pair no neighbour list produces. The compiled step
+    (:class:`mlip.compile.step.ForceStep`) gives them exactly zero weight; an eager model cannot take them
+    (zero-length edge)."""
+    extra = capacity - edge_index.shape[1]
+    if extra < 0:
+        raise ValueError(f"{edge_index.shape[1]} edges do not fit a capacity of {capacity}")
+    pad_index = edge_index.new_zeros(2, extra)
+    return torch.cat([edge_index, pad_index], dim=1), torch.cat([shifts, shifts.new_zeros(extra, 3)])
+
+
 def add_neighbors(data: AtomicData, cutoff: float) -> AtomicData:
     """A copy of ``data`` (one record or a collated batch) with ``edge_index`` and ``cell_shifts`` added.
 
@@ -262,6 +276,7 @@ class SkinNeighborList:
 
     Attributes:
         builds: number of builds so far.
+        capacity: edge count of the lists :meth:`padded` hands out.
     """
 
     def __init__(self, cutoff: float, skin: float) -> None:
@@ -270,6 +285,7 @@ class SkinNeighborList:
         self.cutoff = float(cutoff)
         self.skin = float(skin)
         self.builds = 0
+        self.capacity = 0
         self._ref: tuple[torch.Tensor, ...] | None = None
         self._edges: tuple[torch.Tensor, torch.Tensor] | None = None
 
@@ -279,14 +295,32 @@ class SkinNeighborList:
         """``edge_index`` ``[2, E]`` and ``cell_shifts`` ``[E, 3]`` of the pairs closer than ``cutoff`` for
         ``positions`` ``[N, 3]`` (Å), ``cell`` ``[B, 3, 3]`` (Å), ``pbc`` ``[B, 3]``, ``batch`` ``[N]``;
         the list at ``cutoff + skin`` behind them is rebuilt only when needed."""
+        edge_index, shifts = self._stored(positions, cell, pbc, batch)
+        with torch.no_grad():
+            inside = edge_vectors(positions, cell, batch, edge_index, shifts).norm(dim=1) < self.cutoff
+        return edge_index[:, inside], shifts[inside]
+
+    def padded(
+        self, positions: torch.Tensor, cell: torch.Tensor, pbc: torch.Tensor, batch: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The whole stored list (pairs closer than ``cutoff + skin``) padded by :func:`pad_edges` to
+        ``capacity`` edges, for a fixed-shape step (compiled package, CUDA graph): the shape stays the
+        same between rebuilds, and across rebuilds until a list outgrows the capacity, which then grows to
+        ``1.25 E`` rounded up to a multiple of 64. Only for steps that treat padding edges as zero
+        (:mod:`mlip.compile`): an eager model cannot take a zero-length edge."""
+        edge_index, shifts = self._stored(positions, cell, pbc, batch)
+        if edge_index.shape[1] > self.capacity:
+            self.capacity = -(-int(1.25 * edge_index.shape[1]) // 64) * 64
+        return pad_edges(edge_index, shifts, self.capacity)
+
+    def _stored(
+        self, positions: torch.Tensor, cell: torch.Tensor, pbc: torch.Tensor, batch: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         if self._edges is None or self.needs_rebuild(positions, cell, pbc, batch):
             self._edges = batched_neighbor_list(positions, cell, pbc, batch, self.cutoff + self.skin)
             self._ref = tuple(t.detach().clone() for t in (positions, cell, pbc, batch))
             self.builds += 1
-        edge_index, shifts = self._edges
-        with torch.no_grad():
-            inside = edge_vectors(positions, cell, batch, edge_index, shifts).norm(dim=1) < self.cutoff
-        return edge_index[:, inside], shifts[inside]
+        return self._edges
 
     def needs_rebuild(
         self, positions: torch.Tensor, cell: torch.Tensor, pbc: torch.Tensor, batch: torch.Tensor

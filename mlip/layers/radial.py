@@ -42,7 +42,9 @@ class BesselBasis(torch.nn.Module):
         super().__init__()
         self.r_max, self.num_basis = float(r_max), int(num_basis)
         self.register_buffer(
-            "frequencies", torch.arange(1, num_basis + 1) * math.pi / r_max, persistent=False
+            "frequencies",
+            torch.arange(1, num_basis + 1, dtype=torch.float64) * math.pi / r_max,  # float64 models need it
+            persistent=False,
         )
 
     def forward(self, r: torch.Tensor) -> torch.Tensor:

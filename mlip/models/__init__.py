@@ -1,10 +1,11 @@
 """Equivariant interatomic potentials: the Potential interface and the model registry.
 
 ``create(name, species=[...], **hyperparameters)`` builds a registered model (``mace``, ``nequip``,
-``gridnet``); ``load(path)`` reads one written by ``model.save(path)``. The built-in models are
-registered here.
+``gridnet``); ``load(path)`` reads one written by ``model.save(path)``; ``from_mace(module)`` converts a
+mace-torch model (see :mod:`mlip.interop.mace`). The built-in models are registered here.
 """
 
+from mlip.interop.mace import from_mace
 from mlip.models.base import Potential, as_batch
 from mlip.models.gridnet import GridNet
 from mlip.models.io import ModelFileError, load
@@ -28,6 +29,7 @@ __all__ = [
     "as_batch",
     "available",
     "create",
+    "from_mace",
     "load",
     "register",
 ]

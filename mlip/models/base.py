@@ -15,7 +15,12 @@ from mlip.data.neighbors import edge_vectors
 
 
 def as_batch(data: AtomicData) -> AtomicData:
-    """Return ``data`` with batch fields: a single record becomes a batch of one (no copy of tensors)."""
+    """Return ``data`` with batch fields: a single record becomes a batch of one (no copy of tensors).
+    A torch-geometric ``Data`` / ``Batch`` is converted first (:func:`mlip.interop.pyg.from_pyg`)."""
+    if not isinstance(data, dict):
+        from mlip.interop.pyg import from_pyg
+
+        data = from_pyg(data)
     if K.BATCH in data:
         return data
     n = data[K.POSITIONS].shape[0]

@@ -1,5 +1,7 @@
 """One-file checkpoints: a safetensors file whose tensors are the state dict and whose metadata holds
-the format tag, package version, model name and config (JSON, with species and E0s).
+the format tag, package version, model name and config (JSON, with species and E0s), and ``sha256``, a
+digest of the tensor data (:func:`tensor_digest`) verified on load, so a flipped byte is an error, not a
+different energy. Files written before the digest existed still load; every file's weights must be finite.
 
 Loading never unpickles: safetensors holds raw tensors only. Every failure raises
 :class:`ModelFileError` saying what is wrong with which file. Files of older versions load: config fields
@@ -9,7 +11,9 @@ submodules are renamed (``legacy_keys`` of the model class).
 
 from __future__ import annotations
 
+import hashlib
 import json
+import zipfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -19,6 +23,7 @@ from mlip.errors import UserInputError
 from mlip.models.registry import model_class
 
 if TYPE_CHECKING:
+    from mlip.compile.model import CompiledModel
     from mlip.models.model import EquivariantModel
 
 FORMAT = "mlip-torch-model"
@@ -27,6 +32,26 @@ FORMAT_VERSION = "1"
 
 class ModelFileError(UserInputError):
     """The file is missing, not a model checkpoint, corrupt, or holds a different model."""
+
+
+def tensor_digest(tensors: dict[str, torch.Tensor]) -> str:
+    """SHA-256 hex digest of name, dtype, shape and raw bytes of every tensor, in sorted name order."""
+    digest = hashlib.sha256()
+    for name in sorted(tensors):
+        t = tensors[name].detach().to("cpu").contiguous()
+        digest.update(f"{name}|{t.dtype}|{list(t.shape)}|".encode())
+        digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def _verify(path: Path, metadata: dict[str, str], tensors: dict[str, torch.Tensor]) -> None:
+    """:class:`ModelFileError` when the stored digest (if any) differs or a weight is NaN/inf."""
+    stored = metadata.get("sha256")
+    if stored is not None and stored != tensor_digest(tensors):
+        raise ModelFileError(f"{path}: corrupt model file, the tensor data does not match its sha256 digest")
+    for name, t in tensors.items():
+        if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            raise ModelFileError(f"{path}: weight '{name}' holds NaN or inf values")
 
 
 def save(model: EquivariantModel, path: str | Path) -> None:
@@ -43,6 +68,7 @@ def save(model: EquivariantModel, path: str | Path) -> None:
         "model": model.name,
         "config": json.dumps(model.config.to_dict()),
         "dtype": str(next(iter(state.values())).dtype).removeprefix("torch."),
+        "sha256": tensor_digest(state),
     }
     save_file(state, str(path), metadata=metadata)
 
@@ -69,6 +95,7 @@ def read(path: str | Path) -> tuple[dict[str, str], dict[str, torch.Tensor]]:
         raise ModelFileError(
             f"{path}: model file format {metadata.get('format_version')!r}, expected {FORMAT_VERSION}"
         )
+    _verify(path, metadata, tensors)
     return metadata, tensors
 
 
@@ -77,9 +104,18 @@ def load(
     device: torch.device | str | None = None,
     dtype: torch.dtype | None = None,
     expected: str | None = None,
-) -> EquivariantModel:
+) -> EquivariantModel | CompiledModel:
     """Rebuild the model stored at ``path`` (any registered model; the kernel backend is ``"auto"``, see
-    :func:`mlip.kernels.set_backend`); ``expected`` names the model class the caller wants."""
+    :func:`mlip.kernels.set_backend`); ``expected`` names the model class the caller wants. A ``.pt2``
+    package written by ``mlip compile`` loads as a :class:`~mlip.compile.CompiledModel` (``dtype``, when
+    given, must be the package's)."""
+    if zipfile.is_zipfile(path):
+        from mlip.compile.model import CompiledModel
+
+        package = CompiledModel(path, device=device, dtype=dtype)
+        if expected is not None and package.name != expected:
+            raise ModelFileError(f"{path}: holds a compiled {package.name!r} model, not {expected!r}")
+        return package
     metadata, tensors = read(path)
     name = metadata.get("model", "")
     if expected is not None and name != expected:

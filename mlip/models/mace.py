@@ -22,6 +22,7 @@ from mlip.layers.grid_product import GridProductBasis
 from mlip.layers.linear import Linear
 from mlip.layers.radial import BesselEnvelope, RadialMLP
 from mlip.layers.symmetric_contraction import SymmetricContraction
+from mlip.layers.zbl import ZBLRepulsion
 from mlip.models.model import EquivariantModel, ModelConfig
 from mlip.o3 import Irreps
 from mlip.o3.layouts import from_channels, to_channels
@@ -37,6 +38,9 @@ class MACEConfig(ModelConfig):
     radial_mlp: hidden widths of the radial MLP. mlp_irreps: hidden scalars of the last readout.
     product: ``"cg"`` (symmetric contraction) or ``"gaunt"`` (grid product basis).
     sc_basis: ``"reduced"`` or ``"paths"`` (see :class:`~mlip.layers.SymmetricContraction`).
+    last_readout: ``"mlp"`` (gated MLP after the last layer) or ``"linear"`` (as mace-torch builds
+        one-interaction models).
+    pair_repulsion: add the ZBL pair term (:class:`~mlip.layers.zbl.ZBLRepulsion`) to the learned energy.
     """
 
     num_interactions: int = 2
@@ -49,6 +53,8 @@ class MACEConfig(ModelConfig):
     mlp_irreps: str = "16x0e"
     product: str = "cg"
     sc_basis: str = "reduced"
+    last_readout: str = "mlp"
+    pair_repulsion: bool = False
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -59,6 +65,8 @@ class MACEConfig(ModelConfig):
             raise ValueError(f"product must be 'cg' or 'gaunt', got {self.product!r}")
         if self.product == "gaunt" and any(ir.p != (-1) ** ir.l for _, ir in hidden):
             raise ValueError(f"product='gaunt' needs natural-parity hidden irreps, got {hidden}")
+        if self.last_readout not in ("mlp", "linear"):
+            raise ValueError(f"last_readout must be 'mlp' or 'linear', got {self.last_readout!r}")
         if self.num_interactions < 1 or self.correlation < 1:
             raise ValueError("num_interactions and correlation must be >= 1")
 
@@ -137,22 +145,30 @@ class MACE(EquivariantModel):
             last = t == config.num_interactions - 1
             irreps_out = scalars if last else hidden
             layers.append(Interaction(config, irreps_in, irreps_out, sh_irreps, num_species))
-            readouts.append(Linear(irreps_out, "0e") if not last else Linear(irreps_out, config.mlp_irreps))
+            mlp = last and config.last_readout == "mlp"
+            readouts.append(Linear(irreps_out, config.mlp_irreps) if mlp else Linear(irreps_out, "0e"))
             irreps_in = irreps_out
         self.interactions = torch.nn.ModuleList(layers)
         self.readouts = torch.nn.ModuleList(readouts)
-        self.readout_act = normalized_activation("silu")
-        self.readout_out = Linear(config.mlp_irreps, "0e")
+        self.mlp_readout = config.last_readout == "mlp"
+        if self.mlp_readout:
+            self.readout_act = normalized_activation("silu")
+            self.readout_out = Linear(config.mlp_irreps, "0e")
+        self.pair = (
+            ZBLRepulsion(config.species, config.num_polynomial_cutoff) if config.pair_repulsion else None
+        )
 
     def node_energies(
         self, data: AtomicData, species: torch.Tensor, edge_vectors: torch.Tensor
     ) -> torch.Tensor:
         h, edges = self.embed(data, species, edge_vectors)
         energy = h.new_zeros(h.shape[0])
+        if self.pair is not None:
+            energy = energy + self.pair(edge_vectors.norm(dim=-1), species, edges.src, edges.dst)
         last = len(self.interactions) - 1
         for t, (layer, readout) in enumerate(zip(self.interactions, self.readouts, strict=True)):
             h = layer(h, species, edges)
-            if t < last:
+            if t < last or not self.mlp_readout:
                 energy = energy + readout(h).squeeze(-1)
             else:
                 energy = energy + self.readout_out(self.readout_act(readout(h))).squeeze(-1)

@@ -109,7 +109,14 @@ class EquivariantModel(Potential):
         raise NotImplementedError
 
     def atomic_energies(self, data: AtomicData, edge_vectors: torch.Tensor) -> torch.Tensor:
-        species = self.species_index(data[K.ATOMIC_NUMBERS])
+        return self.indexed_energies(data, self.species_index(data[K.ATOMIC_NUMBERS]), edge_vectors)
+
+    def indexed_energies(
+        self, data: AtomicData, species: torch.Tensor, edge_vectors: torch.Tensor
+    ) -> torch.Tensor:
+        """Per-atom energies ``[N]`` (eV) from species indices ``[N]`` (``0..S-1``, not validated: the
+        caller checks them) and edge vectors ``[E, 3]``: :meth:`atomic_energies` without the host sync of
+        the species check, as the compiled step (:mod:`mlip.compile`) needs it."""
         learned = self.scale_shift(self.node_energies(data, species, edge_vectors))
         return learned + self.atomic_energies_e0(species).to(learned.dtype)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Hashable
 
 import torch
+from torch.utils._python_dispatch import _disable_current_modes
 
 _CACHE: dict[tuple[Hashable, torch.dtype, str], torch.Tensor] = {}
 
@@ -28,6 +29,7 @@ def cached_constant(
     cache_key = (key, dtype, str(device))
     table = _CACHE.get(cache_key)
     if table is None:
-        table = build().to(dtype=dtype, device=device).contiguous()
+        with _disable_current_modes():  # real values even when first asked for while tracing
+            table = build().to(dtype=dtype, device=device).contiguous()
         _CACHE[cache_key] = table
     return table

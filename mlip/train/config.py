@@ -20,11 +20,24 @@ Run it with ``mlip train config.yaml --set optim.lr=5e-3`` or, on several proces
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 from mlip.train.typed_config import ConfigError, apply_override, from_dict, to_dict
+
+
+def _check(obj: object, names: tuple[str, ...], test, expected: str) -> None:
+    """``ValueError`` naming the first field of ``names`` whose value (not ``None``) fails ``test``."""
+    for name in names:
+        value = getattr(obj, name)
+        if value is not None and not (math.isfinite(value) and test(value)):
+            raise ValueError(f"{name}: must be {expected}, got {value}")
+
+
+def _check_weights(obj: object) -> None:
+    _check(obj, ("energy_weight", "forces_weight", "stress_weight"), lambda w: w >= 0, "finite and >= 0")
 
 
 @dataclass
@@ -76,6 +89,11 @@ class LossStage:
     forces_weight: float = 100.0  # weight of the force term [1/(eV/Å)^2 for MSE]
     stress_weight: float = 0.0  # weight of the stress term [1/(eV/Å^3)^2 for MSE]
 
+    def __post_init__(self) -> None:
+        if self.start_step < 0:
+            raise ValueError(f"start_step: must be >= 0, got {self.start_step}")
+        _check_weights(self)
+
 
 @dataclass
 class LossConfig:
@@ -89,6 +107,8 @@ class LossConfig:
     stages: list[LossStage] = field(default_factory=list)  # later weight stages, ordered by start_step
 
     def __post_init__(self) -> None:
+        _check_weights(self)
+        _check(self, ("huber_delta",), lambda d: d > 0, "> 0")
         starts = [s.start_step for s in self.stages]
         if starts != sorted(starts):
             raise ValueError(f"stages: start_step values must increase, got {starts}")
@@ -107,8 +127,10 @@ class OptimConfig:
     ema_decay: float | None = 0.99  # EMA decay per step (None: no EMA); validation uses the EMA weights
 
     def __post_init__(self) -> None:
-        if len(self.betas) != 2:
-            raise ValueError(f"betas: expected two values, got {self.betas}")
+        _check(self, ("lr", "eps", "clip_grad_norm"), lambda v: v > 0, "> 0")
+        _check(self, ("weight_decay",), lambda v: v >= 0, ">= 0")
+        if len(self.betas) != 2 or not all(0.0 <= b < 1.0 for b in self.betas):
+            raise ValueError(f"betas: expected two values in [0, 1), got {self.betas}")
         if self.ema_decay is not None and not 0.0 < self.ema_decay < 1.0:
             raise ValueError(f"ema_decay: must be in (0, 1), got {self.ema_decay}")
 
@@ -122,6 +144,11 @@ class ScheduleConfig:
     min_lr: float = 1e-6  # floor of the cosine and plateau schedules
     plateau_factor: float = 0.8  # multiply the lr by this when validation stalls
     plateau_patience: int = 5  # validations without improvement before reducing the lr
+
+    def __post_init__(self) -> None:
+        _check(self, ("warmup_steps", "min_lr"), lambda v: v >= 0, ">= 0")
+        _check(self, ("plateau_factor",), lambda v: 0 < v < 1, "in (0, 1)")
+        _check(self, ("plateau_patience",), lambda v: v >= 1, ">= 1")
 
 
 @dataclass
@@ -142,9 +169,9 @@ class RunConfig:
     seed: int = 0  # seed of the data order and of torch's global RNG
 
     def __post_init__(self) -> None:
-        for name in ("max_steps", "batch_size", "valid_batch_size", "valid_every"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name}: must be >= 1, got {getattr(self, name)}")
+        names = ("max_steps", "batch_size", "valid_batch_size", "valid_every", "checkpoint_every")
+        _check(self, (*names, "early_stopping_patience"), lambda v: v >= 1, ">= 1")
+        _check(self, ("time_limit",), lambda v: v > 0, "> 0")
 
 
 @dataclass
@@ -186,10 +213,45 @@ def load_config(path: str | Path, overrides: list[str] = ()) -> TrainConfig:
     """Read a YAML config file and apply overrides (``["optim.lr=1e-3", ...]``)."""
     import yaml
 
-    data = yaml.safe_load(Path(path).read_text()) or {}
+    try:
+        data = yaml.safe_load(Path(path).read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({' '.join(str(exc).split())})") from exc
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: top level must be a mapping of sections, got {type(data).__name__}")
     return config_from_dict(data, overrides)
+
+
+FIXED_ON_RESUME = ("data", "model", "train.dtype")  # sections/fields that define the model or the data
+NOT_COMPARED = ("output",)  # where and what to write: free to change on resume, without a warning
+
+
+def _flat(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}`` (lists and other values are leaves)."""
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, dict) and value:
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def resume_changes(stored: dict[str, Any], config: TrainConfig) -> tuple[list[str], list[str]]:
+    """Fields where ``config`` differs from the ``stored`` config dict of a checkpoint, as
+    ``"path: old -> new"``: ``(those that must match (FIXED_ON_RESUME), those that may change)``."""
+
+    def within(path: str, names: tuple[str, ...]) -> bool:
+        return any(path == name or path.startswith(f"{name}.") for name in names)
+
+    old, new = _flat(stored), _flat(to_dict(config))
+    fixed, free = [], []
+    for path in sorted(set(old) | set(new)):
+        before, after = old.get(path, "unset"), new.get(path, "unset")
+        if before == after or within(path, NOT_COMPARED):
+            continue
+        (fixed if within(path, FIXED_ON_RESUME) else free).append(f"{path}: {before!r} -> {after!r}")
+    return fixed, free
 
 
 def dump_config(config: TrainConfig) -> str:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
+from mlip.data import DataError
 from mlip.data import keys as K
 from mlip.data.atomic_data import AtomicData, collate
 from mlip.data.neighbors import add_neighbors
@@ -47,6 +48,26 @@ def load_splits(cfg: DataConfig) -> Splits:
     if test is None and n_test:
         test = Subset(full, test_idx)
     return Splits(train=Subset(full, train_idx), valid=valid, test=test)
+
+
+def require_labels(dataset: object, records: Sequence[AtomicData], source: str) -> None:
+    """:class:`DataError` when no record of the training set has an energy or force label (weight > 0),
+    naming the label keys the loader looked for and those the file holds (when the loader records them)."""
+
+    def labelled(r: AtomicData, key: str, weight: str) -> bool:
+        return key in r and float(r.get(weight, 1.0)) > 0
+
+    if any(labelled(r, K.ENERGY, K.ENERGY_WEIGHT) or labelled(r, K.FORCES, K.FORCES_WEIGHT) for r in records):
+        return
+    metadata = getattr(dataset, "metadata", {})
+    message = f"{source}: the training set has no energy or force labels"
+    if "label_keys" in metadata:
+        keys = metadata["label_keys"]
+        looked = [keys[k] for k in ("energy", "forces", "stress", "virial")]
+        message += f"; looked for {looked}, the file holds {metadata.get('stored_keys', [])}"
+    raise DataError(
+        f"{message}; name them with data.options.keys, e.g. {{energy: REF_energy, forces: REF_forces}}"
+    )
 
 
 def with_neighbors(dataset: object, cutoff: float) -> list[AtomicData]:

@@ -52,17 +52,15 @@ def evaluate_model(
 def main(args: argparse.Namespace) -> int:
     import json
 
-    import yaml
-
     from mlip.datasets import load
+    from mlip.datasets.api import parse_options
     from mlip.train.distributed import choose_device
     from mlip.train.metrics import Predictions
     from mlip.train.model_setup import load_trained
 
     device = choose_device(args.device, 0)
     model = load_trained(args.model, device=device)
-    options = {k: yaml.safe_load(v) for k, v in (o.split("=", 1) for o in args.option)}
-    dataset = load(args.data, format=args.format, **options)
+    dataset = load(args.data, format=args.format, **parse_options(args.option))
     keep = Predictions() if args.parity else None
     metrics = evaluate_model(model, dataset, args.batch_size, device, args.stress, keep)
     print(f"{args.model} on {args.data} ({int(metrics['num_structures'])} structures)")

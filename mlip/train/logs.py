@@ -41,17 +41,28 @@ class RunLog:
                 self.writer = SummaryWriter(str(folder / "tensorboard"), purge_step=resume_step)
 
     def _truncate(self, step: int) -> None:
-        with open(self.path, newline="") as f:
-            rows = [r for r in csv.DictReader(f) if int(r["step"]) <= step]
-        with open(self.path, "w", newline="") as f:
-            writer = csv.DictWriter(f, COLUMNS)
-            writer.writeheader()
-            writer.writerows(rows)
+        """Keep the complete rows up to ``step`` (a row torn by a crash mid-write is dropped), atomically."""
+        import io
+
+        from mlip.train.checkpoint import write_text
+
+        text = self.path.read_text()
+        complete = text[: text.rfind("\n") + 1]  # a last line without its newline was torn
+        rows = [
+            r
+            for r in csv.DictReader(io.StringIO(complete))
+            if None not in r.values() and None not in r and int(r["step"]) <= step
+        ]
+        out = io.StringIO()
+        writer = csv.DictWriter(out, COLUMNS, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+        write_text(self.path, out.getvalue())
 
     def write(self, row: dict[str, float]) -> None:
         """Append one row (missing columns stay empty) and mirror it to TensorBoard."""
         with open(self.path, "a", newline="") as f:
-            csv.DictWriter(f, COLUMNS).writerow({k: row.get(k, "") for k in COLUMNS})
+            csv.DictWriter(f, COLUMNS, lineterminator="\n").writerow({k: row.get(k, "") for k in COLUMNS})
         if self.writer is not None:
             for key, value in row.items():
                 if key not in ("step", "epoch"):

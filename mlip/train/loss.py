@@ -67,15 +67,18 @@ def loss_sums(pred: dict[str, torch.Tensor], batch: AtomicData, cfg: LossConfig)
     return out
 
 
+def loss_terms(
+    sums: dict[str, torch.Tensor], num_structures: int, num_atoms: int, weights: Weights
+) -> dict[str, torch.Tensor]:
+    """Weighted terms ``{"energy": w_E·sum_E/B, "forces": w_F·sum_F/(3N), "stress": w_S·sum_S/(9B)}`` of
+    the terms present in ``sums``, with ``B``, ``N`` counts of the global batch."""
+    divisors = {"energy": (weights.energy, num_structures), "forces": (weights.forces, 3 * num_atoms)}
+    divisors["stress"] = (weights.stress, 9 * num_structures)
+    return {name: w * sums[name] / n for name, (w, n) in divisors.items() if name in sums}
+
+
 def total_loss(
     sums: dict[str, torch.Tensor], num_structures: int, num_atoms: int, weights: Weights
 ) -> torch.Tensor:
-    """``w_E·sum_E/B + w_F·sum_F/(3N) + w_S·sum_S/(9B)`` with ``B``, ``N`` counts of the global batch."""
-    terms = []
-    if "energy" in sums:
-        terms.append(weights.energy * sums["energy"] / num_structures)
-    if "forces" in sums:
-        terms.append(weights.forces * sums["forces"] / (3 * num_atoms))
-    if "stress" in sums:
-        terms.append(weights.stress * sums["stress"] / (9 * num_structures))
-    return torch.stack(terms).sum()
+    """Sum of :func:`loss_terms`."""
+    return torch.stack(list(loss_terms(sums, num_structures, num_atoms, weights).values())).sum()

@@ -47,6 +47,11 @@ def e0_option(cfg: ModelSection) -> str | dict[int, float]:
         return cfg.e0s
     from ase.data import atomic_numbers
 
+    from mlip.train.typed_config import ConfigError
+
+    unknown = [symbol for symbol in cfg.e0s if symbol not in atomic_numbers]
+    if unknown:
+        raise ConfigError(f"model.e0s.{unknown[0]}: unknown element symbol {unknown[0]!r}")
     return {atomic_numbers[symbol]: value for symbol, value in cfg.e0s.items()}
 
 
@@ -83,11 +88,16 @@ def load_trained(path: str | Path, device: torch.device | str = "cpu") -> torch.
             raise error from None
         if not isinstance(state, dict) or "model_name" not in state:
             raise ModelFileError(f"{path}: neither a model file nor an mlip training checkpoint") from None
-    model = model_from_state(state["model_name"], state["model_config"])
-    model.to(dtype=next(v.dtype for v in state["model"].values() if v.is_floating_point()))
-    model.load_state_dict(state["model"])
-    if state.get("ema") is not None:
-        with torch.no_grad():
-            for p, s in zip(model.parameters(), state["ema"]["shadow"], strict=True):
-                p.copy_(s)
+    try:
+        model = model_from_state(state["model_name"], state["model_config"])
+        model.to(dtype=next(v.dtype for v in state["model"].values() if v.is_floating_point()))
+        model.load_state_dict(state["model"])
+        if state.get("ema") is not None:
+            with torch.no_grad():
+                for p, s in zip(model.parameters(), state["ema"]["shadow"], strict=True):
+                    p.copy_(s)
+    except (KeyError, RuntimeError, TypeError, ValueError) as exc:
+        raise ModelFileError(
+            f"{path}: checkpoint weights do not fit its model ({type(exc).__name__}: {exc})"
+        ) from exc
     return model.to(device)

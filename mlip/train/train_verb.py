@@ -17,27 +17,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="KEY=VALUE",
         help="override a config field, e.g. --set optim.lr=1e-3 (repeatable)",
     )
-    parser.add_argument("--resume", action="store_true", help="continue from output.dir/checkpoint_last.pt")
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue from output.dir/checkpoint_last.pt (model and data fields of the config must match)",
+    )
+    parser.add_argument(
+        "--overwrite", action="store_true", help="replace an earlier run in output.dir (deletes its outputs)"
+    )
     parser.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
 
 
 def main(args: argparse.Namespace) -> int:
     import json
-    import sys
 
     from mlip.train.config import dump_config, load_config
-    from mlip.train.typed_config import ConfigError
 
-    try:
-        config = load_config(args.config, args.overrides)
-    except ConfigError as error:
-        print(f"mlip train: config error: {error}", file=sys.stderr)
-        return 2
+    config = load_config(args.config, args.overrides)  # ConfigError: one line, exit 2 (mlip.cli)
     if args.print_config:
         print(dump_config(config), end="")
         return 0
     from mlip.train.trainer import train
 
-    results = train(config, resume=args.resume)
+    results = train(config, resume=args.resume, overwrite=args.overwrite)
     print(json.dumps(results, indent=2))
     return 0

@@ -3,17 +3,23 @@
 Files in ``output.dir``: ``config.yaml`` (resolved), ``checkpoint_last.pt`` / ``checkpoint_best.pt``
 (resume state, written atomically), ``last.model`` / ``best.model`` (EMA weights, ``mlip.models.load``),
 ``log.csv`` (+ ``tensorboard/``), and at the end ``metrics.json``, ``learning_curve.png``,
-``parity_<split>.png``.
+``parity_<split>.png``. A folder holding an earlier run is only reused with ``resume`` (the config must
+keep the fields that define the model and the data) or ``overwrite`` (see :mod:`mlip.train.run_dir`).
+
+A non-finite loss term or gradient norm stops the run before the update with
+:class:`~mlip.errors.RunFailedError` naming the step and the term; the checkpoints already written (all
+finite) are kept.
 
 Determinism: the data order is a function of (seed, step), the loss of a global batch does not depend on
 how it is sharded, and checkpoints hold the optimizer, EMA, schedule, early-stopping and RNG states, so
-``--resume`` continues exactly where the checkpoint left off.
+``--resume`` continues exactly where the checkpoint left off (the running train-loss means included).
 """
 
 from __future__ import annotations
 
 import json
 import math
+import sys
 import time
 from collections import deque
 from pathlib import Path
@@ -22,28 +28,37 @@ from typing import Any
 import torch
 
 from mlip.data import keys as K
+from mlip.errors import RunFailedError
 from mlip.kernels import set_backend
+from mlip.models.io import ModelFileError
 from mlip.train import data as D
+from mlip.train import run_dir
 from mlip.train.checkpoint import load_checkpoint, save_checkpoint, write_text
-from mlip.train.config import TrainConfig, dump_config
+from mlip.train.config import TrainConfig, dump_config, resume_changes
 from mlip.train.distributed import Context, setup, teardown
 from mlip.train.ema import EMA
-from mlip.train.loss import loss_sums, total_loss, uses_stress, weights_at
+from mlip.train.loss import loss_sums, loss_terms, total_loss, uses_stress, weights_at
 from mlip.train.metrics import ErrorSums, Predictions, predict
 from mlip.train.model_setup import build_model, cutoff_of, e0_option
 from mlip.train.schedule import LRSchedule
+from mlip.train.typed_config import ConfigError
 
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
+_RECENT = 50  # steps in the running means of the training loss and errors
 
 
 class Trainer:
     """State of one run; :meth:`run` trains, :meth:`finish` evaluates and plots."""
 
-    def __init__(self, config: TrainConfig, ctx: Context, resume: bool = False) -> None:
+    def __init__(
+        self, config: TrainConfig, ctx: Context, resume: bool = False, overwrite: bool = False
+    ) -> None:
         from mlip.datasets.statistics import compute_statistics
 
         self.cfg, self.ctx = config, ctx
         self.out = Path(config.output.dir)
+        checkpoint = run_dir.prepare(self.out, resume, overwrite, ctx.is_main)
+        state, changed = self._resume_state(checkpoint) if checkpoint is not None else (None, [])
         if ctx.is_main:
             self.out.mkdir(parents=True, exist_ok=True)
         torch.manual_seed(config.train.seed)
@@ -51,13 +66,17 @@ class Trainer:
         cutoff = cutoff_of(config.model)
         self.stats = compute_statistics(splits.train, e0=e0_option(config.model), cutoff=cutoff)
         self.train_records = D.with_neighbors(splits.train, cutoff)
+        D.require_labels(splits.train, self.train_records, config.data.train)
         self.valid_records = D.with_neighbors(splits.valid, cutoff) if splits.valid is not None else []
         self.test_records = D.with_neighbors(splits.test, cutoff) if splits.test is not None else []
         self.num_atoms = D.atom_counts(self.train_records)
         if len(self.train_records) < config.train.batch_size:
-            raise ValueError(f"train.batch_size {config.train.batch_size} exceeds the training set size")
+            raise ConfigError(
+                f"train.batch_size: {config.train.batch_size} exceeds the {len(self.train_records)} "
+                f"training structures of {config.data.train}"
+            )
         if config.train.batch_size < ctx.world_size:
-            raise ValueError(f"train.batch_size {config.train.batch_size} < {ctx.world_size} processes")
+            raise ConfigError(f"train.batch_size: {config.train.batch_size} < {ctx.world_size} processes")
         self.model = build_model(config.model, self.stats, _DTYPES[config.train.dtype], ctx.device)
         set_backend(self.model, config.train.backend)
         self.stress = uses_stress(config.loss) and K.STRESS in self.train_records[0]
@@ -76,12 +95,19 @@ class Trainer:
         self.ema = EMA(self.model, o.ema_decay) if o.ema_decay else None
         self.schedule = LRSchedule(config.schedule, o.lr, config.train.max_steps)
         self.step, self.elapsed, self.best, self.bad_validations = 0, 0.0, math.inf, 0
-        if resume and (self.out / "checkpoint_last.pt").exists():
-            self._restore(load_checkpoint(self.out / "checkpoint_last.pt"))
+        self.recent = {k: deque(maxlen=_RECENT) for k in ("loss", "energy_mae", "forces_mae")}
+        self.saved_step: int | None = None  # step of the last checkpoint written or resumed from
+        if state is not None:
+            self._restore(state, checkpoint)
+            if changed and ctx.is_main:
+                print(
+                    f"mlip train: warning: resuming with changed fields: {'; '.join(changed)}",
+                    file=sys.stderr,
+                )
         from mlip.train.logs import RunLog
 
         self.log = (
-            RunLog(self.out, self.step if resume else None, config.output.tensorboard)
+            RunLog(self.out, self.step if state is not None else None, config.output.tensorboard)
             if ctx.is_main
             else None
         )
@@ -89,6 +115,21 @@ class Trainer:
             write_text(self.out / "config.yaml", dump_config(config))
 
     # -- checkpoints ---------------------------------------------------------------------------------
+    def _resume_state(self, path: Path) -> tuple[dict[str, Any], list[str]]:
+        """The checkpoint at ``path`` and the fields of this run's config that differ from its config and
+        may (run length, optimiser, ...); :class:`ConfigError` naming every field that defines the model or
+        the data and differs."""
+        state = load_checkpoint(path)
+        if not isinstance(state.get("config"), dict):
+            raise ModelFileError(f"{path}: not an mlip training checkpoint (no stored config)")
+        fixed, free = resume_changes(state["config"], self.cfg)
+        if fixed:
+            raise ConfigError(
+                f"--resume: the config differs from the one {path} was trained with in fields that define "
+                f"the model or the data: {'; '.join(fixed)}"
+            )
+        return state, free
+
     def _state(self) -> dict[str, Any]:
         from mlip.train.typed_config import to_dict
 
@@ -106,19 +147,27 @@ class Trainer:
             "rng": torch.get_rng_state(),
             "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
             "config": to_dict(self.cfg),
+            "recent": {k: list(v) for k, v in self.recent.items()},
         }
 
-    def _restore(self, state: dict[str, Any]) -> None:
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        if self.ema is not None and state["ema"] is not None:
-            self.ema.load_state_dict(state["ema"])
-        self.schedule.load_state_dict(state["schedule"])
-        self.step, self.elapsed = int(state["step"]), float(state["elapsed"])
-        self.best, self.bad_validations = float(state["best"]), int(state["bad_validations"])
-        torch.set_rng_state(state["rng"])
-        if state["cuda_rng"] and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(state["cuda_rng"])
+    def _restore(self, state: dict[str, Any], path: Path) -> None:
+        """Load a training state; :class:`ModelFileError` naming ``path`` when it does not fit this run."""
+        try:
+            self._restore_weights(state)
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.schedule.load_state_dict(state["schedule"])
+            self.step, self.elapsed = int(state["step"]), float(state["elapsed"])
+            self.best, self.bad_validations = float(state["best"]), int(state["bad_validations"])
+            for key, values in state.get("recent", {}).items():  # absent in checkpoints before it was saved
+                self.recent[key] = deque(values, maxlen=_RECENT)
+            torch.set_rng_state(state["rng"])
+            if state["cuda_rng"] and torch.cuda.is_available():
+                torch.cuda.set_rng_state_all(state["cuda_rng"])
+        except (KeyError, RuntimeError, TypeError, ValueError) as exc:
+            raise ModelFileError(
+                f"{path}: checkpoint does not fit this run ({type(exc).__name__}: {exc})"
+            ) from exc
+        self.saved_step = self.step
 
     def _save(self, name: str) -> None:
         """Write ``checkpoint_<name>.pt`` and ``<name>.model`` (EMA weights) atomically (main process)."""
@@ -129,6 +178,7 @@ class Trainer:
         save_checkpoint(self.out / f"checkpoint_{name}.pt", self._state())
         with self._averaged():
             atomic_write(self.out / f"{name}.model", self.model.save)
+        self.saved_step = self.step
 
     def _averaged(self):
         """Context with the EMA weights loaded (or a no-op without EMA)."""
@@ -181,11 +231,17 @@ class Trainer:
         weights = weights_at(cfg.loss, self.step)
         num_atoms = int(self.num_atoms[indices].sum())
         # DDP averages gradients over processes: scale so the average is the global-batch gradient.
-        loss = total_loss(sums, len(indices), num_atoms, weights) * ctx.world_size
+        terms = loss_terms(sums, len(indices), num_atoms, weights)
+        bad = [f"loss term '{n}' is {float(v.detach())}" for n, v in terms.items() if not torch.isfinite(v)]
+        if ctx.any(bool(bad)):
+            self._fail(bad[0] if bad else "a loss term is not finite on another process")
+        loss = torch.stack(list(terms.values())).sum() * ctx.world_size
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if cfg.optim.clip_grad_norm is not None:
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.optim.clip_grad_norm)
+            norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.optim.clip_grad_norm)
+            if not bool(torch.isfinite(norm)):  # gradients are all-reduced: every process sees this norm
+                self._fail(f"gradient norm is {float(norm)}")
         for group in self.optimizer.param_groups:
             group["lr"] = self.schedule.lr(self.step)
         self.optimizer.step()
@@ -193,6 +249,14 @@ class Trainer:
             self.ema.update(self.model)
         self.step += 1
         return float(loss.detach()) / ctx.world_size, pred, batch
+
+    def _fail(self, reason: str) -> None:
+        """Stop the run at this step (before the update): :class:`RunFailedError` naming what is kept."""
+        if self.saved_step is None:
+            kept = "no checkpoint had been written yet"
+        else:
+            kept = f"kept {self.out}/checkpoint_last.pt (step {self.saved_step}) and best.model"
+        raise RunFailedError(f"step {self.step}: {reason}; training stopped, {kept}")
 
     def _validate(self, train_row: dict[str, float]) -> bool:
         """Validate, log, checkpoint; returns True when early stopping triggers."""
@@ -230,8 +294,16 @@ class Trainer:
             from tqdm import tqdm
 
             bar = tqdm(total=cfg.train.max_steps, initial=self.step, desc="train", unit="step")
-        recent: dict[str, deque] = {k: deque(maxlen=50) for k in ("loss", "energy_mae", "forces_mae")}
         self.model.train()
+        try:
+            self._loop(bar)
+        finally:
+            if bar is not None:
+                bar.close()
+
+    def _loop(self, bar: Any) -> None:
+        """The steps of :meth:`run` (``bar``: a tqdm progress bar or ``None``)."""
+        cfg, ctx, recent = self.cfg, self.ctx, self.recent
         while self.step < cfg.train.max_steps:
             start = time.perf_counter()
             loss, pred, batch = self._train_step()
@@ -260,8 +332,6 @@ class Trainer:
                 self._save("last")
             if out_of_time:
                 break
-        if bar is not None:
-            bar.close()
 
     def finish(self) -> dict[str, Any]:
         """Evaluate the best weights on valid and test data; write ``metrics.json`` and the plots."""
@@ -300,11 +370,14 @@ def _mean(values: deque) -> float:
     return sum(values) / len(values) if values else float("nan")
 
 
-def train(config: TrainConfig, resume: bool = False) -> dict[str, Any]:
-    """Run ``config`` (under ``torchrun`` when ``WORLD_SIZE`` > 1); returns the final metrics."""
+def train(config: TrainConfig, resume: bool = False, overwrite: bool = False) -> dict[str, Any]:
+    """Run ``config`` (under ``torchrun`` when ``WORLD_SIZE`` > 1); returns the final metrics.
+
+    ``resume`` continues from ``output.dir/checkpoint_last.pt``; ``overwrite`` replaces an earlier run
+    in ``output.dir`` (without either, a folder holding one is refused)."""
     ctx = setup(config.train.device)
     try:
-        trainer = Trainer(config, ctx, resume=resume)
+        trainer = Trainer(config, ctx, resume=resume, overwrite=overwrite)
         trainer.run()
         return trainer.finish()
     finally:

@@ -133,7 +133,7 @@ def test_energy_choice_and_bohr_conversion(tmp_path):
     assert ds[1]["targets"][1].item() == pytest.approx(6.31 * units.Bohr**3)
     assert ds[1]["targets"][5].item() == pytest.approx(19.0002 * units.Bohr**2)
     assert ds.metadata["targets"]["units"][1] == "Å^3"
-    with pytest.raises(ValueError, match="energy must be one of"):
+    with pytest.raises(ValueError, match="energy: must be one of"):
         load_qm9(tmp_path / "raw", energy="U7")
 
 

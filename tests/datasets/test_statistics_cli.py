@@ -47,7 +47,7 @@ def test_e0_least_squares_and_forces(fx):
     ]
     assert given.energy_per_atom_mean == pytest.approx(np.mean(residual))
     assert given.energy_per_atom_rms == pytest.approx(np.sqrt(np.mean(np.square(residual))))
-    with pytest.raises(ValueError, match="lacks elements"):
+    with pytest.raises(ValueError, match="lack elements"):
         compute_statistics(ds, e0={1: 0.0})
 
 

@@ -137,7 +137,7 @@ def test_nhc_and_csvr_conserve_their_extended_energy(argon, lj):
         def extended(s, m=module):
             if m is md.nose_hoover:
                 return float(md.nose_hoover.conserved_energy(s)[0])
-            return float(s.kinetic_energy()[0] + s.energy[0] + s.aux["heat"][0])
+            return float(s.kinetic_energy()[0] + s.energy[0] + s.variables.heat[0])
 
         start, kinetic0 = extended(state), float(state.kinetic_energy()[0])
         for _ in range(200):

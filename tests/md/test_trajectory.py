@@ -85,7 +85,7 @@ def test_ase_writers_round_trip(tmp_path, argon, lj, suffix):
     md.maxwell_boltzmann(state, 40.0)
     writer = md.ASEWriter(tmp_path / f"frames{suffix}")
     _run(state, lj, [writer], steps=4)
-    paths = writer.paths(2)
+    paths = writer.paths([0, 1])
     assert [p.name for p in paths] == [f"frames_0{suffix}", f"frames_1{suffix}"]
     frames = ase.io.read(paths[1], index=":")
     assert len(frames) == 3 and len(frames[-1]) == 5

@@ -7,7 +7,9 @@ the three other slots to tensors. Outputs are fresh zero tensors (rows a kernel 
 from __future__ import annotations
 
 import torch
+from torch.fx.experimental.symbolic_shapes import guard_or_false
 
+from mlip.kernels import _library
 from mlip.kernels.tensor_product.descriptor import TPDescriptor
 from mlip.kernels.tensor_product.triton._cache import compiled, compiled_fused
 from mlip.kernels.tensor_product.triton._layout import (
@@ -29,20 +31,37 @@ def evaluate_now(
 ) -> list[torch.Tensor]:
     """Each request ``(role, forms)``: slot ``role`` summed over ``forms`` (no autograd). Requests for two
     or three of the slots ``x``, ``y``, ``w`` of a convolution share one fused launch."""
-    fusable = [n for n, (role, _) in enumerate(requests) if role in "xyw"]
-    roles = [requests[n][0] for n in fusable]
+    fusable = fused_requests(graph, [role for role, _ in requests])
     results: dict[int, torch.Tensor] = {}
-    if graph.gather and len(fusable) >= 2 and len(set(roles)) == len(roles):
+    if fusable:
         fused = launch_fused(desc, graph, {requests[n][0]: requests[n][1] for n in fusable})
         results = {n: fused[requests[n][0]] for n in fusable}
     return [results[n] if n in results else launch(desc, graph, *requests[n]) for n in range(len(requests))]
+
+
+def fused_requests(graph: ConvGraph, roles: list[str]) -> list[int]:
+    """Indices of the requests that run as one fused launch: two or three distinct slots among ``x``,
+    ``y``, ``w`` of a convolution; none otherwise."""
+    fusable = [n for n, role in enumerate(roles) if role in "xyw"]
+    distinct = len({roles[n] for n in fusable}) == len(fusable)
+    return fusable if graph.gather and len(fusable) >= 2 and distinct else []
+
+
+def orders_needed(graph: ConvGraph, roles: list[str]) -> set[str]:
+    """The CSR orders (``"dst"``, ``"src"``) the launches of these requests read."""
+    needed = set()
+    if graph.gather and "o" in roles:
+        needed.add("dst")
+    if graph.gather and ("x" in roles or fused_requests(graph, roles)):
+        needed.add("src")
+    return needed
 
 
 def launch(desc: TPDescriptor, graph: ConvGraph, role: str, forms: list[Form]) -> torch.Tensor:
     """Slot ``role`` (``[rows, cols]``) summed over ``forms``, each giving the three other slots."""
     like = forms[0]["x" if role != "x" else "o"]
     out = torch.zeros(_shape(desc, graph, role), dtype=like.dtype, device=like.device)  # unwritten: 0
-    if graph.num_edges == 0 or out.shape[0] == 0:
+    if _known_zero(graph.num_edges) or _known_zero(out.shape[0]):
         return out
     structures, operands = number_operands({role: forms})
     channels = umax(desc)
@@ -57,9 +76,9 @@ def launch(desc: TPDescriptor, graph: ConvGraph, role: str, forms: list[Form]) -
         return (_cdiv(graph.num_edges, meta["BE"]), _cdiv(channels, meta["BU"]))
 
     kernel = compiled(desc, role, structures[role], graph.gather, autotuning())
-    kernel[grid](
-        *operands, out, graph.src, graph.dst, rowptr, perm, graph.num_edges,
-        *(t.stride(0) for t in operands), out.stride(0), next_pow2(graph.num_edges),
+    _library.launch(
+        kernel, grid, *operands, out, graph.src, graph.dst, rowptr, perm, graph.num_edges,
+        *(t.stride(0) for t in operands), out.stride(0), _bucket(graph.num_edges),
     )  # fmt: skip
     return out
 
@@ -74,14 +93,15 @@ def launch_fused(
     tiles = _cdiv(umax(desc), bu)
     out = {r: torch.zeros(_shape(desc, graph, r), dtype=like.dtype, device=like.device) for r in "xw"}
     dy_tiles = torch.zeros(tiles * graph.num_edges, desc.irreps_in2.dim, dtype=like.dtype, device=like.device)
-    if graph.num_edges and graph.num_src:
+    if not (_known_zero(graph.num_edges) or _known_zero(graph.num_src)):
         structures, operands = number_operands(forms_by_role)
         rowptr, perm = graph.csr("src")
         kernel = compiled_fused(desc, tuple(sorted(structures.items())), autotuning())
-        kernel[(graph.num_src, tiles)](
+        _library.launch(
+            kernel, (graph.num_src, tiles),
             *operands, out["x"], dy_tiles, out["w"], graph.dst, rowptr, perm, graph.num_edges,
             *(t.stride(0) for t in operands), out["x"].stride(0), dy_tiles.stride(0), out["w"].stride(0),
-            next_pow2(graph.num_edges), BU=bu,
+            _bucket(graph.num_edges), BU=bu,
         )  # fmt: skip
     out["y"] = dy_tiles.view(tiles, graph.num_edges, -1).sum(0)
     return {r: out[r] for r in forms_by_role}
@@ -124,3 +144,14 @@ def _row_major(t: torch.Tensor) -> torch.Tensor:
 
 def _cdiv(a: int, b: int) -> int:
     return -(-a // b)
+
+
+def _known_zero(n: int | torch.SymInt) -> bool:
+    """``n == 0``, without adding a guard while tracing (a symbolic size may be zero at run time; the
+    launch of an empty grid then does nothing)."""
+    return guard_or_false(n == 0)
+
+
+def _bucket(num_edges: int | torch.SymInt) -> int | torch.SymInt:
+    """The autotuning key: the edge count rounded up to a power of two (the count itself while tracing)."""
+    return next_pow2(num_edges) if isinstance(num_edges, int) else num_edges

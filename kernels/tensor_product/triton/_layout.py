@@ -13,6 +13,7 @@ import functools
 from typing import NamedTuple
 
 import torch
+from torch.utils._python_dispatch import _disable_current_modes
 
 from mlip.kernels.tensor_product.descriptor import TPDescriptor, wigner_block
 
@@ -45,7 +46,13 @@ Structure = tuple[tuple[Operand, ...], ...]  # per form: the operands of its thr
 
 @functools.cache
 def couplings(desc: TPDescriptor) -> tuple[list[list[tuple[int, int, int, int]]], list[float]]:
-    """Per path, ``(i, j, k, n)`` for each nonzero ``coef * C[i, j, k]``, and the values ``[n]`` (float64)."""
+    """Per path, ``(i, j, k, n)`` for each nonzero ``coef * C[i, j, k]``, and the values ``[n]`` (float64).
+    Computed on real tensors even when first asked for while tracing (fake tensors hold no values)."""
+    with _disable_current_modes():
+        return _couplings(desc)
+
+
+def _couplings(desc: TPDescriptor) -> tuple[list[list[tuple[int, int, int, int]]], list[float]]:
     entries, values = [], []
     for ins in desc.instructions:
         cg = wigner_block(ins, desc, torch.float64, torch.device("cpu"))
