@@ -177,7 +177,7 @@ void PairMLIP::coeff(int narg, char **arg)
   load_package(arg[2]);
 
   std::string known;
-  for (int z : species_z) known += std::string(known.empty() ? "" : " ") + ELEMENTS[z < NUM_ELEMENTS ? z : 0];
+  for (int z : species_z) known += std::string(known.empty() ? "" : " ") + ELEMENTS[z > 0 && z < NUM_ELEMENTS ? z : 0];
   type_species.assign(ntypes + 1, -1);
   for (int t = 1; t <= ntypes; ++t) {
     const std::string symbol = arg[2 + t];
