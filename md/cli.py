@@ -120,31 +120,10 @@ def run(args: argparse.Namespace, model: Any = None) -> int:
     ff = md.ForceField(potential, skin=args.skin)
     pressure = args.pressure / EV_A3_TO_GPA
     if fire:
-        md.fire.init(state, ff, relax_cell=args.ensemble == "fire-cell", pressure=pressure)
-        state, converged = md.fire.relax(state, ff, fmax=args.fmax, max_steps=args.steps)
-        with md.H5MDWriter(output, append=args.append, overwrite=args.overwrite) as writer:
-            writer.write(state)
-        energies = ", ".join(f"{e:.6f}" for e in state.energy.tolist())
-        outcome = "converged" if converged else "did not converge"
-        print(f"FIRE {outcome} after {state.step} steps; E = {energies} eV")
-        return 0 if converged else 1
+        return _relax(args, state, ff, output, pressure)
     name = "npt" if args.ensemble.startswith("npt") else args.ensemble
     integrator = md.INTEGRATORS[name]
-    params = {
-        "nve": {},
-        "langevin": {"temperature": args.temperature, "friction": args.friction},
-        "nhc": {"temperature": args.temperature, "tau": args.tau_t},
-        "csvr": {"temperature": args.temperature, "tau": args.tau_t},
-        "npt": {
-            "temperature": args.temperature,
-            "pressure": pressure,
-            "mode": "full" if args.ensemble == "npt-full" else "isotropic",
-            "tau_t": args.tau_t,
-            "tau_p": args.tau_p,
-            "compressibility": args.compressibility * EV_A3_TO_GPA,
-        },
-    }[name]
-    integrator.init(state, ff, **params)
+    integrator.init(state, ff, **_integrator_parameters(args, name, pressure))
     writers: list[Any] = [md.H5MDWriter(output, append=args.append, overwrite=args.overwrite)]
     if args.xyz:
         writers.append(md.ASEWriter(args.xyz, append=args.append, overwrite=args.overwrite))
@@ -186,6 +165,41 @@ def run(args: argparse.Namespace, model: Any = None) -> int:
             result,
         )
     return 0
+
+
+def _relax(args: argparse.Namespace, state: Any, ff: Any, output: Path, pressure: float) -> int:
+    """FIRE (``fire-cell``: with the cell) to ``--fmax``; writes the final state; exit code 1 when it did
+    not converge."""
+    from mlip import md
+
+    md.fire.init(state, ff, relax_cell=args.ensemble == "fire-cell", pressure=pressure)
+    state, converged = md.fire.relax(state, ff, fmax=args.fmax, max_steps=args.steps)
+    with md.H5MDWriter(output, append=args.append, overwrite=args.overwrite) as writer:
+        writer.write(state)
+    energies = ", ".join(f"{e:.6f}" for e in state.energy.tolist())
+    outcome = "converged" if converged else "did not converge"
+    print(f"FIRE {outcome} after {state.step} steps; E = {energies} eV")
+    return 0 if converged else 1
+
+
+def _integrator_parameters(args: argparse.Namespace, name: str, pressure: float) -> dict[str, Any]:
+    """The ``init`` arguments of integrator ``name`` from the command line (``pressure`` in eV/Å^3)."""
+    from mlip.md.units import EV_A3_TO_GPA
+
+    return {
+        "nve": {},
+        "langevin": {"temperature": args.temperature, "friction": args.friction},
+        "nhc": {"temperature": args.temperature, "tau": args.tau_t},
+        "csvr": {"temperature": args.temperature, "tau": args.tau_t},
+        "npt": {
+            "temperature": args.temperature,
+            "pressure": pressure,
+            "mode": "full" if args.ensemble == "npt-full" else "isotropic",
+            "tau_t": args.tau_t,
+            "tau_p": args.tau_p,
+            "compressibility": args.compressibility * EV_A3_TO_GPA,
+        },
+    }[name]
 
 
 def _check_arguments(args: argparse.Namespace) -> None:
