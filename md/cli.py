@@ -41,7 +41,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--replicas", type=int, default=1, help="independent copies run as one batch")
     parser.add_argument("--skin", type=float, default=1.0, help="neighbour-list skin, Å")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--device", default="cpu")
+    parser.add_argument(
+        "--device", default="auto", help="auto (cuda if available), cpu, cuda, ... (default auto)"
+    )
     parser.add_argument("--backend", choices=("auto", "torch", "triton"), default="auto", help="kernels")
     parser.add_argument("--dtype", choices=("float32", "float64"), default="float64")
     parser.add_argument("--output", default="md.h5", help="H5MD trajectory")
@@ -105,8 +107,10 @@ def run(args: argparse.Namespace, model: Any = None) -> int:
     from mlip import md, models
     from mlip.kernels import set_backend
     from mlip.md.units import EV_A3_TO_GPA
+    from mlip.train.distributed import choose_device
 
     _check_arguments(args)
+    args.device = str(choose_device(args.device, 0))
     output = Path(args.output)
     state = _initial_state(args, output)
     fire = args.ensemble in ("fire", "fire-cell")
