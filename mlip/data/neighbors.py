@@ -1,8 +1,11 @@
 """The neighbour list of the package: all pairs closer than a cutoff, with periodic images.
 
-One implementation, pure torch (CPU and CUDA), O(N log N) through sort-based Cartesian binning (the sort is
-the only super-linear step): periodic in any subset of directions, triclinic cells, cells shorter than
-the cutoff (several images of an atom, including its own), batches of structures in one call.
+Two implementations with identical output sets: our own, pure torch (CPU and CUDA), O(N log N) through
+sort-based Cartesian binning (the sort is the only super-linear step): periodic in any subset of
+directions, triclinic cells, cells shorter than the cutoff (several images of an atom, including its
+own), batches of structures in one call; and vesin's cell list (C++, CPU), which is faster on the CPU
+at every size (``benchmarks/neighbors.py``). ``method="auto"`` takes vesin for one structure on the CPU
+that is periodic in all directions or in none, and ours otherwise (CUDA, batches, mixed periodicity).
 
 An edge ``e`` goes from ``src = edge_index[0, e]`` to ``dst = edge_index[1, e]``; its vector is
 ``positions[dst] - positions[src] + cell_shifts[e] @ cell`` (Å) and its length is strictly below the
@@ -16,6 +19,7 @@ when atoms (or the cell) have moved enough for a pair to cross into the cutoff.
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from mlip.data import keys as K
@@ -23,11 +27,13 @@ from mlip.data.atomic_data import AtomicData, DataError
 
 HARD_MIN_DISTANCE = 0.1  # Å: atoms closer than this are refused (no potential is meaningful there)
 
+METHODS = ("auto", "torch", "vesin")
+
 _WINDOW_EPS = 1e-9  # widening (in fractional units) of the image window: extra candidates, never missed pairs
 
 
 def neighbor_list(
-    positions: torch.Tensor, cell: torch.Tensor, pbc: torch.Tensor, cutoff: float
+    positions: torch.Tensor, cell: torch.Tensor, pbc: torch.Tensor, cutoff: float, method: str = "auto"
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """All pairs of one structure closer than ``cutoff``.
 
@@ -36,13 +42,14 @@ def neighbor_list(
         cell: ``[3, 3]`` lattice vectors as rows, Å (rows of non-periodic directions are ignored).
         pbc: ``[3]`` bool, periodicity of each lattice direction.
         cutoff: pair cutoff, Å (pairs with distance ``< cutoff``).
+        method: ``"auto"``, ``"torch"`` (ours) or ``"vesin"`` (see the module docstring).
 
     Returns:
         ``edge_index`` ``[2, E]`` int64 and ``cell_shifts`` ``[E, 3]`` float64 (integer image offsets), on
         the device of ``positions``.
     """
     batch = torch.zeros(positions.shape[0], dtype=torch.int64, device=positions.device)
-    return batched_neighbor_list(positions, cell.reshape(1, 3, 3), pbc.reshape(1, 3), batch, cutoff)
+    return batched_neighbor_list(positions, cell.reshape(1, 3, 3), pbc.reshape(1, 3), batch, cutoff, method)
 
 
 def batched_neighbor_list(
@@ -51,6 +58,7 @@ def batched_neighbor_list(
     pbc: torch.Tensor,
     batch: torch.Tensor,
     cutoff: float,
+    method: str = "auto",
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """All pairs closer than ``cutoff`` within each structure of a batch, in one vectorized pass.
 
@@ -60,6 +68,8 @@ def batched_neighbor_list(
         pbc: ``[B, 3]`` bool.
         batch: ``[N]`` int64, structure index of each atom (atoms of a structure need not be contiguous).
         cutoff: Å.
+        method: ``"auto"``, ``"torch"`` (ours) or ``"vesin"`` (one structure, periodic in all directions
+            or none; see the module docstring).
 
     Returns:
         ``edge_index`` ``[2, E]`` int64 (global atom indices) and ``cell_shifts`` ``[E, 3]`` float64.
@@ -70,7 +80,17 @@ def batched_neighbor_list(
         raise ValueError(f"positions have shape {tuple(positions.shape)}, expected [N, 3]")
     if cell.ndim != 3 or cell.shape[1:] != (3, 3) or pbc.shape != (cell.shape[0], 3):
         raise ValueError(f"cell {tuple(cell.shape)} / pbc {tuple(pbc.shape)}: expected [B, 3, 3] / [B, 3]")
+    if method not in METHODS:
+        raise ValueError(f"neighbour-list method {method!r}: expected one of {METHODS}")
     device = positions.device
+    lengths = cell.detach().norm(dim=2).to(pbc.device)
+    if bool((pbc.to(torch.bool) & (lengths == 0)).any()):
+        raise ValueError("a periodic direction has a zero lattice vector")
+    uniform = cell.shape[0] == 1 and bool(pbc.all() or not pbc.any())
+    if method == "vesin" and not uniform:
+        raise ValueError("the vesin neighbour list takes one structure, periodic in all directions or none")
+    if method == "vesin" or (method == "auto" and uniform and device.type == "cpu" and positions.shape[0]):
+        return _vesin_neighbor_list(positions, cell[0], bool(pbc.all()), cutoff)
     with torch.no_grad():
         pos = positions.detach().to(torch.float64)
         cell = cell.detach().to(device=device, dtype=torch.float64)
@@ -82,8 +102,6 @@ def batched_neighbor_list(
             )
         lattice = torch.where(pbc[:, :, None], cell, torch.zeros_like(cell))
         periodic_lengths = lattice.norm(dim=2)
-        if bool((pbc & (periodic_lengths == 0)).any()):
-            raise ValueError("a periodic direction has a zero lattice vector")
         # Dual vectors of the periodic rows (columns of the pseudo-inverse): frac_d = r . b_d.
         dual = torch.linalg.pinv(lattice)  # [B, 3, 3]
         frac = torch.einsum("ni,nid->nd", pos, dual[batch])
@@ -101,6 +119,28 @@ def batched_neighbor_list(
         src, dst, shift = src[keep], dst[keep], shift.index_select(0, keep)
         shift += wrap.index_select(0, src) - wrap.index_select(0, dst)
         return torch.stack([src, dst]), shift
+
+
+def _vesin_neighbor_list(
+    positions: torch.Tensor, cell: torch.Tensor, periodic: bool, cutoff: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """vesin's full list of one structure, in our convention: pairs strictly closer than ``cutoff``,
+    grouped by ascending ``src`` (a stable sort keeps vesin's order within a group), on the device of
+    ``positions``."""
+    from vesin import NeighborList
+
+    device = positions.device
+    points = positions.detach().to("cpu", torch.float64).numpy()
+    box = cell.detach().to("cpu", torch.float64).numpy() if periodic else np.zeros((3, 3))
+    calculator = NeighborList(cutoff=cutoff, full_list=True)  # owns the arrays below (copy=False)
+    i, j, shifts, d = calculator.compute(
+        points=points, box=box, periodic=periodic, quantities="ijSd", copy=False
+    )
+    keep = np.flatnonzero(d < cutoff)
+    keep = keep[np.argsort(i[keep], kind="stable")]
+    edge_index = torch.from_numpy(np.stack([i[keep], j[keep]]).astype(np.int64))
+    shifts = torch.from_numpy(shifts[keep].astype(np.float64))
+    return edge_index.to(device), shifts.to(device)
 
 
 def _images(
