@@ -4,20 +4,25 @@ Two implementations with identical output sets: our own, pure torch (CPU and CUD
 sort-based Cartesian binning (the sort is the only super-linear step): periodic in any subset of
 directions, triclinic cells, cells shorter than the cutoff (several images of an atom, including its
 own), batches of structures in one call; and vesin's cell list (C++, CPU), which is faster on the CPU
-at every size (``benchmarks/neighbors.py``). ``method="auto"`` takes vesin for one structure on the CPU
-that is periodic in all directions or in none, and ours otherwise (CUDA, batches, mixed periodicity).
+at every size, and for batches of small molecules too, called once per structure
+(``benchmarks/neighbors.py``). ``method="auto"`` takes vesin on the CPU when every structure is periodic in
+all directions or in none, and ours otherwise (CUDA, mixed periodicity such as slabs).
 
 An edge ``e`` goes from ``src = edge_index[0, e]`` to ``dst = edge_index[1, e]``; its vector is
 ``positions[dst] - positions[src] + cell_shifts[e] @ cell`` (Å) and its length is strictly below the
 cutoff. The set of ``(src, dst, shift)`` triples equals that of
-``ase.neighborlist.primitive_neighbor_list("ijS", ...)`` (with ``i = src``, ``j = dst``); edges are grouped
-by ascending ``src``. Shifts refer to the positions as given (they need not be wrapped into the cell).
+``ase.neighborlist.primitive_neighbor_list("ijS", ...)`` (with ``i = src``, ``j = dst``). The edge order
+is the method's own (ours groups edges by ascending ``src``; consumers that need an order sort, as
+:class:`mlip.kernels.ConvGraph` does). Shifts refer to the positions as given (they need not be wrapped
+into the cell).
 
 :class:`SkinNeighborList` reuses a list built at ``cutoff + skin`` across MD steps and rebuilds it only
 when atoms (or the cell) have moved enough for a pair to cross into the cutoff.
 """
 
 from __future__ import annotations
+
+import threading
 
 import numpy as np
 import torch
@@ -68,8 +73,8 @@ def batched_neighbor_list(
         pbc: ``[B, 3]`` bool.
         batch: ``[N]`` int64, structure index of each atom (atoms of a structure need not be contiguous).
         cutoff: Å.
-        method: ``"auto"``, ``"torch"`` (ours) or ``"vesin"`` (one structure, periodic in all directions
-            or none; see the module docstring).
+        method: ``"auto"``, ``"torch"`` (ours) or ``"vesin"`` (structures periodic in all directions or
+            none; see the module docstring).
 
     Returns:
         ``edge_index`` ``[2, E]`` int64 (global atom indices) and ``cell_shifts`` ``[E, 3]`` float64.
@@ -86,11 +91,11 @@ def batched_neighbor_list(
     lengths = cell.detach().norm(dim=2).to(pbc.device)
     if bool((pbc.to(torch.bool) & (lengths == 0)).any()):
         raise ValueError("a periodic direction has a zero lattice vector")
-    uniform = cell.shape[0] == 1 and bool(pbc.all() or not pbc.any())
+    uniform = bool((pbc.all(dim=1) | ~pbc.any(dim=1)).all())
     if method == "vesin" and not uniform:
-        raise ValueError("the vesin neighbour list takes one structure, periodic in all directions or none")
+        raise ValueError("the vesin neighbour list takes structures periodic in all directions or none")
     if method == "vesin" or (method == "auto" and uniform and device.type == "cpu" and positions.shape[0]):
-        return _vesin_neighbor_list(positions, cell[0], bool(pbc.all()), cutoff)
+        return _vesin_neighbor_list(positions, cell, pbc.to(torch.bool), batch, cutoff)
     with torch.no_grad():
         pos = positions.detach().to(torch.float64)
         cell = cell.detach().to(device=device, dtype=torch.float64)
@@ -121,26 +126,62 @@ def batched_neighbor_list(
         return torch.stack([src, dst]), shift
 
 
-def _vesin_neighbor_list(
-    positions: torch.Tensor, cell: torch.Tensor, periodic: bool, cutoff: float
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """vesin's full list of one structure, in our convention: pairs strictly closer than ``cutoff``,
-    grouped by ascending ``src`` (a stable sort keeps vesin's order within a group), on the device of
-    ``positions``."""
+_VESIN = threading.local()
+
+
+def _vesin_calculator(cutoff: float) -> object:
+    """This thread's ``vesin.NeighborList`` for ``cutoff``, kept between calls: a new one reallocates its
+    output buffers on the first call, which costs as much as a third of a call on a large system."""
     from vesin import NeighborList
 
+    cache = _VESIN.__dict__.setdefault("by_cutoff", {})
+    if cutoff not in cache:
+        if len(cache) > 8:
+            cache.clear()
+        cache[cutoff] = NeighborList(cutoff=cutoff, full_list=True)
+    return cache[cutoff]
+
+
+def _vesin_neighbor_list(
+    positions: torch.Tensor, cell: torch.Tensor, pbc: torch.Tensor, batch: torch.Tensor, cutoff: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """vesin's full list, one call per structure (each periodic in all directions or none), in our
+    convention (arguments as for :func:`batched_neighbor_list`): global indices, vesin's edge order, on
+    the device of ``positions``. vesin already keeps only pairs strictly closer than ``cutoff``."""
     device = positions.device
-    points = positions.detach().to("cpu", torch.float64).numpy()
-    box = cell.detach().to("cpu", torch.float64).numpy() if periodic else np.zeros((3, 3))
-    calculator = NeighborList(cutoff=cutoff, full_list=True)  # owns the arrays below (copy=False)
-    i, j, shifts, d = calculator.compute(
-        points=points, box=box, periodic=periodic, quantities="ijSd", copy=False
-    )
-    keep = np.flatnonzero(d < cutoff)
-    keep = keep[np.argsort(i[keep], kind="stable")]
-    edge_index = torch.from_numpy(np.stack([i[keep], j[keep]]).astype(np.int64))
-    shifts = torch.from_numpy(shifts[keep].astype(np.float64))
-    return edge_index.to(device), shifts.to(device)
+    pos = np.ascontiguousarray(positions.detach().to("cpu", torch.float64).numpy())
+    cells = cell.detach().to("cpu", torch.float64).numpy()
+    periodic = pbc.all(dim=1).tolist()
+    num = len(periodic)
+    if num == 1:
+        groups: list[np.ndarray | None] = [None]
+    else:
+        b = batch.cpu().numpy()
+        order = np.argsort(b, kind="stable")
+        bounds = np.searchsorted(b[order], np.arange(num + 1))
+        groups = [order[bounds[k] : bounds[k + 1]] for k in range(num)]
+    calculator = _vesin_calculator(cutoff)
+    src, dst, shifts = [], [], []
+    for k, atoms in enumerate(groups):
+        if atoms is not None and atoms.size == 0:
+            continue
+        points = pos if atoms is None else pos[atoms]
+        box = cells[k] if periodic[k] else np.zeros((3, 3))
+        # copy=False: the arrays live in `calculator` until its next call, so they are copied first
+        i, j, s = calculator.compute(
+            points=points, box=box, periodic=periodic[k], quantities="ijS", copy=False
+        )
+        i, j = i.view(np.int64), j.view(np.int64)  # indices < 2**63: the same bits
+        src.append(i if atoms is None else atoms[i])  # views only with a single call (atoms is None)
+        dst.append(j if atoms is None else atoms[j])
+        shifts.append(s.astype(np.float64))
+    if not src:
+        return torch.zeros(2, 0, dtype=torch.int64, device=device), torch.zeros(
+            0, 3, dtype=torch.float64, device=device
+        )
+    edge_index = np.stack([np.concatenate(src) if len(src) > 1 else src[0], np.concatenate(dst)])
+    cell_shifts = np.concatenate(shifts)
+    return torch.from_numpy(edge_index).to(device), torch.from_numpy(cell_shifts).to(device)
 
 
 def _images(
