@@ -125,9 +125,14 @@ def run(args: argparse.Namespace, model: Any = None) -> int:
     pressure = args.pressure / EV_A3_TO_GPA
     if fire:
         md.fire.init(state, ff, relax_cell=args.ensemble == "fire-cell", pressure=pressure)
-        state, converged = md.fire.relax(state, ff, fmax=args.fmax, max_steps=args.steps)
-        with md.H5MDWriter(output, append=args.append, overwrite=args.overwrite) as writer:
-            writer.write(state)
+        writers = [md.H5MDWriter(output, append=args.append, overwrite=args.overwrite)]
+        if args.xyz:
+            writers.append(md.ASEWriter(args.xyz, append=args.append, overwrite=args.overwrite))
+        try:
+            state, converged = _relax_and_write(state, ff, args, writers)
+        finally:
+            for w in writers:
+                w.close()
         energies = ", ".join(f"{e:.6f}" for e in state.energy.tolist())
         outcome = "converged" if converged else "did not converge"
         print(f"FIRE {outcome} after {state.step} steps; E = {energies} eV")
@@ -190,6 +195,32 @@ def run(args: argparse.Namespace, model: Any = None) -> int:
             result,
         )
     return 0
+
+
+def _relax_and_write(state: Any, ff: Any, args: argparse.Namespace, writers: list[Any]) -> tuple[Any, bool]:
+    """FIRE with its path in ``writers``: the start (unless appending, where it is the files' last
+    frame), every ``--write-interval`` steps, and the last step."""
+    from mlip import md
+
+    written = [state.step] if args.append else []
+
+    def record(current: Any) -> None:
+        for w in writers:
+            w.write(current)
+        written.append(current.step)
+
+    if not args.append:
+        record(state)
+    state, converged = md.fire.relax(
+        state,
+        ff,
+        fmax=args.fmax,
+        max_steps=args.steps,
+        on_step=lambda s: record(s) if s.step % args.write_interval == 0 else None,
+    )
+    if written[-1:] != [state.step]:
+        record(state)
+    return state, converged
 
 
 def _check_arguments(args: argparse.Namespace) -> None:
