@@ -9,6 +9,9 @@ the same run, ``paired_vs_eager`` / ``paired_vs_mace_torch`` the median ratio ov
 compiled step and the peer back to back: the figure to trust on a shared, noisy machine), and
 mace-torch's ``ScaleShiftMACE`` (as its training script builds it; 128x0e+128x1o, max_ell 3,
 correlation 3, 2 interactions, r_max 5, radial MLP [64, 64, 64]), fed the same neighbour list.
+``mace-torch-mp-medium`` / ``mace-from-mp-medium``: a MACE-MP-0 "medium"-shaped mace-torch model (89
+elements, r_max 6 Å, random weights) and ours converted from it by :func:`mlip.models.from_mace`, on a
+neighbour list at 6 Å.
 
 Reported per (model, system): median time of one energy+forces evaluation, steps/s, ns/day at 0.5 fs,
 time per atom (constant from 100 to 10k atoms when the cost is linear in the system size), and peak

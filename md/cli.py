@@ -124,36 +124,10 @@ def run(args: argparse.Namespace, model: Any = None) -> int:
     ff = md.ForceField(potential, skin=args.skin)
     pressure = args.pressure / EV_A3_TO_GPA
     if fire:
-        md.fire.init(state, ff, relax_cell=args.ensemble == "fire-cell", pressure=pressure)
-        writers = [md.H5MDWriter(output, append=args.append, overwrite=args.overwrite)]
-        if args.xyz:
-            writers.append(md.ASEWriter(args.xyz, append=args.append, overwrite=args.overwrite))
-        try:
-            state, converged = _relax_and_write(state, ff, args, writers)
-        finally:
-            for w in writers:
-                w.close()
-        energies = ", ".join(f"{e:.6f}" for e in state.energy.tolist())
-        outcome = "converged" if converged else "did not converge"
-        print(f"FIRE {outcome} after {state.step} steps; E = {energies} eV")
-        return 0 if converged else 1
+        return _relax(args, state, ff, output, pressure)
     name = "npt" if args.ensemble.startswith("npt") else args.ensemble
     integrator = md.INTEGRATORS[name]
-    params = {
-        "nve": {},
-        "langevin": {"temperature": args.temperature, "friction": args.friction},
-        "nhc": {"temperature": args.temperature, "tau": args.tau_t},
-        "csvr": {"temperature": args.temperature, "tau": args.tau_t},
-        "npt": {
-            "temperature": args.temperature,
-            "pressure": pressure,
-            "mode": "full" if args.ensemble == "npt-full" else "isotropic",
-            "tau_t": args.tau_t,
-            "tau_p": args.tau_p,
-            "compressibility": args.compressibility * EV_A3_TO_GPA,
-        },
-    }[name]
-    integrator.init(state, ff, **params)
+    integrator.init(state, ff, **_integrator_parameters(args, name, pressure))
     writers: list[Any] = [md.H5MDWriter(output, append=args.append, overwrite=args.overwrite)]
     if args.xyz:
         writers.append(md.ASEWriter(args.xyz, append=args.append, overwrite=args.overwrite))
@@ -197,11 +171,16 @@ def run(args: argparse.Namespace, model: Any = None) -> int:
     return 0
 
 
-def _relax_and_write(state: Any, ff: Any, args: argparse.Namespace, writers: list[Any]) -> tuple[Any, bool]:
-    """FIRE with its path in ``writers``: the start (unless appending, where it is the files' last
-    frame), every ``--write-interval`` steps, and the last step."""
+def _relax(args: argparse.Namespace, state: Any, ff: Any, output: Path, pressure: float) -> int:
+    """FIRE (``fire-cell``: with the cell) to ``--fmax``; writes the relaxation path (the start unless
+    appending, where it is the files' last frame, every ``--write-interval`` steps, and the last step) to
+    the H5MD file and ``--xyz``; exit code 1 when it did not converge."""
     from mlip import md
 
+    md.fire.init(state, ff, relax_cell=args.ensemble == "fire-cell", pressure=pressure)
+    writers = [md.H5MDWriter(output, append=args.append, overwrite=args.overwrite)]
+    if args.xyz:
+        writers.append(md.ASEWriter(args.xyz, append=args.append, overwrite=args.overwrite))
     written = [state.step] if args.append else []
 
     def record(current: Any) -> None:
@@ -209,18 +188,45 @@ def _relax_and_write(state: Any, ff: Any, args: argparse.Namespace, writers: lis
             w.write(current)
         written.append(current.step)
 
-    if not args.append:
-        record(state)
-    state, converged = md.fire.relax(
-        state,
-        ff,
-        fmax=args.fmax,
-        max_steps=args.steps,
-        on_step=lambda s: record(s) if s.step % args.write_interval == 0 else None,
-    )
-    if written[-1:] != [state.step]:
-        record(state)
-    return state, converged
+    try:
+        if not args.append:
+            record(state)
+        state, converged = md.fire.relax(
+            state,
+            ff,
+            fmax=args.fmax,
+            max_steps=args.steps,
+            on_step=lambda s: record(s) if s.step % args.write_interval == 0 else None,
+        )
+        if written[-1:] != [state.step]:
+            record(state)
+    finally:
+        for w in writers:
+            w.close()
+    energies = ", ".join(f"{e:.6f}" for e in state.energy.tolist())
+    outcome = "converged" if converged else "did not converge"
+    print(f"FIRE {outcome} after {state.step} steps; E = {energies} eV")
+    return 0 if converged else 1
+
+
+def _integrator_parameters(args: argparse.Namespace, name: str, pressure: float) -> dict[str, Any]:
+    """The ``init`` arguments of integrator ``name`` from the command line (``pressure`` in eV/Å^3)."""
+    from mlip.md.units import EV_A3_TO_GPA
+
+    return {
+        "nve": {},
+        "langevin": {"temperature": args.temperature, "friction": args.friction},
+        "nhc": {"temperature": args.temperature, "tau": args.tau_t},
+        "csvr": {"temperature": args.temperature, "tau": args.tau_t},
+        "npt": {
+            "temperature": args.temperature,
+            "pressure": pressure,
+            "mode": "full" if args.ensemble == "npt-full" else "isotropic",
+            "tau_t": args.tau_t,
+            "tau_p": args.tau_p,
+            "compressibility": args.compressibility * EV_A3_TO_GPA,
+        },
+    }[name]
 
 
 def _check_arguments(args: argparse.Namespace) -> None:

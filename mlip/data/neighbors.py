@@ -167,20 +167,19 @@ def _vesin_neighbor_list(
             continue
         points = pos if atoms is None else pos[atoms]
         box = cells[k] if periodic[k] else np.zeros((3, 3))
-        # copy=False: the arrays live in `calculator` until its next call, so they are copied first
-        i, j, s = calculator.compute(
-            points=points, box=box, periodic=periodic[k], quantities="ijS", copy=False
-        )
+        i, j, s = calculator.compute(points=points, box=box, periodic=periodic[k], quantities="ijS")
         i, j = i.view(np.int64), j.view(np.int64)  # indices < 2**63: the same bits
-        src.append(i if atoms is None else atoms[i])  # views only with a single call (atoms is None)
+        src.append(i if atoms is None else atoms[i])
         dst.append(j if atoms is None else atoms[j])
         shifts.append(s.astype(np.float64))
     if not src:
         return torch.zeros(2, 0, dtype=torch.int64, device=device), torch.zeros(
             0, 3, dtype=torch.float64, device=device
         )
-    edge_index = np.stack([np.concatenate(src) if len(src) > 1 else src[0], np.concatenate(dst)])
-    cell_shifts = np.concatenate(shifts)
+    if len(src) == 1:
+        edge_index, cell_shifts = np.stack([src[0], dst[0]]), shifts[0]
+    else:
+        edge_index, cell_shifts = np.stack([np.concatenate(src), np.concatenate(dst)]), np.concatenate(shifts)
     return torch.from_numpy(edge_index).to(device), torch.from_numpy(cell_shifts).to(device)
 
 

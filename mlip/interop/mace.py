@@ -73,7 +73,7 @@ def mace_inputs(
     dtype of ``data``'s positions; ``atomic_numbers`` is the mace-torch model's element order, ``head``
     the index of the head to evaluate."""
     from mlip.data import keys as K
-    from mlip.models import as_batch
+    from mlip.models.base import as_batch
 
     data = as_batch(data)
     table = {z: i for i, z in enumerate(atomic_numbers)}
@@ -101,7 +101,7 @@ def from_mace(module: torch.nn.Module, head: str | None = None) -> MACE:
     ``head`` names one head of a multi-head model (``module.heads``); it may be left out for a single
     head. Raises :class:`MACEConversionError` naming the first feature that has no equivalent.
     """
-    from mlip.models import create
+    from mlip.models.registry import create
 
     kind = type(module).__name__
     if kind not in ("MACE", "ScaleShiftMACE"):

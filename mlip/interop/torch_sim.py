@@ -37,7 +37,8 @@ class TorchSimModel(ModelInterface):
         potential: a :class:`~mlip.models.Potential` (e.g. from ``mlip.models.load``).
         device, dtype: where and in which precision torch-sim's states live (default: the potential's);
             the potential is moved there.
-        compute_forces, compute_stress: what :meth:`forward` returns (stress needs periodic cells).
+        compute_forces, compute_stress: what :meth:`forward` returns (stress needs periodic cells: pass
+            ``compute_stress=False`` for molecules).
         neighbor_list: ``"mlip"`` (our batched O(N) list, all systems at once) or ``"torch_sim"``
             (torch-sim's Vesin list, one system at a time).
     """

@@ -73,6 +73,7 @@ class ModelSection:
     e0s: str | dict[str, float] = "least_squares"  # "least_squares" on the training set, or {symbol: eV}
     scale_shift: bool = True  # scale = force RMS [eV/Å], shift = mean per-atom energy after E0 [eV]
     init: str | None = None  # start from the weights of this model file (fine-tuning)
+    init_e0s: Literal["keep", "refit"] = "keep"  # with init: keep its E0s or refit them as `e0s` says
     seed: int = 0  # weight initialisation seed
 
     def __post_init__(self) -> None:

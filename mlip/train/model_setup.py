@@ -60,9 +60,24 @@ def build_model(cfg: ModelSection, stats: Any, dtype: torch.dtype, device: torch
     from mlip import models
 
     if cfg.init:
-        return models.load(cfg.init, device=device, dtype=dtype)
+        model = models.load(cfg.init, device=device, dtype=dtype)
+        if cfg.init_e0s == "refit":
+            refit_e0s(model, stats)
+        return model
     hyper = {**cfg.hyperparameters, **derived_hyperparameters(cfg, stats)}
     return models.create(cfg.name, species=stats.elements, dtype=dtype, device=device, seed=cfg.seed, **hyper)
+
+
+def refit_e0s(model: Any, stats: Any) -> None:
+    """Set the E0s of ``model`` to those of ``stats`` (eV) for the elements of the training data; the
+    model's other species keep theirs. Config and buffer are updated together (both are saved)."""
+    e0 = list(model.config.e0s or [0.0] * len(model.config.species))
+    for i, z in enumerate(model.config.species):
+        if z in stats.e0:
+            e0[i] = float(stats.e0[z])
+    model.config.e0s = e0
+    buffer = model.atomic_energies_e0.e0
+    buffer.copy_(torch.tensor(e0, dtype=buffer.dtype, device=buffer.device))
 
 
 def model_from_state(name: str, config: dict[str, Any]) -> torch.nn.Module:

@@ -254,7 +254,8 @@ def test_load_refuses_untrusted_and_non_models(tmp_path):
         load_mace_file(path, trust=True)
 
 
-def test_converted_model_fine_tunes(tmp_path):
+@pytest.mark.parametrize("init_e0s", ["keep", "refit"])
+def test_converted_model_fine_tunes(tmp_path, init_e0s):
     """A converted model is the ``init`` of a training run: the loss falls, E0s are kept, the result
     saves in our (pickle-free) format."""
     from importlib import resources
@@ -279,7 +280,7 @@ def test_converted_model_fine_tunes(tmp_path):
     ours.save(tmp_path / "init.model")
     config = {
         "data": {"train": str(data), "valid_fraction": 0.25},
-        "model": {"name": "mace", "init": str(tmp_path / "init.model")},
+        "model": {"name": "mace", "init": str(tmp_path / "init.model"), "init_e0s": init_e0s},
         "optim": {"lr": 0.01},
         "schedule": {"kind": "constant"},
         "train": {"max_steps": 30, "batch_size": 4, "valid_every": 30, "dtype": "float64"},
@@ -292,5 +293,10 @@ def test_converted_model_fine_tunes(tmp_path):
     after = trainer.evaluate(trainer.valid_records)
     assert after["loss"] < 0.8 * before["loss"], (before, after)
     tuned = models.load(tmp_path / "run" / "last.model")
-    assert torch.equal(tuned.atomic_energies_e0.e0.double(), e0_before)
+    if init_e0s == "keep":
+        assert torch.equal(tuned.atomic_energies_e0.e0.double(), e0_before)
+    else:  # the training set's least-squares E0s
+        fitted = torch.tensor([trainer.stats.e0[z] for z in (1, 6, 8)], dtype=torch.float64)
+        assert torch.allclose(tuned.atomic_energies_e0.e0.double(), fitted)
+        assert not torch.allclose(fitted, e0_before)
     assert tuned.config.pair_repulsion

@@ -93,12 +93,20 @@ def test_nvt_langevin_batch(potential):
         np.testing.assert_allclose(final.forces[counts].numpy(), forces, atol=1e-8)
 
 
-def test_fire_with_cell_filter_lowers_energy(potential):
+@pytest.mark.parametrize("batched", [False, True])
+def test_fire_with_cell_filter_lowers_energy(potential, batched):
+    """FIRE with the Frechet cell filter, in one batch or through the in-flight autobatcher."""
     atoms_list = crystals()
     model = TorchSimModel(potential)
     state = ts.io.atoms_to_state(atoms_list, model.device, model.dtype)
     start = model(state)["energy"]
-    final = ts.optimize(state, model, optimizer=ts.frechet_cell_fire, max_steps=30)
+    autobatcher = (
+        ts.InFlightAutoBatcher(model, memory_scales_with="n_atoms", max_memory_scaler=12.0)
+        if batched
+        else False
+    )
+    final = ts.optimize(state, model, optimizer=ts.frechet_cell_fire, max_steps=30, autobatcher=autobatcher)
+    assert final.n_systems == len(atoms_list)
     relaxed = ts.io.state_to_atoms(final)
     assert any(not np.allclose(a.cell, b.cell) for a, b in zip(relaxed, atoms_list, strict=True))
     results = calculator_results(potential, relaxed)
