@@ -8,7 +8,8 @@ plain ATen, and compiled with the path hidden from the compiler (the same eager 
 compiled regions: a stand-in for an opaque ``torch.library`` custom op, whose body would also run
 eagerly). Ratios are printed against the compiled ATen step.
 
-    python benchmarks/custom_op_cpu.py --config nequip-aspirin --nodes 21 --edges 400
+    python benchmarks/custom_op_cpu.py --config nequip-aspirin --nodes 21 --edges 400 \
+        --out benchmarks/results/custom_op_cpu.json
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import time
 
 import torch
 
-from mlip.benchmarking import print_table
+from mlip.benchmarking import print_table, write_json
 from mlip.kernels.tensor_product.configs import CHANNELWISE, make_tp
 from mlip.kernels.tp_conv.torch_fast import tp_conv_fast
 
@@ -58,6 +59,7 @@ def main() -> None:
     parser.add_argument("--nodes", type=int, default=21)
     parser.add_argument("--edges", type=int, default=400)
     parser.add_argument("--repeats", type=int, default=20)
+    parser.add_argument("--out", default="benchmarks/results/custom_op_cpu.json")
     args = parser.parse_args()
     torch.manual_seed(0)
     desc = make_tp(args.config, "torch").descriptor
@@ -88,6 +90,7 @@ def main() -> None:
     threads = torch.get_num_threads()
     print(f"{args.config}, {args.nodes} nodes, {args.edges} edges, float32, CPU, {threads} threads")
     print_table(rows)
+    write_json(args.out, "custom_op_cpu", rows, config=args.config, nodes=args.nodes, edges=args.edges)
 
 
 if __name__ == "__main__":

@@ -152,16 +152,19 @@ def main() -> None:
         if args.model is not None:
             group += [mlip_md_row(atoms, args.model, args.steps), ase_row(atoms, args.model, args.steps)]
         one = next((r["seconds"] for r in group if r["route"] == "lammps 1 rank"), None)
+        native = next((r["seconds"] for r in group if r["route"] == "mlip md"), None)
         for row in group:
-            row["steps_per_s"] = round(args.steps / row["seconds"], 2)
+            row["steps_per_s"] = round(args.steps / row["seconds"], 3)
             row["ns_per_day"] = round(row["steps_per_s"] * DT_FS * 1e-6 * 86400, 4)
             ranks = int(row["route"].split()[1]) if row["route"].startswith("lammps") else 0
             if one is not None and ranks > 1:
                 row["scaling_efficiency"] = round(one / (ranks * row["seconds"]), 2)
-            if one is not None and ranks == 0:
-                row["lammps_1_rank_speedup"] = round(row["seconds"] / one, 2)
+            if native is not None:
+                row["speed_vs_mlip_md"] = round(native / row["seconds"], 3)
         rows += group
-    print_table(rows)
+    columns = ["route", "atoms", "seconds", "steps_per_s", "ns_per_day", "speed_vs_mlip_md"]
+    columns += ["ghost_overhead", "pair_share", "scaling_efficiency"]
+    print_table(rows, [c for c in columns if any(c in r for r in rows)])
     write_json(args.out, "lammps", rows, package=str(args.package), model=str(args.model), steps=args.steps)
 
 

@@ -26,6 +26,7 @@ from mlip.data.voigt import voigt_to_matrix
 from mlip.datasets.base import DEFAULT_UNITS, ListDataset
 
 _CALC_NAMES = ("energy", "free_energy", "forces", "stress")
+ISOLATED_ATOM = "IsolatedAtom"  # the config_type of single-atom reference frames (MACE's convention)
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,7 @@ class LabelKeys:
     energy_weight: str = "config_energy_weight"
     forces_weight: str = "config_forces_weight"
     stress_weight: str = "config_stress_weight"
+    config_type: str = "config_type"  # frames whose config_type is "IsolatedAtom" give E0s (as in MACE)
 
     @classmethod
     def from_option(cls, value: LabelKeys | Mapping[str, str] | None) -> LabelKeys:
@@ -247,7 +249,8 @@ def load_ase(
     ``format`` is the ``ase.io`` format name (guessed by ASE when ``None``; ``"db"`` reads an ASE database,
     where ``selection`` is an ASE db query). ``keys`` renames labels and weights: a :class:`LabelKeys` or a
     mapping (``{"energy": "REF_energy", "forces": "REF_forces"}``). ``metadata["stored_keys"]`` lists what
-    the file holds, so a file read with the wrong keys can be told from one without labels.
+    the file holds, so a file read with the wrong keys can be told from one without labels;
+    ``metadata["isolated_atom_indices"]`` the frames with ``config_type=IsolatedAtom`` (E0 references).
     """
     path = Path(path)
     if not path.exists():
@@ -261,5 +264,10 @@ def load_ase(
         "units": dict(DEFAULT_UNITS),
         "label_keys": keys.__dict__,
         "stored_keys": stored_keys(frames),
+        "isolated_atom_indices": [
+            i
+            for i, (atoms, extra) in enumerate(frames)
+            if _lookup(atoms, keys.config_type, extra) == ISOLATED_ATOM
+        ],
     }
     return ListDataset(records, str(path), metadata)

@@ -139,61 +139,69 @@ def write_cache(
 
         iterator = tqdm(iterator, desc=f"caching {Path(dataset.source).name}", unit="structures")
     tmp = path.with_name(path.name + ".partial")
-    with h5py.File(tmp, "w") as f:
-        atoms_out = _Appender(f.create_group("atoms"), compression)
-        structures_out = _Appender(f.create_group("structures"), compression)
-        neighbor_out = {
-            c: _Appender(f.require_group(f"neighbors/{cutoff_name(c)}"), compression) for c in cutoffs
-        }
-        atom_offsets = np.zeros(n + 1, dtype=np.int64)
-        edge_offsets = {c: np.zeros(n + 1, dtype=np.int64) for c in cutoffs}
-        for i in iterator:
-            record = validate(dataset[i], dataset.source, i)
-            keys = sorted(k for k in record if k not in _SKIPPED_KEYS)
-            if keys != first_keys:
-                raise DataError(f"{dataset.source}, record {i}: has fields {keys}, record 0 has {first_keys}")
-            atom_offsets[i + 1] = atom_offsets[i] + record[K.POSITIONS].shape[0]
-            for key in atom_keys:
-                atoms_out.add(key, record[key].numpy())
-            for key in structure_keys:
-                structures_out.add(key, record[key].numpy()[None])
-            for cutoff in cutoffs:
-                edges, shifts = neighbor_fn(record[K.POSITIONS], record[K.CELL], record[K.PBC], float(cutoff))
-                edges = np.asarray(edges, dtype=np.int64)
-                neighbor_out[cutoff].add("edge_index", edges.T.astype(np.int32).reshape(-1, 2))
-                neighbor_out[cutoff].add(
-                    "cell_shifts", np.rint(np.asarray(shifts)).astype(np.int32).reshape(-1, 3)
-                )
-                edge_offsets[cutoff][i + 1] = edge_offsets[cutoff][i] + edges.shape[1]
-            if (i + 1) % flush_every == 0:
-                for out in (atoms_out, structures_out, *neighbor_out.values()):
-                    out.flush()
-        for out in (atoms_out, structures_out, *neighbor_out.values()):
-            out.flush()
-        f.create_dataset("offsets", data=atom_offsets, fletcher32=True)
-        for cutoff in cutoffs:
-            group = f[f"neighbors/{cutoff_name(cutoff)}"]
-            group.create_dataset("offsets", data=edge_offsets[cutoff], fletcher32=True)
-            group.attrs["cutoff"] = float(cutoff)
-            for key, width in (("edge_index", 2), ("cell_shifts", 3)):
-                if key not in group:  # no edges at all at this cutoff
-                    group.create_dataset(key, shape=(0, width), dtype=np.int32, maxshape=(None, width))
-        files = source_files(dataset.source)
-        f.attrs.update(
-            {
-                "format_version": FORMAT_VERSION,
-                "source": str(dataset.source),
-                "source_format": str(dataset.metadata.get("format", "unknown")),
-                "source_sha256": file_sha256(files) if files else "",
-                "units": json.dumps(dataset.metadata.get("units", {}), ensure_ascii=False),
-                "metadata": json.dumps(dataset.metadata, ensure_ascii=False, default=str),
-                "num_structures": n,
-                "num_atoms": int(atom_offsets[-1]),
-                "atom_keys": json.dumps(atom_keys),
-                "structure_keys": json.dumps(structure_keys),
+    try:
+        with h5py.File(tmp, "w") as f:
+            atoms_out = _Appender(f.create_group("atoms"), compression)
+            structures_out = _Appender(f.create_group("structures"), compression)
+            neighbor_out = {
+                c: _Appender(f.require_group(f"neighbors/{cutoff_name(c)}"), compression) for c in cutoffs
             }
-        )
-    os.replace(tmp, path)
+            atom_offsets = np.zeros(n + 1, dtype=np.int64)
+            edge_offsets = {c: np.zeros(n + 1, dtype=np.int64) for c in cutoffs}
+            for i in iterator:
+                record = validate(dataset[i], dataset.source, i)
+                keys = sorted(k for k in record if k not in _SKIPPED_KEYS)
+                if keys != first_keys:
+                    raise DataError(
+                        f"{dataset.source}, record {i}: has fields {keys}, record 0 has {first_keys}"
+                    )
+                atom_offsets[i + 1] = atom_offsets[i] + record[K.POSITIONS].shape[0]
+                for key in atom_keys:
+                    atoms_out.add(key, record[key].numpy())
+                for key in structure_keys:
+                    structures_out.add(key, record[key].numpy()[None])
+                for cutoff in cutoffs:
+                    edges, shifts = neighbor_fn(
+                        record[K.POSITIONS], record[K.CELL], record[K.PBC], float(cutoff)
+                    )
+                    edges = np.asarray(edges, dtype=np.int64)
+                    neighbor_out[cutoff].add("edge_index", edges.T.astype(np.int32).reshape(-1, 2))
+                    neighbor_out[cutoff].add(
+                        "cell_shifts", np.rint(np.asarray(shifts)).astype(np.int32).reshape(-1, 3)
+                    )
+                    edge_offsets[cutoff][i + 1] = edge_offsets[cutoff][i] + edges.shape[1]
+                if (i + 1) % flush_every == 0:
+                    for out in (atoms_out, structures_out, *neighbor_out.values()):
+                        out.flush()
+            for out in (atoms_out, structures_out, *neighbor_out.values()):
+                out.flush()
+            f.create_dataset("offsets", data=atom_offsets, fletcher32=True)
+            for cutoff in cutoffs:
+                group = f[f"neighbors/{cutoff_name(cutoff)}"]
+                group.create_dataset("offsets", data=edge_offsets[cutoff], fletcher32=True)
+                group.attrs["cutoff"] = float(cutoff)
+                for key, width in (("edge_index", 2), ("cell_shifts", 3)):
+                    if key not in group:  # no edges at all at this cutoff
+                        group.create_dataset(key, shape=(0, width), dtype=np.int32, maxshape=(None, width))
+            files = source_files(dataset.source)
+            f.attrs.update(
+                {
+                    "format_version": FORMAT_VERSION,
+                    "source": str(dataset.source),
+                    "source_format": str(dataset.metadata.get("format", "unknown")),
+                    "source_sha256": file_sha256(files) if files else "",
+                    "units": json.dumps(dataset.metadata.get("units", {}), ensure_ascii=False),
+                    "metadata": json.dumps(dataset.metadata, ensure_ascii=False, default=str),
+                    "num_structures": n,
+                    "num_atoms": int(atom_offsets[-1]),
+                    "atom_keys": json.dumps(atom_keys),
+                    "structure_keys": json.dumps(structure_keys),
+                }
+            )
+        os.replace(tmp, path)
+    except BaseException:  # a failed or interrupted conversion leaves no partial file
+        tmp.unlink(missing_ok=True)
+        raise
     return path
 
 

@@ -32,7 +32,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             p.add_argument(
                 "--cutoff", type=float, default=None, help="neighbour cutoff (Å) for avg neighbours"
             )
-            p.add_argument("--e0", default=None, help="JSON file {Z: eV}; default: least squares")
+            p.add_argument("--e0", default=None, help="JSON file {Z: eV}, least_squares (default) or average")
             p.add_argument("--json", default=None, help="also write the statistics to this JSON file")
         p.add_argument("--format", default=None, help="source format (detected when omitted)")
         p.add_argument("--option", action="append", default=[], help="loader option key=value (repeatable)")
@@ -49,10 +49,12 @@ def main(args: argparse.Namespace) -> int:
         path = write_cache(dataset, args.output, cutoffs=args.cutoff, compression=compression, progress=True)
         print(f"wrote {len(dataset)} structures to {path}")
         return 0
-    from mlip.datasets.statistics import compute_statistics
+    from mlip.datasets.statistics import E0_METHODS, compute_statistics
 
     e0: Any = "least_squares"
-    if args.e0:
+    if args.e0 in E0_METHODS:
+        e0 = args.e0
+    elif args.e0:
         try:
             with open(args.e0) as f:
                 e0 = {int(z): float(v) for z, v in json.load(f).items()}

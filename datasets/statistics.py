@@ -18,7 +18,10 @@ from mlip.datasets.cache import NeighborFn, default_neighbor_fn
 class DatasetStatistics:
     """Summary of a dataset (eV, Å).
 
-    ``e0``: energy per atom of each element (eV), fitted by least squares or given; ``energy_*``: mean and
+    ``e0``: energy per atom of each element (eV); ``e0_method`` says how: ``"least_squares"``, ``"average"``
+    (every element the mean energy per atom), ``"average_fallback"`` (least squares was asked for but the
+    compositions do not determine the E0s, e.g. one molecule: the average instead), ``"given"``;
+    ``energy_*``: mean and
     RMS of the per-atom residual ``(E - sum_i E0[Z_i]) / N`` (eV/atom); ``forces_*``: mean and RMS over all
     force components (eV/Å); ``avg_num_neighbors``: mean number of neighbours per atom within ``cutoff``.
     """
@@ -52,6 +55,15 @@ def fit_e0(counts: np.ndarray, energies: np.ndarray, elements: Sequence[int]) ->
     return {int(z): float(e) for z, e in zip(elements, solution, strict=True)}
 
 
+def average_e0(counts: np.ndarray, energies: np.ndarray, elements: Sequence[int]) -> dict[int, float]:
+    """Every element's E0 = the mean energy per atom ``mean(E / N)`` (eV) of the structures."""
+    mean = float((energies / counts.sum(axis=1)).mean())
+    return {int(z): mean for z in elements}
+
+
+E0_METHODS = ("least_squares", "average")
+
+
 def compute_statistics(
     dataset: AtomicDataset,
     e0: str | Mapping[int, float] = "least_squares",
@@ -61,7 +73,8 @@ def compute_statistics(
 ) -> DatasetStatistics:
     """Statistics of ``dataset`` (or of the records at ``indices``, e.g. the training split).
 
-    ``e0``: ``"least_squares"`` or a mapping ``{Z: eV}``. ``cutoff`` (Å) enables the neighbour count, using
+    ``e0``: ``"least_squares"``, ``"average"`` or a mapping ``{Z: eV}``. ``cutoff`` (Å) enables the
+    neighbour count, using
     stored ``edge_index`` when records carry it, else ``neighbor_fn`` (default ``mlip.data.neighbors``).
     Records with an energy or forces weight of 0 are left out of the energy or force statistics.
     """
@@ -93,9 +106,13 @@ def compute_statistics(
         np.add.at(counts[row], [column[int(z)] for z in zs], 1)
     energy = np.asarray(energies, dtype=np.float64)
     if isinstance(e0, str):
-        if e0 != "least_squares":
-            raise ValueError(f"e0 must be 'least_squares' or a mapping {{Z: eV}}, got {e0!r}")
-        e0_values, method = (fit_e0(counts, energy, elements) if energies else {}), "least_squares"
+        if e0 not in E0_METHODS:
+            raise ValueError(f"e0 must be one of {E0_METHODS} or a mapping {{Z: eV}}, got {e0!r}")
+        method = e0
+        if e0 == "least_squares" and energies and np.linalg.matrix_rank(counts) < len(elements):
+            method = "average_fallback"  # e.g. one composition: least squares would split E arbitrarily
+        fit = fit_e0 if method == "least_squares" else average_e0
+        e0_values = fit(counts, energy, elements) if energies else {}
     else:
         missing = sorted(set(elements) - {int(z) for z in e0})
         if missing:

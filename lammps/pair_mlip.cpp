@@ -11,6 +11,7 @@
 
 #include "atom.h"
 #include "comm.h"
+#include "domain.h"
 #include "error.h"
 #include "force.h"
 #include "memory.h"
@@ -176,7 +177,7 @@ void PairMLIP::coeff(int narg, char **arg)
   load_package(arg[2]);
 
   std::string known;
-  for (int z : species_z) known += std::string(known.empty() ? "" : " ") + ELEMENTS[z < NUM_ELEMENTS ? z : 0];
+  for (int z : species_z) known += std::string(known.empty() ? "" : " ") + ELEMENTS[z > 0 && z < NUM_ELEMENTS ? z : 0];
   type_species.assign(ntypes + 1, -1);
   for (int t = 1; t <= ntypes; ++t) {
     const std::string symbol = arg[2 + t];
@@ -222,12 +223,24 @@ void PairMLIP::compute(int eflag, int vflag)
   double **f = atom->f;
   const int *type = atom->type;
 
-  // Edges j -> i (row 0 source, row 1 destination) for every local and ghost atom i.
+  // Edges j -> i (row 0 source, row 1 destination). Messages into atom i matter only if i's features
+  // after layers 1 .. num_layers-1 reach a local atom, i.e. if i lies within (num_layers - 1) r_max of
+  // the subdomain (+ skin: local atoms drift outside it by up to skin/2 between list builds); edges into
+  // the outer ghosts are dropped (exact: they do not change the local energies). Triclinic: all kept.
   std::vector<int64_t> src, dst;
   const double cut2 = r_max * r_max;
+  const double reach = (num_layers - 1) * r_max + neighbor->skin;
+  const double *lo = domain->sublo, *hi = domain->subhi;
+  auto receives = [&](int i) {
+    if (i < nlocal || domain->triclinic) return true;
+    for (int k = 0; k < 3; ++k)
+      if (x[i][k] < lo[k] - reach || x[i][k] > hi[k] + reach) return false;
+    return true;
+  };
   const int nlist = list->inum + list->gnum;
   for (int ii = 0; ii < nlist; ++ii) {
     const int i = list->ilist[ii];
+    if (!receives(i)) continue;
     const int *jlist = list->firstneigh[i];
     for (int jj = 0; jj < list->numneigh[i]; ++jj) {
       const int j = jlist[jj] & NEIGHMASK;

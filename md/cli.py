@@ -41,7 +41,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--replicas", type=int, default=1, help="independent copies run as one batch")
     parser.add_argument("--skin", type=float, default=1.0, help="neighbour-list skin, Å")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--device", default="cpu")
+    parser.add_argument(
+        "--device", default="auto", help="auto (cuda if available), cpu, cuda, ... (default auto)"
+    )
     parser.add_argument("--backend", choices=("auto", "torch", "triton"), default="auto", help="kernels")
     parser.add_argument("--dtype", choices=("float32", "float64"), default="float64")
     parser.add_argument("--output", default="md.h5", help="H5MD trajectory")
@@ -105,8 +107,10 @@ def run(args: argparse.Namespace, model: Any = None) -> int:
     from mlip import md, models
     from mlip.kernels import set_backend
     from mlip.md.units import EV_A3_TO_GPA
+    from mlip.train.distributed import choose_device
 
     _check_arguments(args)
+    args.device = str(choose_device(args.device, 0))
     output = Path(args.output)
     state = _initial_state(args, output)
     fire = args.ensemble in ("fire", "fire-cell")
@@ -168,14 +172,37 @@ def run(args: argparse.Namespace, model: Any = None) -> int:
 
 
 def _relax(args: argparse.Namespace, state: Any, ff: Any, output: Path, pressure: float) -> int:
-    """FIRE (``fire-cell``: with the cell) to ``--fmax``; writes the final state; exit code 1 when it did
-    not converge."""
+    """FIRE (``fire-cell``: with the cell) to ``--fmax``; writes the relaxation path (the start unless
+    appending, where it is the files' last frame, every ``--write-interval`` steps, and the last step) to
+    the H5MD file and ``--xyz``; exit code 1 when it did not converge."""
     from mlip import md
 
     md.fire.init(state, ff, relax_cell=args.ensemble == "fire-cell", pressure=pressure)
-    state, converged = md.fire.relax(state, ff, fmax=args.fmax, max_steps=args.steps)
-    with md.H5MDWriter(output, append=args.append, overwrite=args.overwrite) as writer:
-        writer.write(state)
+    writers = [md.H5MDWriter(output, append=args.append, overwrite=args.overwrite)]
+    if args.xyz:
+        writers.append(md.ASEWriter(args.xyz, append=args.append, overwrite=args.overwrite))
+    written = [state.step] if args.append else []
+
+    def record(current: Any) -> None:
+        for w in writers:
+            w.write(current)
+        written.append(current.step)
+
+    try:
+        if not args.append:
+            record(state)
+        state, converged = md.fire.relax(
+            state,
+            ff,
+            fmax=args.fmax,
+            max_steps=args.steps,
+            on_step=lambda s: record(s) if s.step % args.write_interval == 0 else None,
+        )
+        if written[-1:] != [state.step]:
+            record(state)
+    finally:
+        for w in writers:
+            w.close()
     energies = ", ".join(f"{e:.6f}" for e in state.energy.tolist())
     outcome = "converged" if converged else "did not converge"
     print(f"FIRE {outcome} after {state.step} steps; E = {energies} eV")

@@ -14,6 +14,7 @@ the enthalpy is minimised.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 
 import torch
 
@@ -158,13 +159,18 @@ def step(state: MDState, model: ForceField, fmax: float = 0.0) -> MDState:
 
 
 def relax(
-    state: MDState, model: ForceField, fmax: float = 0.05, max_steps: int = 1000
+    state: MDState,
+    model: ForceField,
+    fmax: float = 0.05,
+    max_steps: int = 1000,
+    on_step: Callable[[MDState], None] | None = None,
 ) -> tuple[MDState, bool]:
     """Run FIRE (after :func:`init`) until every system's max force is below ``fmax`` (eV/Å) or
-    ``max_steps``; returns the state and whether all systems converged. The structure and ``fmax`` are
-    checked first (:class:`~mlip.md.checks.MDInputError`); a non-finite position, force, energy, cell or
-    stress at any step raises :class:`~mlip.md.checks.ExplosionError`, so convergence is never claimed on
-    non-finite values."""
+    ``max_steps``; returns the state and whether all systems converged. ``on_step(state)`` is called
+    after every step (e.g. to write the relaxation path). The structure and ``fmax`` are checked first
+    (:class:`~mlip.md.checks.MDInputError`); a non-finite position, force, energy, cell or stress at any
+    step raises :class:`~mlip.md.checks.ExplosionError`, so convergence is never claimed on non-finite
+    values."""
     check_parameter("fmax", fmax, "eV/Å")
     check_structure(state, "initial state")
     for _ in range(max_steps):
@@ -172,6 +178,8 @@ def relax(
         if bool((max_force(state) < fmax).all()):
             return state, True
         step(state, model, fmax)
+        if on_step is not None:
+            on_step(state)
     _stop_if_non_finite(state)
     return state, bool((max_force(state) < fmax).all())
 

@@ -7,9 +7,15 @@ H5MD layout (version 1.1), one particle group per system of the batch (``system_
     /h5md                       version, author, creator
     /particles/system_b/species                 [N] atomic numbers
     /particles/system_b/mass                    [N] amu
-    /particles/system_b/box                     dimension, boundary; edges/{step,time,value [T,3,3] Å}
-    /particles/system_b/{position,velocity,force}/{step [T], time [T] fs, value [T,N,3]} (Å, Å/fs, eV/Å)
+    /particles/system_b/box                     dimension, boundary; edges/{step,time,value [T,3,3]}
+    /particles/system_b/{position,velocity,force}/{step [T], time [T], value [T,N,3]}
     /observables/system_b/{kinetic,potential,total,temperature[,pressure]}/{step,time,value [T]}
+
+Every ``value`` and ``time`` dataset carries a ``unit`` attribute in the H5MD notation, from the set that
+MDAnalysis' ``H5MDReader`` understands: positions and box ``Angstrom``, velocities ``Angstrom fs-1``, time
+``fs``, energies ``eV``, temperature ``K``, pressure ``GPa``, and forces ``kJ mol-1 Angstrom-1`` (the one
+quantity stored in other units than the package's eV/Å: MDAnalysis knows no eV-based force unit).
+Files written before these units (``Å``, ``eV Å-1``, no observable units) read and resume the same.
 
 Every frame is flushed, so a run killed between frames leaves a readable file; reopening with
 ``append=True`` continues the time series after the last complete frame.
@@ -26,8 +32,10 @@ import torch
 from mlip.md.checks import MDInputError, OutputExistsError
 from mlip.md.observers import observe
 from mlip.md.state import MDState, from_atoms, to_atoms
+from mlip.md.units import EV_TO_KJ_PER_MOL
 
-_UNITS = {"position": "Å", "velocity": "Å fs-1", "force": "eV Å-1", "edges": "Å", "time": "fs"}
+_UNITS = {"position": "Angstrom", "velocity": "Angstrom fs-1", "force": "kJ mol-1 Angstrom-1"}
+_OBSERVABLE_UNITS = {"kinetic": "eV", "potential": "eV", "total": "eV", "temperature": "K", "pressure": "GPa"}
 
 
 class H5MDWriter:
@@ -72,13 +80,15 @@ class H5MDWriter:
             group = self._system_group(state, b, sl)
             fields = {"position": state.positions[sl], "velocity": state.velocities[sl]}
             if state.forces is not None:
-                fields["force"] = state.forces[sl]
+                fields["force"] = state.forces[sl] * EV_TO_KJ_PER_MOL
             for name, value in fields.items():
                 self._append(group.require_group(name), value.detach().cpu().numpy(), state, _UNITS[name])
-            self._append(group["box"].require_group("edges"), state.cell[b].cpu().numpy(), state, "Å")
+            self._append(group["box"].require_group("edges"), state.cell[b].cpu().numpy(), state, "Angstrom")
             obs_group = self.file.require_group(f"observables/system_{ids[b]:04d}")
             for name, value in obs.items():
-                self._append(obs_group.require_group(name), np.asarray(value[b]), state, None)
+                self._append(
+                    obs_group.require_group(name), np.asarray(value[b]), state, _OBSERVABLE_UNITS[name]
+                )
         self.file.flush()
 
     def _system_group(self, state: MDState, b: int, sl: slice) -> Any:
@@ -101,7 +111,7 @@ class H5MDWriter:
         return group
 
     @staticmethod
-    def _append(group: Any, value: np.ndarray, state: MDState, unit: str | None) -> None:
+    def _append(group: Any, value: np.ndarray, state: MDState, unit: str) -> None:
         if "value" not in group:
             group.create_dataset(
                 "value", shape=(0, *value.shape), maxshape=(None, *value.shape), dtype=value.dtype
@@ -109,8 +119,7 @@ class H5MDWriter:
             group.create_dataset("step", shape=(0,), maxshape=(None,), dtype=np.int64)
             group.create_dataset("time", shape=(0,), maxshape=(None,), dtype=np.float64)
             group["time"].attrs["unit"] = "fs"
-            if unit is not None:
-                group["value"].attrs["unit"] = unit
+            group["value"].attrs["unit"] = unit
         t = group["step"].shape[0]
         for name, item in (("value", value), ("step", state.step), ("time", state.time)):
             group[name].resize(t + 1, axis=0)

@@ -13,3 +13,4 @@ FS = float(_ase_units.fs)  # one femtosecond in ASE time units
 AMU_A2_FS2_TO_EV = 1.0 / FS**2  # eV per amu Å^2 fs^-2 (≈ 103.6427)
 KB = float(_ase_units.kB)  # Boltzmann constant, eV/K
 EV_A3_TO_GPA = float(1.0 / _ase_units.GPa)  # eV/Å^3 in GPa (≈ 160.2177)
+EV_TO_KJ_PER_MOL = float(_ase_units.mol / _ase_units.kJ)  # kJ/mol per eV (≈ 96.4853), for H5MD forces

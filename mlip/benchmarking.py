@@ -29,6 +29,7 @@ SUITES = {
     "data": "data.py",
     "train": "train_rmd17.py",
     "neighbors": "neighbors.py",
+    "custom_op_cpu": "custom_op_cpu.py",
 }
 
 

@@ -18,7 +18,7 @@ VERBS: dict[str, tuple[str, str]] = {
     "bench": (
         "mlip.benchmarking",
         "run a benchmark suite from benchmarks/ (tp, kernel_resources, gaunt, model, md, data, train, "
-        "neighbors)",
+        "neighbors, custom_op_cpu)",
     ),
     "train": (
         "mlip.train.train_verb",

@@ -144,6 +144,7 @@ def wigner_block(
     return ins.coef * wigner_3j(l1, l2, lo, dtype=dtype, device=device)
 
 
+@torch.compiler.assume_constant_result  # a constant of the traced graph (torch.compile)
 def descriptor_key(desc: TPDescriptor) -> str:
     """A string that rebuilds ``desc`` (:func:`descriptor_from_key`): how a custom op, whose arguments are
     tensors and plain values, names its descriptor (also in a saved graph)."""

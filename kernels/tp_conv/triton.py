@@ -1,7 +1,7 @@
 """Fused Triton convolution: segment reductions over a CSR of edges, no per-edge messages in memory.
 
 The kernels are those of :mod:`mlip.kernels.tensor_product.triton`, generated with gathers through
-``edge_src`` / ``edge_dst``; see that module for the design (roles, transposed descriptors, chunks).
+``edge_src`` / ``edge_dst``; see that package for the design (roles, forms, sections) and its custom op.
 """
 
 from __future__ import annotations

@@ -1,14 +1,20 @@
 """The neighbour list of the package: all pairs closer than a cutoff, with periodic images.
 
-One implementation, pure torch (CPU and CUDA), O(N log N) through sort-based Cartesian binning (the sort is
-the only super-linear step): periodic in any subset of directions, triclinic cells, cells shorter than
-the cutoff (several images of an atom, including its own), batches of structures in one call.
+Two implementations with identical output sets: our own, pure torch (CPU and CUDA), O(N log N) through
+sort-based Cartesian binning (the sort is the only super-linear step): periodic in any subset of
+directions, triclinic cells, cells shorter than the cutoff (several images of an atom, including its
+own), batches of structures in one call; and vesin's cell list (C++, CPU), which is faster on the CPU
+at every size, and for batches of small molecules too, called once per structure
+(``benchmarks/neighbors.py``). ``method="auto"`` takes vesin on the CPU when every structure is periodic in
+all directions or in none, and ours otherwise (CUDA, mixed periodicity such as slabs).
 
 An edge ``e`` goes from ``src = edge_index[0, e]`` to ``dst = edge_index[1, e]``; its vector is
 ``positions[dst] - positions[src] + cell_shifts[e] @ cell`` (Å) and its length is strictly below the
 cutoff. The set of ``(src, dst, shift)`` triples equals that of
-``ase.neighborlist.primitive_neighbor_list("ijS", ...)`` (with ``i = src``, ``j = dst``); edges are grouped
-by ascending ``src``. Shifts refer to the positions as given (they need not be wrapped into the cell).
+``ase.neighborlist.primitive_neighbor_list("ijS", ...)`` (with ``i = src``, ``j = dst``). The edge order
+is the method's own (ours groups edges by ascending ``src``; consumers that need an order sort, as
+:class:`mlip.kernels.ConvGraph` does). Shifts refer to the positions as given (they need not be wrapped
+into the cell).
 
 :class:`SkinNeighborList` reuses a list built at ``cutoff + skin`` across MD steps and rebuilds it only
 when atoms (or the cell) have moved enough for a pair to cross into the cutoff.
@@ -16,6 +22,9 @@ when atoms (or the cell) have moved enough for a pair to cross into the cutoff.
 
 from __future__ import annotations
 
+import threading
+
+import numpy as np
 import torch
 
 from mlip.data import keys as K
@@ -23,11 +32,13 @@ from mlip.data.atomic_data import AtomicData, DataError
 
 HARD_MIN_DISTANCE = 0.1  # Å: atoms closer than this are refused (no potential is meaningful there)
 
+METHODS = ("auto", "torch", "vesin")
+
 _WINDOW_EPS = 1e-9  # widening (in fractional units) of the image window: extra candidates, never missed pairs
 
 
 def neighbor_list(
-    positions: torch.Tensor, cell: torch.Tensor, pbc: torch.Tensor, cutoff: float
+    positions: torch.Tensor, cell: torch.Tensor, pbc: torch.Tensor, cutoff: float, method: str = "auto"
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """All pairs of one structure closer than ``cutoff``.
 
@@ -36,13 +47,14 @@ def neighbor_list(
         cell: ``[3, 3]`` lattice vectors as rows, Å (rows of non-periodic directions are ignored).
         pbc: ``[3]`` bool, periodicity of each lattice direction.
         cutoff: pair cutoff, Å (pairs with distance ``< cutoff``).
+        method: ``"auto"``, ``"torch"`` (ours) or ``"vesin"`` (see the module docstring).
 
     Returns:
         ``edge_index`` ``[2, E]`` int64 and ``cell_shifts`` ``[E, 3]`` float64 (integer image offsets), on
         the device of ``positions``.
     """
     batch = torch.zeros(positions.shape[0], dtype=torch.int64, device=positions.device)
-    return batched_neighbor_list(positions, cell.reshape(1, 3, 3), pbc.reshape(1, 3), batch, cutoff)
+    return batched_neighbor_list(positions, cell.reshape(1, 3, 3), pbc.reshape(1, 3), batch, cutoff, method)
 
 
 def batched_neighbor_list(
@@ -51,6 +63,7 @@ def batched_neighbor_list(
     pbc: torch.Tensor,
     batch: torch.Tensor,
     cutoff: float,
+    method: str = "auto",
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """All pairs closer than ``cutoff`` within each structure of a batch, in one vectorized pass.
 
@@ -60,6 +73,8 @@ def batched_neighbor_list(
         pbc: ``[B, 3]`` bool.
         batch: ``[N]`` int64, structure index of each atom (atoms of a structure need not be contiguous).
         cutoff: Å.
+        method: ``"auto"``, ``"torch"`` (ours) or ``"vesin"`` (structures periodic in all directions or
+            none; see the module docstring).
 
     Returns:
         ``edge_index`` ``[2, E]`` int64 (global atom indices) and ``cell_shifts`` ``[E, 3]`` float64.
@@ -70,7 +85,17 @@ def batched_neighbor_list(
         raise ValueError(f"positions have shape {tuple(positions.shape)}, expected [N, 3]")
     if cell.ndim != 3 or cell.shape[1:] != (3, 3) or pbc.shape != (cell.shape[0], 3):
         raise ValueError(f"cell {tuple(cell.shape)} / pbc {tuple(pbc.shape)}: expected [B, 3, 3] / [B, 3]")
+    if method not in METHODS:
+        raise ValueError(f"neighbour-list method {method!r}: expected one of {METHODS}")
     device = positions.device
+    lengths = cell.detach().norm(dim=2).to(pbc.device)
+    if bool((pbc.to(torch.bool) & (lengths == 0)).any()):
+        raise ValueError("a periodic direction has a zero lattice vector")
+    uniform = bool((pbc.all(dim=1) | ~pbc.any(dim=1)).all())
+    if method == "vesin" and not uniform:
+        raise ValueError("the vesin neighbour list takes structures periodic in all directions or none")
+    if method == "vesin" or (method == "auto" and uniform and device.type == "cpu" and positions.shape[0]):
+        return _vesin_neighbor_list(positions, cell, pbc.to(torch.bool), batch, cutoff)
     with torch.no_grad():
         pos = positions.detach().to(torch.float64)
         cell = cell.detach().to(device=device, dtype=torch.float64)
@@ -82,8 +107,6 @@ def batched_neighbor_list(
             )
         lattice = torch.where(pbc[:, :, None], cell, torch.zeros_like(cell))
         periodic_lengths = lattice.norm(dim=2)
-        if bool((pbc & (periodic_lengths == 0)).any()):
-            raise ValueError("a periodic direction has a zero lattice vector")
         # Dual vectors of the periodic rows (columns of the pseudo-inverse): frac_d = r . b_d.
         dual = torch.linalg.pinv(lattice)  # [B, 3, 3]
         frac = torch.einsum("ni,nid->nd", pos, dual[batch])
@@ -101,6 +124,63 @@ def batched_neighbor_list(
         src, dst, shift = src[keep], dst[keep], shift.index_select(0, keep)
         shift += wrap.index_select(0, src) - wrap.index_select(0, dst)
         return torch.stack([src, dst]), shift
+
+
+_VESIN = threading.local()
+
+
+def _vesin_calculator(cutoff: float) -> object:
+    """This thread's ``vesin.NeighborList`` for ``cutoff``, kept between calls: a new one reallocates its
+    output buffers on the first call, which costs as much as a third of a call on a large system."""
+    from vesin import NeighborList
+
+    cache = _VESIN.__dict__.setdefault("by_cutoff", {})
+    if cutoff not in cache:
+        if len(cache) > 8:
+            cache.clear()
+        cache[cutoff] = NeighborList(cutoff=cutoff, full_list=True)
+    return cache[cutoff]
+
+
+def _vesin_neighbor_list(
+    positions: torch.Tensor, cell: torch.Tensor, pbc: torch.Tensor, batch: torch.Tensor, cutoff: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """vesin's full list, one call per structure (each periodic in all directions or none), in our
+    convention (arguments as for :func:`batched_neighbor_list`): global indices, vesin's edge order, on
+    the device of ``positions``. vesin already keeps only pairs strictly closer than ``cutoff``."""
+    device = positions.device
+    pos = np.ascontiguousarray(positions.detach().to("cpu", torch.float64).numpy())
+    cells = cell.detach().to("cpu", torch.float64).numpy()
+    periodic = pbc.all(dim=1).tolist()
+    num = len(periodic)
+    if num == 1:
+        groups: list[np.ndarray | None] = [None]
+    else:
+        b = batch.cpu().numpy()
+        order = np.argsort(b, kind="stable")
+        bounds = np.searchsorted(b[order], np.arange(num + 1))
+        groups = [order[bounds[k] : bounds[k + 1]] for k in range(num)]
+    calculator = _vesin_calculator(cutoff)
+    src, dst, shifts = [], [], []
+    for k, atoms in enumerate(groups):
+        if atoms is not None and atoms.size == 0:
+            continue
+        points = pos if atoms is None else pos[atoms]
+        box = cells[k] if periodic[k] else np.zeros((3, 3))
+        i, j, s = calculator.compute(points=points, box=box, periodic=periodic[k], quantities="ijS")
+        i, j = i.view(np.int64), j.view(np.int64)  # indices < 2**63: the same bits
+        src.append(i if atoms is None else atoms[i])
+        dst.append(j if atoms is None else atoms[j])
+        shifts.append(s.astype(np.float64))
+    if not src:
+        return torch.zeros(2, 0, dtype=torch.int64, device=device), torch.zeros(
+            0, 3, dtype=torch.float64, device=device
+        )
+    if len(src) == 1:
+        edge_index, cell_shifts = np.stack([src[0], dst[0]]), shifts[0]
+    else:
+        edge_index, cell_shifts = np.stack([np.concatenate(src), np.concatenate(dst)]), np.concatenate(shifts)
+    return torch.from_numpy(edge_index).to(device), torch.from_numpy(cell_shifts).to(device)
 
 
 def _images(

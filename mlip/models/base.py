@@ -11,7 +11,7 @@ import torch
 
 from mlip.data import keys as K
 from mlip.data.atomic_data import AtomicData
-from mlip.data.neighbors import edge_vectors
+from mlip.data.neighbors import add_neighbors, edge_vectors
 
 
 def as_batch(data: AtomicData) -> AtomicData:
@@ -68,9 +68,14 @@ class Potential(torch.nn.Module):
         Returns ``energy`` ``[B]`` (eV), ``energies`` ``[N]`` (eV per atom), and when asked ``forces``
         ``[N, 3]`` (eV/Å, ``-dE/dr``) and ``stress`` ``[B, 3, 3]`` (eV/Å^3, ``(1/V) dE/dε`` for a
         symmetric strain ε: ASE's sign). ``create_graph`` (default: ``self.training``) keeps the graph of
-        forces/stress so losses on them can be differentiated with respect to the weights.
+        forces/stress so losses on them can be differentiated with respect to the weights. Data without
+        ``edge_index`` (e.g. straight from ``from_atoms`` / ``from_rdkit``) gets its neighbour list at
+        ``self.cutoff`` here (:func:`mlip.data.neighbors.add_neighbors`); build it once beforehand to
+        reuse it across calls.
         """
         data = as_batch(data)
+        if K.EDGE_INDEX not in data:
+            data = add_neighbors(data, self.cutoff)
         create_graph = self.training if create_graph is None else create_graph
         dtype = self.dtype
         batch = data[K.BATCH]

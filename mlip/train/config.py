@@ -64,21 +64,29 @@ class DataConfig:
                 raise ValueError(f"{name}: must be in [0, 1), got {getattr(self, name)}")
 
 
+E0_CHOICES = ("auto", "isolated_atoms", "least_squares", "average")
+
+
 @dataclass
 class ModelSection:
     """Which potential to train (see mlip.models.create)."""
 
     name: str = "mace"  # registered model name (mlip.models.available())
     hyperparameters: dict[str, Any] = field(default_factory=dict)  # model config, e.g. r_max
-    e0s: str | dict[str, float] = "least_squares"  # "least_squares" on the training set, or {symbol: eV}
+    # E0 per element [eV]: {symbol: eV}, "isolated_atoms" (the training file's config_type=IsolatedAtom
+    # frames, left out of training), "least_squares" fit (the average when compositions cannot determine
+    # it), "average" energy per atom, or "auto" (isolated atoms when the file has them, else least squares)
+    e0s: str | dict[str, float] = "auto"
     scale_shift: bool = True  # scale = force RMS [eV/Å], shift = mean per-atom energy after E0 [eV]
     init: str | None = None  # start from the weights of this model file (fine-tuning)
     init_e0s: Literal["keep", "refit"] = "keep"  # with init: keep its E0s or refit them as `e0s` says
     seed: int = 0  # weight initialisation seed
 
     def __post_init__(self) -> None:
-        if isinstance(self.e0s, str) and self.e0s != "least_squares":
-            raise ValueError(f"e0s: expected 'least_squares' or a mapping symbol -> eV, got {self.e0s!r}")
+        if isinstance(self.e0s, str) and self.e0s not in E0_CHOICES:
+            raise ValueError(
+                f"e0s: expected one of {list(E0_CHOICES)} or a mapping symbol -> eV, got {self.e0s!r}"
+            )
 
 
 @dataclass

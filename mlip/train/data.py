@@ -26,6 +26,7 @@ class Splits:
     train: object
     valid: object | None
     test: object | None
+    isolated: dict[int, float]  # Z -> energy (eV) of the training file's isolated-atom frames
 
 
 def load_splits(cfg: DataConfig) -> Splits:
@@ -33,6 +34,10 @@ def load_splits(cfg: DataConfig) -> Splits:
     from mlip.datasets import Subset, load, nested_subsets, random_split
 
     full = load(cfg.train, format=cfg.format, **cfg.options)
+    isolated_indices = full.metadata.get("isolated_atom_indices", [])
+    isolated = isolated_atom_energies(full, isolated_indices)
+    if isolated_indices:  # reference frames, not training data
+        full = Subset(full, sorted(set(range(len(full))) - set(isolated_indices)))
     valid = load(cfg.valid, format=cfg.format, **cfg.valid_options) if cfg.valid else None
     test = load(cfg.test, format=cfg.format, **cfg.test_options) if cfg.test else None
     n = len(full)
@@ -47,7 +52,26 @@ def load_splits(cfg: DataConfig) -> Splits:
         valid = Subset(full, valid_idx)
     if test is None and n_test:
         test = Subset(full, test_idx)
-    return Splits(train=Subset(full, train_idx), valid=valid, test=test)
+    return Splits(train=Subset(full, train_idx), valid=valid, test=test, isolated=isolated)
+
+
+def isolated_atom_energies(dataset: object, indices: Sequence[int]) -> dict[int, float]:
+    """``{Z: energy (eV)}`` of the single-atom frames at ``indices``; :class:`DataError` naming the record
+    when one holds several atoms, has no energy, or disagrees with another frame of the same element."""
+    energies: dict[int, float] = {}
+    for i in indices:
+        record = dataset[i]
+        where = f"{dataset.source}, record {i} (config_type=IsolatedAtom)"
+        if record[K.POSITIONS].shape[0] != 1 or K.ENERGY not in record:
+            n = record[K.POSITIONS].shape[0]
+            raise DataError(
+                f"{where}: needs one atom with an energy, has {n} atoms, energy: {K.ENERGY in record}"
+            )
+        z, energy = int(record[K.ATOMIC_NUMBERS][0]), float(record[K.ENERGY])
+        if z in energies and abs(energies[z] - energy) > 1e-6:
+            raise DataError(f"{where}: energy {energy} eV, another isolated Z={z} frame has {energies[z]} eV")
+        energies[z] = energy
+    return energies
 
 
 def require_labels(dataset: object, records: Sequence[AtomicData], source: str) -> None:

@@ -41,13 +41,22 @@ def derived_hyperparameters(cfg: ModelSection, stats: Any) -> dict[str, Any]:
     return {k: v for k, v in derived.items() if k not in cfg.hyperparameters}
 
 
-def e0_option(cfg: ModelSection) -> str | dict[int, float]:
-    """``cfg.e0s`` in the form of ``compute_statistics``: ``"least_squares"`` or ``{Z: eV}``."""
+def e0_option(cfg: ModelSection, isolated: dict[int, float], source: str) -> str | dict[int, float]:
+    """``cfg.e0s`` in the form of ``compute_statistics``: ``"least_squares"``, ``"average"`` or ``{Z: eV}``;
+    ``isolated`` holds the energies of the training file's isolated-atom frames (``source`` names it)."""
+    from mlip.train.typed_config import ConfigError
+
+    if cfg.e0s == "auto":
+        return isolated or "least_squares"
+    if cfg.e0s == "isolated_atoms":
+        if not isolated:
+            raise ConfigError(
+                f"model.e0s: isolated_atoms, but {source} holds no config_type=IsolatedAtom frames"
+            )
+        return isolated
     if isinstance(cfg.e0s, str):
         return cfg.e0s
     from ase.data import atomic_numbers
-
-    from mlip.train.typed_config import ConfigError
 
     unknown = [symbol for symbol in cfg.e0s if symbol not in atomic_numbers]
     if unknown:

@@ -64,7 +64,16 @@ class Trainer:
         torch.manual_seed(config.train.seed)
         splits = D.load_splits(config.data)
         cutoff = cutoff_of(config.model)
-        self.stats = compute_statistics(splits.train, e0=e0_option(config.model), cutoff=cutoff)
+        e0 = e0_option(config.model, splits.isolated, config.data.train)
+        self.stats = compute_statistics(splits.train, e0=e0, cutoff=cutoff)
+        if self.stats.e0_method == "average_fallback" and ctx.is_main:
+            print(
+                "mlip train: warning: least squares cannot separate the E0s of elements "
+                f"{self.stats.elements} in {config.data.train} (too few distinct compositions): "
+                "every element gets the mean energy per atom; give isolated-atom frames "
+                "(config_type=IsolatedAtom) or model.e0s {symbol: eV}",
+                file=sys.stderr,
+            )
         self.train_records = D.with_neighbors(splits.train, cutoff)
         D.require_labels(splits.train, self.train_records, config.data.train)
         self.valid_records = D.with_neighbors(splits.valid, cutoff) if splits.valid is not None else []

@@ -1,4 +1,5 @@
-"""The neighbour list against ASE's primitive_neighbor_list (exact set of (i, j, shift) triples)."""
+"""The neighbour list against ASE's primitive_neighbor_list (exact set of (i, j, shift) triples), and our
+torch list against vesin's (the two methods of ``neighbor_list``)."""
 
 import numpy as np
 import pytest
@@ -17,15 +18,46 @@ def _triples(i, j, shifts) -> set:
 
 
 def _ours(positions, cell, pbc, cutoff) -> set:
-    edge_index, shifts = neighbor_list(
-        torch.as_tensor(positions), torch.as_tensor(np.asarray(cell)), torch.as_tensor(pbc), cutoff
-    )
-    assert edge_index.dtype == torch.int64 and shifts.dtype == torch.float64
-    assert torch.equal(shifts, shifts.round())
-    assert bool((edge_index[0][1:] >= edge_index[0][:-1]).all()), "edges are grouped by ascending src"
-    found = _triples(edge_index[0].numpy(), edge_index[1].numpy(), shifts.numpy())
-    assert len(found) == edge_index.shape[1], "duplicate edges"
-    return found
+    """The triples of our torch list; where vesin applies (periodic in all directions or none), vesin's
+    (``method="auto"`` on the CPU) must be the same set."""
+    pbc = np.asarray(pbc)
+    methods = ["torch", "auto"] if pbc.all() or not pbc.any() else ["torch"]
+    sets = []
+    for method in methods:
+        edge_index, shifts = neighbor_list(
+            torch.as_tensor(positions),
+            torch.as_tensor(np.asarray(cell)),
+            torch.as_tensor(pbc),
+            cutoff,
+            method=method,
+        )
+        assert edge_index.dtype == torch.int64 and shifts.dtype == torch.float64
+        assert torch.equal(shifts, shifts.round())
+        if method == "torch":
+            assert bool((edge_index[0][1:] >= edge_index[0][:-1]).all()), "edges grouped by ascending src"
+        found = _triples(edge_index[0].numpy(), edge_index[1].numpy(), shifts.numpy())
+        assert len(found) == edge_index.shape[1], "duplicate edges"
+        sets.append(found)
+    assert all(found == sets[0] for found in sets), "vesin and our list differ"
+    return sets[0]
+
+
+def test_vesin_equals_ours_on_large_unwrapped_box():
+    rng = np.random.default_rng(7)
+    cell = np.array([[14.0, 0.0, 0.0], [3.0, 13.0, 0.0], [-2.0, 1.5, 15.0]])
+    positions = rng.uniform(-0.5, 1.5, size=(1200, 3)) @ cell  # outside the home cell too
+    assert len(_ours(positions, cell, np.ones(3, bool), 4.0)) > 40_000
+
+
+def test_vesin_cutoff_is_strict_and_mixed_pbc_is_ours():
+    positions = torch.tensor([[0.0, 0.0, 0.0], [2.5, 0.0, 0.0], [0.0, 2.4, 0.0]], dtype=torch.float64)
+    for method in ("torch", "vesin"):
+        ei, _ = neighbor_list(positions, torch.zeros(3, 3), torch.zeros(3, dtype=bool), 2.5, method=method)
+        assert sorted(map(tuple, ei.T.tolist())) == [(0, 2), (2, 0)], method
+    with pytest.raises(ValueError, match="structures periodic in all directions or none"):
+        neighbor_list(positions, torch.eye(3) * 5, torch.tensor([True, False, True]), 2.5, method="vesin")
+    with pytest.raises(ValueError, match="method 'fast'"):
+        neighbor_list(positions, torch.eye(3) * 5, torch.ones(3, dtype=bool), 2.5, method="fast")
 
 
 def _ase(positions, cell, pbc, cutoff) -> set:
@@ -119,6 +151,17 @@ def test_batched_equals_single_with_offsets():
             (i + offset, j + offset, s) for i, j, s in _ase(atoms.positions, atoms.cell, atoms.pbc, 4.0)
         }
     assert found == expected
+
+
+def test_batched_vesin_equals_batched_torch_with_interleaved_atoms():
+    structures = _structures() + [bulk("Cu", "fcc", a=3.6)]  # one atom, many self-images at 4 Å
+    batch = collate([from_atoms(a) for a in structures])
+    perm = torch.from_numpy(np.random.default_rng(0).permutation(batch[K.POSITIONS].shape[0]))
+    args = (batch[K.POSITIONS][perm], batch[K.CELL], batch[K.PBC], batch[K.BATCH][perm], 4.0)
+    lists = [batched_neighbor_list(*args, method=m) for m in ("torch", "vesin", "auto")]
+    sets = [_triples(e[0].numpy(), e[1].numpy(), s.numpy()) for e, s in lists]
+    assert sets[0] == sets[1] == sets[2]
+    assert all(len(sets[0]) == e.shape[1] for e, _ in lists), "duplicate edges"
 
 
 def test_add_neighbors_on_record_and_batch():

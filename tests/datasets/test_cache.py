@@ -94,7 +94,7 @@ def test_inconsistent_keys_and_invalid_records(fx, tmp_path):
     bad["energy"] = torch.tensor(float("nan"), dtype=torch.float64)
     with pytest.raises(DataError, match=r"nanset, record 1: field 'energy' is not finite"):
         write_cache(ListDataset([src[0], bad], "nanset", {}), tmp_path / "y.h5")
-    assert not (tmp_path / "y.h5").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.npz"]  # no cache, no partial file
 
 
 def test_corrupt_cache(fx, tmp_path):

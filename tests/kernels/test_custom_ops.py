@@ -104,45 +104,50 @@ def test_tp_conv_traces_without_data_dependent_ops() -> None:
             torch.testing.assert_close(got, expected, rtol=1e-10, atol=1e-10)
 
 
-def test_model_step_exports_with_dynamic_sizes() -> None:
-    """A tiny nequip model on the Triton backend: energy and forces traced without data-dependent ops,
-    exported with dynamic atom and edge counts, equal to the eager torch backend at two sizes."""
+@pytest.mark.parametrize(
+    "name, hp",
+    [
+        ("mace", dict(hidden_irreps="2x0e+2x1o", max_ell=1, correlation=2, num_interactions=1)),
+        ("nequip", dict(num_features=2, num_layers=1, lmax=1, radial_mlp=[4])),
+        ("gridnet", dict(channels=2, num_layers=1, lmax=1, num_splines=4)),
+    ],
+)
+def test_model_step_exports_on_the_triton_backend(name: str, hp: dict) -> None:
+    """The sync-free energy+forces+virial step (``mlip.compile.export_step``: ``make_fx`` symbolic with
+    errors on data-dependent ops, then ``torch.export`` with dynamic atoms and edges) of a tiny model on
+    the Triton backend holds the custom ops (``mlip::tp_forms``; ``mlip::grid_contract`` for gridnet's grid
+    layers) and equals the eager torch backend at another size."""
+    from mlip.compile.step import ForceStep, example_inputs, export_step
     from mlip.models import create
 
-    model = create(
-        "nequip", species=[1, 6], num_features=2, num_layers=1, lmax=1, radial_mlp=[4], r_max=3.0, seed=0
-    ).double()
-    model.requires_grad_(False)
-
-    def step(positions, species, edge_index):  # noqa: ANN001, ANN202
-        positions = positions.detach().requires_grad_()
-        vectors = positions.index_select(0, edge_index[1]) - positions.index_select(0, edge_index[0])
-        energy = model.node_energies({"edge_index": edge_index}, species, vectors).sum()
-        return energy, -torch.autograd.grad(energy, positions)[0]
-
-    def inputs(atoms: int, edges: int) -> tuple[torch.Tensor, ...]:
-        gen = torch.Generator().manual_seed(atoms)
-        src = torch.arange(edges) % atoms
-        dst = (src + 1 + torch.arange(edges) // atoms) % atoms
-        positions = 2.0 * torch.rand(atoms, 3, generator=gen, dtype=torch.float64)
-        return positions, torch.randint(0, 2, (atoms,), generator=gen), torch.stack([src, dst])
-
+    model = create(name, species=[1, 6, 8], r_max=3.0, seed=0, dtype=torch.float64, **hp).eval()
     set_backend(model, "triton")
-    example = inputs(5, 11)
-    step(*example)  # fills the constant tables outside the trace
-    traced = make_fx(
-        step, tracing_mode="symbolic", _allow_non_fake_inputs=True, _error_on_data_dependent_ops=True
-    )(*example)
-    atoms, edges = torch.export.Dim("atoms", min=2), torch.export.Dim("edges", min=2)
-    exported = torch.export.export(
-        traced, example, dynamic_shapes=({0: atoms}, {0: atoms}, {1: edges}), strict=False
+    exported = export_step(model)
+    ops = {n.target for n in exported.graph.nodes}
+    assert torch.ops.mlip.tp_forms.default in ops
+    assert (torch.ops.mlip.grid_contract.default in ops) == (name == "gridnet")
+    args = example_inputs(model, num_atoms=7, num_edges=17)
+    got = exported.module()(*args)
+    expected = ForceStep(set_backend(model, "torch"))(*args)
+    for a, b in zip(got, expected, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)
+
+
+def test_tp_conv_compiles_in_one_graph() -> None:
+    """``torch.compile(fullgraph=True, dynamic=True)`` (graph breaks would raise): forward and backward
+    equal the reference at two sizes with one compiled graph."""
+    tp, reference = tiny_tp("triton"), tiny_tp("reference")
+    compiled = torch.compile(
+        lambda x, sh, w, src, dst: tp_conv(x, sh, w, src, dst, x.shape[0], tp),
+        fullgraph=True,
+        dynamic=True,
+        backend="aot_eager",
     )
-    assert any(n.target is torch.ops.mlip.tp_forms.default for n in exported.graph.nodes)
-    for size in ((3, 6), (5, 12)):
-        args = inputs(*size)
-        got = exported.module()(*args)
-        set_backend(model, "torch")
-        expected = step(*args)
-        set_backend(model, "triton")
-        for a, b in zip(got, expected, strict=True):
-            torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)
+    for nodes, edges in ((5, 11), (7, 13)):
+        inputs = [t.requires_grad_() if t.is_floating_point() else t for t in conv_inputs(tp, nodes, edges)]
+        results = []
+        for conv in (compiled, lambda *a: tp_conv(*a, a[0].shape[0], reference)):
+            out = conv(*inputs)
+            results.append([out, *torch.autograd.grad((out * out.sin()).sum(), inputs[:3])])
+        for got, expected in zip(*results, strict=True):
+            torch.testing.assert_close(got, expected, rtol=1e-10, atol=1e-10)

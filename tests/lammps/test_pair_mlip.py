@@ -105,6 +105,20 @@ def test_nve_conserves_energy(tmp_path, plugin, toy_package, box, h):
     assert abs(drift) <= 0.01
 
 
+def test_npt_runs_on_the_virial(tmp_path, plugin, toy_package, box, h):
+    """fix npt on 2 ranks (the pair style's virial drives the barostat): the box relaxes toward 1 bar
+    from the toy box's 44 kbar, i.e. it expands."""
+    h.write_data(box, tmp_path / "data.lmp")
+    text = HEADER.format(plugin=plugin, package=toy_package, elements="H C O") + (
+        "velocity all create 300 4928459 mom yes rot yes\ntimestep 0.0005\n"
+        "fix 1 all npt temp 300 300 0.05 iso 1.0 1.0 0.5\n"
+        'run 200\nprint "VOLUME $(vol:%.10g) $(press:%.10g)"\n'
+    )
+    run = h.lammps(tmp_path, text, ranks=2)
+    volume = float(next(x for x in run.stdout.splitlines() if x.startswith("VOLUME")).split()[1])
+    assert volume > 1.01 * box.get_volume()
+
+
 def _bad_package(kind: str, package, tmp_path, h):
     if kind == "missing":
         return tmp_path / "absent.pt2"

@@ -80,3 +80,12 @@ def test_md_cli_errors_are_clear(tmp_path, lj):
         md_cli.run(_args(tmp_path, tmp_path / "missing.xyz"), model=lj)
     with pytest.raises(ValueError, match="cannot parse the SMILES"):
         md_cli.read_structure("C1CC(", smiles=True)
+
+
+def test_md_device_defaults_to_auto(tmp_path, argon, lj):
+    structure = tmp_path / "argon.extxyz"
+    ase.io.write(structure, argon)
+    args = _args(tmp_path, structure, "--steps", "2", "--ensemble", "nve")
+    assert args.device == "auto"
+    assert md_cli.run(args, model=lj) == 0
+    assert args.device == ("cuda:0" if torch.cuda.is_available() else "cpu")

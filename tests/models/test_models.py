@@ -248,3 +248,21 @@ def test_energy_forces_step_stays_within_its_op_budget(kit, model_name):
     data = kit.record(kit.ethanol())
     model(data)  # constant tables built and cached
     assert count_aten_ops(lambda: model(data)) <= OP_BUDGET[model_name] + 10
+
+
+def test_model_builds_the_neighbour_list_of_data_without_edges(kit):
+    from rdkit import Chem
+    from rdkit.Chem import AllChem
+
+    from mlip.data.atomic_data import from_rdkit
+    from mlip.data.neighbors import add_neighbors
+
+    mol = Chem.AddHs(Chem.MolFromSmiles("CCO"))
+    AllChem.EmbedMolecule(mol, randomSeed=0)
+    data = from_rdkit(mol)
+    assert K.EDGE_INDEX not in data
+    model = kit.build("nequip")
+    out = model(data)
+    ref = model(add_neighbors(data, model.cutoff))
+    assert torch.equal(out["energy"], ref["energy"]) and torch.equal(out["forces"], ref["forces"])
+    assert out["energy"].abs().item() > 0

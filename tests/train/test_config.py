@@ -33,7 +33,7 @@ def test_defaults_overrides_and_round_trip(tmp_path):
         ({"train": {"max_steps": 2.5}}, "train.max_steps"),
         ({"output": {"progress": "yes"}}, "output.progress"),
         ({"data": {"train": "x", "valid_fraction": 1.5}}, "data.valid_fraction"),
-        ({"model": {"e0s": "average"}}, "model.e0s"),
+        ({"model": {"e0s": "mean"}}, "model.e0s"),
         ({"data": {}}, "data.train"),
         ({"trian": {}}, "trian"),
     ],

@@ -8,6 +8,8 @@ import json
 from importlib import resources
 from pathlib import Path
 
+import numpy as np
+import pytest
 import yaml
 
 from mlip.cli import main as cli_main
@@ -84,4 +86,89 @@ def test_training_set_without_labels_names_the_keys(tmp_path, capsys):
     assert "'REF_energy'" in held and "'REF_forces'" in held, err
     assert err.rstrip().endswith(
         "name them with data.options.keys, e.g. {energy: REF_energy, forces: REF_forces}"
+    )
+
+
+ISOLATED = {1: -13.571, 6: -1027.592, 8: -2039.734}  # eV, single-atom reference energies
+
+
+def _with_isolated_atoms(frames: list, path: Path) -> Path:
+    """The frames, then one single-atom frame per element with config_type=IsolatedAtom (MACE's layout)."""
+    from ase import Atoms
+    from ase.calculators.singlepoint import SinglePointCalculator
+    from ase.io import write
+
+    atoms_frames = list(frames)
+    for z, energy in ISOLATED.items():
+        atom = Atoms(numbers=[z], positions=[[0.0, 0.0, 0.0]])
+        atom.info["config_type"] = "IsolatedAtom"
+        atom.calc = SinglePointCalculator(atom, energy=energy, forces=np.zeros((1, 3)))
+        atoms_frames.insert(2 * z % len(frames), atom)  # spread through the file
+    write(path, atoms_frames, format="extxyz")
+    return path
+
+
+def _trainer(config: dict):
+    import torch
+
+    from mlip.train.config import config_from_dict
+    from mlip.train.distributed import Context
+    from mlip.train.trainer import Trainer
+
+    return Trainer(config_from_dict(config), Context(0, 1, torch.device("cpu")))
+
+
+def _mean_energy_per_atom(frames: list) -> float:
+    return float(np.mean([a.get_potential_energy() / len(a) for a in frames]))
+
+
+def test_e0s_from_isolated_atom_frames(tmp_path):
+    """Default e0s (auto) on a file with IsolatedAtom frames: E0s are their energies, the frames are left
+    out of every split, and the model carries the E0s."""
+    frames = _ethanol(12)
+    data = _with_isolated_atoms(frames, tmp_path / "iso.extxyz")
+    trainer = _trainer(_config(data, tmp_path / "run"))
+    assert trainer.stats.e0 == ISOLATED and trainer.stats.e0_method == "given"
+    records = trainer.train_records + trainer.valid_records
+    assert len(records) == 12 and all(r["positions"].shape[0] == 9 for r in records)
+    assert trainer.model.config.e0s == [ISOLATED[1], ISOLATED[6], ISOLATED[8]]
+
+
+# model.e0s -> (expected E0 per Z, as a function of the training frames; the stderr expected)
+E0_CHOICES = {
+    "mapping": ({"H": -13.6, "C": -1030.0, "O": -2040.0}, lambda fr: {1: -13.6, 6: -1030.0, 8: -2040.0}, ""),
+    "average": ("average", lambda fr: dict.fromkeys((1, 6, 8), _mean_energy_per_atom(fr)), ""),
+    # the minimum-norm least-squares split E * n_Z / |n|^2 would give H about -616 eV
+    "least squares on one composition falls back to the average": (
+        "least_squares",
+        lambda fr: dict.fromkeys((1, 6, 8), _mean_energy_per_atom(fr)),
+        "least squares cannot separate the E0s of elements [1, 6, 8]",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(E0_CHOICES))
+def test_e0_choices(case, tmp_path, capsys):
+    from ase.io import write
+
+    e0s, expected, warning = E0_CHOICES[case]
+    frames = _ethanol(12)
+    write(tmp_path / "ethanol.extxyz", frames, format="extxyz")
+    config = _config(tmp_path / "ethanol.extxyz", tmp_path / "run", valid_fraction=0.0)
+    config["model"]["e0s"] = e0s
+    trainer = _trainer(config)
+    assert trainer.stats.e0 == pytest.approx(expected(frames), abs=1e-9)
+    assert warning in capsys.readouterr().err
+
+
+def test_isolated_atoms_requested_but_absent(tmp_path, capsys):
+    from ase.io import write
+
+    write(tmp_path / "ethanol.extxyz", _ethanol(12), format="extxyz")
+    config = _config(tmp_path / "ethanol.extxyz", tmp_path / "run")
+    config["model"]["e0s"] = "isolated_atoms"
+    assert cli_main(["train", str(_yaml(tmp_path / "c.yaml", config))]) == 2
+    err = capsys.readouterr().err
+    assert (
+        "error: model.e0s: isolated_atoms, but " in err and "holds no config_type=IsolatedAtom frames" in err
     )

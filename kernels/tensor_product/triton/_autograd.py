@@ -43,10 +43,11 @@ def evaluate(
         for role, forms in requests
     )
     needed = orders_needed(graph, [role for role, _ in requests])
-    if torch.is_grad_enabled():  # and those of the backward, so that they are cached in ``graph`` too
-        needed |= orders_needed(
-            graph, sorted({s for _, f in requests for o in f for s in o if o[s].requires_grad})
-        )
+    if torch.is_grad_enabled():  # the backward's orders too, so that they are cached in ``graph``
+        slots = {
+            slot for _, forms in requests for form in forms for slot, t in form.items() if t.requires_grad
+        }
+        needed |= orders_needed(graph, sorted(slots))
     orders = [list(graph.csr(by)) if by in needed else [] for by in SORT_KEYS]
     return tp_forms(
         operands, _encode(spec), descriptor_key(desc), graph.src, graph.dst, *orders,
