@@ -64,13 +64,20 @@ API: dict[str, list[str]] = {
 
 
 def field_comments(cls: type) -> dict[str, str]:
-    """``{field: trailing comment}`` of a dataclass, from its source lines ``name: type = default  # c``;
-    ``ValueError`` naming a field without a comment."""
-    comments = {}
+    """``{field: comment}`` of a dataclass, from its source: the trailing comment of the line
+    ``name: type = default  # comment``, or the comment lines right above the field; ``ValueError``
+    naming a field without either."""
+    comments: dict[str, str] = {}
+    above: list[str] = []
     for line in textwrap.dedent(inspect.getsource(cls)).splitlines():
-        match = re.match(r"\s{4}(\w+):.*?\s#\s(.+)$", line)
-        if match:
-            comments[match.group(1)] = match.group(2).strip()
+        comment = re.match(r"\s{4}#\s?(.*)$", line)
+        if comment:
+            above.append(comment.group(1).strip())
+            continue
+        field = re.match(r"\s{4}(\w+):[^#]*(?:\s#\s(.+))?$", line)
+        if field and (field.group(2) or above):
+            comments[field.group(1)] = field.group(2).strip() if field.group(2) else " ".join(above)
+        above = []
     for f in dataclasses.fields(cls):
         if f.name not in comments:
             raise ValueError(f"{cls.__name__}.{f.name}: config field has no comment to document it")

@@ -75,8 +75,22 @@ def test_config_reference_refuses_an_undocumented_field():
         """A section."""
 
         documented: int = 1  # has a comment
+        # a comment above the field
+        # on two lines
+        above: int = 3
         undocumented: int = 2
 
+    @dataclasses.dataclass
+    class Documented:
+        """A section."""
+
+        documented: int = 1  # has a comment
+        # a comment above the field
+        # on two lines
+        above: int = 3
+
+    comments = hooks.field_comments(Documented)
+    assert comments == {"documented": "has a comment", "above": "a comment above the field on two lines"}
     with pytest.raises(ValueError, match=r"Section\.undocumented: config field has no comment"):
         hooks.field_comments(Section)
 
