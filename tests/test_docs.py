@@ -3,6 +3,7 @@ the code, and it builds with ``mkdocs build --strict`` (skipped when MkDocs is n
 
 import dataclasses
 import importlib.util
+import os
 import re
 import subprocess
 import sys
@@ -113,6 +114,7 @@ def test_docs_build_strict(tmp_path):
         capture_output=True,
         text=True,
         cwd=ROOT,
+        env={**os.environ, "PYTHONSAFEPATH": "1"},  # `-m` would put the repo root (datasets/) on sys.path
     )
     assert result.returncode == 0, result.stderr[-3000:]
     config_page = (site / "config" / "index.html").read_text()
