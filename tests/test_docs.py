@@ -121,3 +121,43 @@ def test_docs_build_strict(tmp_path):
     assert "valid_every" in config_page and "time_limit" in config_page
     api_page = (site / "api" / "index.html").read_text()
     assert "MLIPCalculator" in api_page and "set_backend" in api_page
+
+
+def _shell_commands() -> list[tuple[str, str]]:
+    """``(page, command)`` for every ``mlip ...`` line of the guide's ```bash blocks (comments removed)."""
+    out = []
+    for page in PAGES:
+        for block in re.findall(r"^```bash\n(.*?)^```", page.read_text(), flags=re.S | re.M):
+            for line in block.splitlines():
+                command = line.split("  #")[0].strip()
+                if re.match(r"^(\S*/)?mlip ", command):
+                    out.append((page.name, command))
+    return out
+
+
+def test_documented_commands_parse():
+    """Every ``mlip`` command line shown in the guide is accepted by the CLI's parser (verbs, flags)."""
+    import shlex
+
+    from mlip.cli import build_parser
+
+    commands = _shell_commands()
+    assert len(commands) >= 20
+    parser = build_parser()
+    for page, command in commands:
+        try:
+            parser.parse_args(shlex.split(command)[1:])
+        except SystemExit:
+            pytest.fail(f"{page}: `{command}` is not accepted by the mlip parser")
+
+
+def test_documented_repository_paths_exist():
+    """Files and folders of this repository that the guide names exist."""
+    named = set()
+    for page in PAGES:
+        named |= set(
+            re.findall(r"`((?:mlip|examples|lammps|benchmarks|tests|docs)/[\w./-]*)`", page.read_text())
+        )
+    assert "examples/lammps/" in named
+    missing = sorted(p for p in named if not (ROOT / p.rstrip("/")).exists())
+    assert not missing, missing
