@@ -26,17 +26,17 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 test: $(STAMP)
-	$(BIN)/ruff check mlip kernels datasets md tests benchmarks
-	$(BIN)/ruff format --check mlip kernels datasets md tests benchmarks
+	$(BIN)/ruff check mlip kernels datasets md tests benchmarks docs/hooks.py
+	$(BIN)/ruff format --check mlip kernels datasets md tests benchmarks docs/hooks.py
 	OMP_NUM_THREADS=2 $(BIN)/pytest -q --durations=15
 
 lint: $(STAMP)
-	$(BIN)/ruff check mlip kernels datasets md tests benchmarks
-	$(BIN)/ruff format --check mlip kernels datasets md tests benchmarks
+	$(BIN)/ruff check mlip kernels datasets md tests benchmarks docs/hooks.py
+	$(BIN)/ruff format --check mlip kernels datasets md tests benchmarks docs/hooks.py
 
 format: $(STAMP)
-	$(BIN)/ruff format mlip kernels datasets md tests benchmarks
-	$(BIN)/ruff check --fix mlip kernels datasets md tests benchmarks
+	$(BIN)/ruff format mlip kernels datasets md tests benchmarks docs/hooks.py
+	$(BIN)/ruff check --fix mlip kernels datasets md tests benchmarks docs/hooks.py
 
 demo: $(STAMP)
 	$(BIN)/mlip demo
