@@ -275,7 +275,9 @@ def test_converted_model_fine_tunes(tmp_path, init_e0s):
     mace_model = build_mace(species=(1, 6, 8), max_ell=1, correlation=2, num_interactions=2, zbl=True)
     ours = from_mace(mace_model)
     # E0s near the data's so the random-weight model starts at a sane loss
-    ours.atomic_energies_e0.e0.fill_(float(np.mean([a.get_potential_energy() / len(a) for a in frames])))
+    mean_per_atom = float(np.mean([a.get_potential_energy() / len(a) for a in frames]))
+    # refit: start away from the E0s the fit gives (the mean per atom on this one-composition set)
+    ours.atomic_energies_e0.e0.fill_(mean_per_atom + (0.5 if init_e0s == "refit" else 0.0))
     e0_before = ours.atomic_energies_e0.e0.clone()
     ours.save(tmp_path / "init.model")
     config = {
@@ -295,7 +297,7 @@ def test_converted_model_fine_tunes(tmp_path, init_e0s):
     tuned = models.load(tmp_path / "run" / "last.model")
     if init_e0s == "keep":
         assert torch.equal(tuned.atomic_energies_e0.e0.double(), e0_before)
-    else:  # the training set's least-squares E0s
+    else:  # the training set's E0s (auto: the mean per atom on one composition)
         fitted = torch.tensor([trainer.stats.e0[z] for z in (1, 6, 8)], dtype=torch.float64)
         assert torch.allclose(tuned.atomic_energies_e0.e0.double(), fitted)
         assert not torch.allclose(fitted, e0_before)
