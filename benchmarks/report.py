@@ -35,6 +35,8 @@ def render(record: dict, source: Path) -> str:
         f"- date: {env.get('date', '?')}; threads: {env.get('threads', '?')}; versions: {versions}",
         f"- command: `{env.get('command', '?')}`; record: `{source.relative_to(HERE)}`",
     ]
+    if "cpu" in env:
+        lines.append(f"- cpu: {env['cpu']}; ISA: {env.get('cpu_isa', '?')}")
     for key, value in record.items():
         if key not in ("suite", "environment", "rows") and isinstance(value, (str, int, float)):
             lines.append(f"- {key}: {value}")

@@ -113,6 +113,8 @@ def environment(device: str = "cpu") -> dict[str, Any]:
         "device": device,
         "device_name": device_name,
         "threads": torch.get_num_threads(),
+        "cpu": _cpu_name(),
+        "cpu_isa": cpu_isa(),
         "versions": versions,
         "date": datetime.date.today().isoformat(),
         "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
@@ -128,6 +130,25 @@ def _cpu_name() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
+
+
+# vector-ISA flags worth naming in a record (x86 /proc/cpuinfo "flags", Arm "Features")
+_ISA_PREFIXES = ("sse4", "avx", "fma", "amx", "f16c", "asimd", "sve", "sme2", "neon", "bf16", "i8mm")
+
+
+def cpu_isa(cpuinfo: str | None = None) -> str:
+    """The CPU's vector-ISA flags (AVX2, AVX-512 subsets, AMX, FMA; Arm SVE/NEON), space-separated and
+    sorted, from ``/proc/cpuinfo`` (or the given text); ``"unknown"`` where it cannot be read."""
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text()
+        except OSError:
+            return "unknown"
+    for line in cpuinfo.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() in ("flags", "Features"):
+            return " ".join(sorted(f for f in value.split() if f.startswith(_ISA_PREFIXES) or f == "sme"))
+    return "unknown"
 
 
 def print_table(rows: Sequence[dict[str, Any]], columns: Sequence[str] | None = None) -> str:

@@ -25,13 +25,17 @@ FULLY_CONNECTED = {
 CONFIGS = {**CHANNELWISE, **FULLY_CONNECTED}
 
 
-def config_instructions(name: str) -> tuple[str, str, Irreps, list[tuple]]:
-    """``(irreps_in1, irreps_in2, irreps_out, instructions)`` of a named configuration."""
-    if name in CHANNELWISE:
-        in1, in2, target = CHANNELWISE[name]
-        out, instructions = uvu_instructions(in1, in2, target or in1)
-        return in1, in2, out, instructions
-    in1, in2, out = FULLY_CONNECTED[name]
+def shape_instructions(
+    in1: str, in2: str, out: str | None, channelwise: bool
+) -> tuple[str, str, Irreps, list[tuple]]:
+    """``(irreps_in1, irreps_in2, irreps_out, instructions)`` of any shape: channelwise (``uvu``, MACE's
+    output blocks, ``out`` the target irreps, default ``in1``) or fully connected (``uvw``, every allowed
+    path into the given ``out``)."""
+    if channelwise:
+        irreps_out, instructions = uvu_instructions(in1, in2, out or in1)
+        return in1, in2, irreps_out, instructions
+    if out is None:
+        raise ValueError("a uvw shape needs its output irreps")
     a, b, c = Irreps(in1), Irreps(in2), Irreps(out)
     instructions = [
         (i, j, k, "uvw", True)
@@ -41,6 +45,11 @@ def config_instructions(name: str) -> tuple[str, str, Irreps, list[tuple]]:
         if ir in list(ir1 * ir2)
     ]
     return in1, in2, c, instructions
+
+
+def config_instructions(name: str) -> tuple[str, str, Irreps, list[tuple]]:
+    """``(irreps_in1, irreps_in2, irreps_out, instructions)`` of a named configuration."""
+    return shape_instructions(*CONFIGS[name], channelwise=name in CHANNELWISE)
 
 
 def make_tp(name: str, backend: str = "auto", shared_weights: bool = False) -> TensorProduct:

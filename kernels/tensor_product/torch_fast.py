@@ -192,7 +192,9 @@ def messages(
     t = torch.bmm(xc, a)
     if weight_ext.dim() == 1:
         w = weight_ext.index_select(0, index).view(1, g.mul, g.width)
-    else:
+    elif weight_ext.dtype == torch.float64:  # gather: index_select along dim 1 is slow in fp64 on CPU
+        w = torch.gather(weight_ext, 1, index.expand(batch, -1)).view(batch, g.mul, g.width)
+    else:  # (benchmarks/notes/tp_cpu_profile.md); in fp32 index_select was as fast or faster
         w = weight_ext.index_select(1, index).view(batch, g.mul, g.width)
     t = t * w
     return t if reduce is None else t @ reduce
