@@ -36,7 +36,7 @@ class Committee(Potential):
         super().__init__()
         if len(members) < 2:
             raise ValueError(f"a committee needs at least 2 members, got {len(members)}")
-        species = [list(m.species) for m in members]
+        species = [getattr(m, "species", None) for m in members]  # pair potentials know no species
         if any(s != species[0] for s in species):
             raise ValueError(f"committee members know different species: {species}")
         self.members = torch.nn.ModuleList(members)
@@ -44,6 +44,7 @@ class Committee(Potential):
 
     @property
     def species(self) -> list[int]:
+        """The members' atomic numbers (of the first member; all are equal)."""
         return list(self.members[0].species)
 
     def __len__(self) -> int:
