@@ -34,7 +34,7 @@ from mlip.data.neighbors import (
 from mlip.data.voigt import matrix_to_voigt
 from mlip.errors import RunFailedError
 from mlip.kernels import set_backend
-from mlip.models.model import EquivariantModel
+from mlip.models.base import Potential
 
 
 class NonFiniteResultError(RunFailedError):
@@ -42,7 +42,7 @@ class NonFiniteResultError(RunFailedError):
 
 
 class MLIPCalculator(Calculator):
-    """ASE calculator wrapping an :class:`~mlip.models.model.EquivariantModel`.
+    """ASE calculator wrapping a :class:`~mlip.models.base.Potential` (a trained model or a committee).
 
     Args:
         model: a model or committee, or the path of a file written by ``model.save``.
@@ -71,7 +71,7 @@ class MLIPCalculator(Calculator):
 
     def __init__(
         self,
-        model: EquivariantModel | str | Path,
+        model: Potential | str | Path,
         device: str | torch.device | None = None,
         dtype: torch.dtype = torch.float64,
         skin: float = 0.5,

@@ -109,6 +109,16 @@ def test_save_load_round_trip_and_corruption(members, tmp_path):
         load(bad)
 
 
+def test_compile_refuses_a_committee(members, tmp_path, capsys):
+    from mlip.cli import main
+
+    path = tmp_path / "committee.model"
+    save(Committee(members), path)
+    assert main(["compile", str(path), "-o", str(tmp_path / "c.pt2")]) == 2
+    assert "a committee cannot be compiled" in capsys.readouterr().err
+    assert not (tmp_path / "c.pt2").exists()
+
+
 def test_members_must_know_the_same_species(members):
     other = create("mace", species=[1, 8], hidden_irreps="4x0e", max_ell=1, num_interactions=1, seed=0)
     with pytest.raises(ValueError, match="different species"):
