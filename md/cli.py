@@ -279,6 +279,10 @@ def _check_arguments(args: argparse.Namespace) -> None:
     for name in ("max_uncertainty", "candidate_uncertainty"):
         if getattr(args, name) is not None:
             check_parameter(f"--{name.replace('_', '-')}", getattr(args, name), "eV/Å")
+            if args.ensemble in ("fire", "fire-cell"):
+                raise MDInputError(
+                    f"--{name.replace('_', '-')}: MD only, not with --ensemble {args.ensemble}"
+                )
     if args.max_uncertainty is not None and args.candidate_uncertainty is not None:
         if args.candidate_uncertainty >= args.max_uncertainty:
             raise MDInputError(

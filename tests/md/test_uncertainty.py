@@ -92,3 +92,5 @@ def test_uncertainty_flags_are_checked(tmp_path):
         md_cli.run(_run_args(tmp_path, "--max-uncertainty", "0.2", "--candidate-uncertainty", "0.3"))
     with pytest.raises(MDInputError, match="--max-uncertainty"):
         md_cli.run(_run_args(tmp_path, "--max-uncertainty", "-1"))
+    with pytest.raises(MDInputError, match="MD only"):
+        md_cli.run(_run_args(tmp_path, "--candidate-uncertainty", "0.1", "--ensemble", "fire"))
