@@ -8,18 +8,19 @@ Bad input raises :class:`MDInputError` before the first step; a run that explode
 """
 
 from mlip.md import csvr, fire, langevin, nose_hoover, npt, nve
-from mlip.md.checks import ExplosionError, MDInputError, OutputExistsError
+from mlip.md.checks import ExplosionError, MDInputError, OutputExistsError, UncertaintyError
 from mlip.md.forcefield import ForceField
 from mlip.md.observers import EnergyLog, ExplosionGuard, observe
 from mlip.md.run import RunResult, simulate
 from mlip.md.state import MDState, from_atoms, maxwell_boltzmann, to_atoms, zero_momentum
-from mlip.md.trajectory import ASEWriter, H5MDWriter, read_h5md, resume
+from mlip.md.trajectory import ASEWriter, CandidateWriter, H5MDWriter, read_h5md, resume
 
 INTEGRATORS = {"nve": nve, "langevin": langevin, "nhc": nose_hoover, "csvr": csvr, "npt": npt}
 
 __all__ = [
     "INTEGRATORS",
     "ASEWriter",
+    "CandidateWriter",
     "EnergyLog",
     "ExplosionError",
     "ExplosionGuard",
@@ -29,6 +30,7 @@ __all__ = [
     "MDState",
     "OutputExistsError",
     "RunResult",
+    "UncertaintyError",
     "csvr",
     "fire",
     "from_atoms",

@@ -4,7 +4,8 @@ Bad input (a structure or a run parameter) raises :class:`MDInputError` (a
 :class:`~mlip.data.atomic_data.DataError`, so the CLI prints one line and exits with code 2) naming the
 source (file) and the atom indices; an output file that would be replaced raises
 :class:`OutputExistsError`. A run that fails after it started raises :class:`ExplosionError` (a
-:class:`~mlip.errors.RunFailedError`, CLI exit code 1) carrying the step, the system and the reason.
+:class:`~mlip.errors.RunFailedError`, CLI exit code 1) carrying the step, the system and the reason;
+its subclass :class:`UncertaintyError` when a committee became too uncertain (``max_uncertainty``).
 """
 
 from __future__ import annotations
@@ -50,6 +51,11 @@ class ExplosionError(RunFailedError):
     def __init__(self, step: int, reason: str, system: int | None = None, result: Any = None) -> None:
         self.step, self.reason, self.system, self.result = step, reason, system, result
         super().__init__(f"step {step}: {reason}")
+
+
+class UncertaintyError(ExplosionError):
+    """A run stopped because a committee's force spread exceeded the run's ``max_uncertainty``: the
+    trajectory left the region the model was trained on (nothing exploded, but forces are guesses)."""
 
 
 def check_parameter(name: str, value: Any, unit: str, allow_zero: bool = False) -> None:

@@ -4,6 +4,13 @@ Reads a structure (any ASE-readable file, a pymatgen-readable file, or ``--smile
 (``mlip.models.load``), runs the chosen ensemble on ``--replicas`` copies with an H5MD trajectory, a
 progress bar with ns/day and an energy plot at the end. :func:`run` is the Python entry point and also
 accepts a model object.
+
+With a committee model (``train.committee``) every written frame records the largest per-atom force
+std (``max_forces_std`` in the H5MD observables and the extxyz info, ``forces_std`` per atom in
+extxyz); ``--candidate-uncertainty Y`` writes the written frames above ``Y`` eV/Å to ``--candidates``,
+and ``--max-uncertainty X`` stops the run (checked every step) with
+:class:`~mlip.md.checks.UncertaintyError` (exit 1) once a system goes above ``X``, keeping the trajectory
+up to that step.
 """
 
 from __future__ import annotations
@@ -12,7 +19,14 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from mlip.md.checks import ExplosionError, MDInputError, MissingInputError, check_parameter
+from mlip.md.checks import (
+    ExplosionError,
+    MDInputError,
+    MissingInputError,
+    UncertaintyError,
+    check_parameter,
+)
+from mlip.md.trajectory import CandidateWriter
 
 ENSEMBLES = ("nve", "langevin", "nhc", "csvr", "npt", "npt-full", "fire", "fire-cell")
 
@@ -60,6 +74,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--plot",
         default=None,
         help="energy plot PNG (default: OUTPUT with .png; with --append OUTPUT_from_step<S>.png)",
+    )
+    parser.add_argument(
+        "--max-uncertainty",
+        type=float,
+        default=None,
+        help="stop when a committee model's per-atom force std exceeds this, eV/Å (needs a committee)",
+    )
+    parser.add_argument(
+        "--candidate-uncertainty",
+        type=float,
+        default=None,
+        help="write the frames whose max per-atom force std exceeds this (eV/Å) to --candidates",
+    )
+    parser.add_argument(
+        "--candidates", default=None, help="candidate frames, extxyz (default: OUTPUT_candidates.extxyz)"
     )
     parser.add_argument("--no-progress", action="store_true")
 
@@ -131,6 +160,13 @@ def run(args: argparse.Namespace, model: Any = None) -> int:
     writers: list[Any] = [md.H5MDWriter(output, append=args.append, overwrite=args.overwrite)]
     if args.xyz:
         writers.append(md.ASEWriter(args.xyz, append=args.append, overwrite=args.overwrite))
+    if args.candidate_uncertainty is not None:
+        candidates = _candidates_path(args, output)
+        writers.append(
+            CandidateWriter(
+                candidates, args.candidate_uncertainty, append=args.append, overwrite=args.overwrite
+            )
+        )
     try:
         result = md.simulate(
             state,
@@ -141,7 +177,7 @@ def run(args: argparse.Namespace, model: Any = None) -> int:
             log_interval=args.log_interval,
             writers=writers,
             write_interval=args.write_interval,
-            guard=md.ExplosionGuard(),
+            guard=md.ExplosionGuard(max_uncertainty=args.max_uncertainty),
             progress=not args.no_progress,
             on_explosion="drop" if state.num_systems > 1 else "stop",
         )
@@ -161,9 +197,11 @@ def run(args: argparse.Namespace, model: Any = None) -> int:
     if result.dropped:
         first = min(result.dropped.values(), key=lambda error: error.step)
         listed = "; ".join(f"replica {i} at {error}" for i, error in sorted(result.dropped.items()))
-        raise ExplosionError(
+        uncertain = all(isinstance(error, UncertaintyError) for error in result.dropped.values())
+        raise (UncertaintyError if uncertain else ExplosionError)(
             result.state.step,
-            f"{len(result.dropped)} of {state.num_systems} replicas exploded and were dropped ({listed}); "
+            f"{len(result.dropped)} of {state.num_systems} replicas "
+            f"{'became too uncertain' if uncertain else 'exploded'} and were dropped ({listed}); "
             f"the others ran to step {result.state.step}; trajectory kept",
             first.system,
             result,
@@ -238,6 +276,19 @@ def _check_arguments(args: argparse.Namespace) -> None:
             raise MDInputError(
                 f"--{name.replace('_', '-')} = {value}: must be >= {0 if name == 'steps' else 1}"
             )
+    for name in ("max_uncertainty", "candidate_uncertainty"):
+        if getattr(args, name) is not None:
+            check_parameter(f"--{name.replace('_', '-')}", getattr(args, name), "eV/Å")
+            if args.ensemble in ("fire", "fire-cell"):
+                raise MDInputError(
+                    f"--{name.replace('_', '-')}: MD only, not with --ensemble {args.ensemble}"
+                )
+    if args.max_uncertainty is not None and args.candidate_uncertainty is not None:
+        if args.candidate_uncertainty >= args.max_uncertainty:
+            raise MDInputError(
+                f"--candidate-uncertainty = {args.candidate_uncertainty}: must be below --max-uncertainty = "
+                f"{args.max_uncertainty}"
+            )
     if args.structure is None and not args.append:
         raise MDInputError("a structure (file or, with --smiles, SMILES) is needed unless --append")
 
@@ -298,6 +349,12 @@ def _check_outputs(args: argparse.Namespace, output: Path, plot: Path | None, sy
         refuse_existing(ASEWriter(args.xyz).paths(system_ids), args.append or args.overwrite)
     if plot is not None:
         refuse_existing([plot], args.overwrite)
+    if args.candidate_uncertainty is not None:
+        refuse_existing([_candidates_path(args, output)], args.append or args.overwrite)
+
+
+def _candidates_path(args: argparse.Namespace, output: Path) -> Path:
+    return Path(args.candidates) if args.candidates else output.with_name(f"{output.stem}_candidates.extxyz")
 
 
 def _report(result: Any, args: argparse.Namespace, num_atoms: Any) -> None:
@@ -332,7 +389,8 @@ def plot_energy(log: Any, path: Path, num_atoms: Any, label: str, drift: bool = 
 
 def energy_figure(log: Any, num_atoms: Any, label: str, drift: bool = False) -> Any:
     """The energy plot against time (ps): total-energy change (meV/atom) on its own axis, potential and
-    kinetic energy change (eV), temperature (K); system 0 solid, others faint. The title holds ``label``
+    kinetic energy change (eV), temperature (K) and, for a committee, the largest per-atom force std
+    (eV/Å); system 0 solid, others faint. The title holds ``label``
     and, with ``drift`` (runs that conserve the total energy), system 0's drift (meV/atom/ps) and
     fluctuation (meV/atom) over the whole log. Returns the matplotlib figure."""
     import matplotlib
@@ -342,7 +400,8 @@ def energy_figure(log: Any, num_atoms: Any, label: str, drift: bool = False) -> 
 
     t = [x * 1e-3 for x in log.time]
     per_atom = num_atoms.cpu().to(float).numpy()
-    fig, axes = plt.subplots(3, 1, figsize=(7, 8), sharex=True)
+    committee = "max_forces_std" in log.values
+    fig, axes = plt.subplots(4 if committee else 3, 1, figsize=(7, 10 if committee else 8), sharex=True)
 
     def lines(ax: Any, series: Any, colour: str, name: str) -> None:
         for b in range(series.shape[1]):
@@ -358,7 +417,10 @@ def energy_figure(log: Any, num_atoms: Any, label: str, drift: bool = False) -> 
     axes[1].legend()
     lines(axes[2], log.series("temperature").numpy(), "C2", "temperature")
     axes[2].set_ylabel("temperature (K)")
-    axes[2].set_xlabel("time (ps)")
+    if committee:
+        lines(axes[3], log.series("max_forces_std").numpy(), "C4", "max force std")
+        axes[3].set_ylabel("max force std\n(eV/Å)")
+    axes[-1].set_xlabel("time (ps)")
     title = label
     if drift and len(log.time) >= 3:
         d = float(log.drift(num_atoms)[0])

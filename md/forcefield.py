@@ -27,7 +27,8 @@ class ForceField:
 
     def __call__(self, state: MDState, compute_stress: bool = False) -> MDState:
         """Set ``state.energy`` ``[B]`` (eV), ``state.forces`` ``[N, 3]`` (eV/Å, zero on fixed atoms) and,
-        if asked, ``state.stress`` ``[B, 3, 3]`` (eV/Å^3). In place; returns the state."""
+        if asked, ``state.stress`` ``[B, 3, 3]`` (eV/Å^3); for a committee ``state.forces_std`` ``[N]``
+        (eV/Å). In place; returns the state."""
         edge_index, shifts = self.neighbors(state.positions, state.cell, state.pbc, state.batch)
         self._last = (state.positions, state.cell, edge_index, shifts)
         num_atoms = state.num_atoms
@@ -49,6 +50,8 @@ class ForceField:
         state.forces = torch.where(state.fixed[:, None], torch.zeros_like(forces), forces)
         state.energy = out["energy"].detach().to(torch.float64)
         state.stress = out["stress"].detach().to(torch.float64) if compute_stress else None
+        spread = out.get("forces_std")  # a committee (mlip.models.Committee)
+        state.forces_std = None if spread is None else spread.detach().to(torch.float64)
         return state
 
     def neighbours(self, state: MDState) -> tuple[torch.Tensor, torch.Tensor]:

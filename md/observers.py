@@ -10,6 +10,7 @@ from collections.abc import Callable
 
 import torch
 
+from mlip.md.checks import MDInputError
 from mlip.md.fields import ThermostatVariables
 from mlip.md.state import MDState
 from mlip.md.units import EV_A3_TO_GPA
@@ -17,7 +18,8 @@ from mlip.md.units import EV_A3_TO_GPA
 
 def observe(state: MDState) -> dict[str, torch.Tensor]:
     """Per-system observables ``[B]`` of the current state: ``kinetic``, ``potential``, ``total`` (eV),
-    ``temperature`` (K) and, when the state holds a stress and a full cell, ``pressure`` (GPa)."""
+    ``temperature`` (K), when the state holds a stress and a full cell, ``pressure`` (GPa), and for a
+    committee ``max_forces_std`` (eV/Å, the largest per-atom force spread of the system)."""
     kinetic = state.kinetic_energy()
     out = {
         "kinetic": kinetic,
@@ -27,7 +29,15 @@ def observe(state: MDState) -> dict[str, torch.Tensor]:
     }
     if state.stress is not None and bool(state.pbc.all()):
         out["pressure"] = state.pressure() * EV_A3_TO_GPA
+    if state.forces_std is not None:
+        out["max_forces_std"] = max_per_system(state, state.forces_std)
     return out
+
+
+def max_per_system(state: MDState, values: torch.Tensor) -> torch.Tensor:
+    """``[B]`` the largest of per-atom ``values`` ``[N]`` in each system."""
+    out = torch.full((state.num_systems,), -math.inf, dtype=values.dtype, device=values.device)
+    return out.scatter_reduce(0, state.batch, values, "amax")
 
 
 class EnergyLog:
@@ -99,6 +109,10 @@ class ExplosionGuard:
         max_temperature_ratio: largest temperature / target temperature of a thermostatted run.
         max_energy_change: eV/atom, largest change of the total energy of a run without a thermostat.
         min_distance: Å, closest allowed approach of two atoms.
+        max_uncertainty: eV/Å, largest allowed per-atom committee force spread (``MDState.forces_std``);
+            ``None``: not checked. A system above it stops as uncertain, not exploded
+            (:meth:`uncertain`; :class:`~mlip.md.checks.UncertaintyError`), and only when no other
+            check fired.
     """
 
     max_force: float = 50.0
@@ -106,8 +120,10 @@ class ExplosionGuard:
     max_temperature_ratio: float = 10.0
     max_energy_change: float = 0.1
     min_distance: float = 0.4
+    max_uncertainty: float | None = None
 
     def __post_init__(self) -> None:
+        self._uncertain: set[int] = set()
         self._start_step = 0
         self._reference_total: torch.Tensor | None = None
         self._had_isolated: torch.Tensor | None = None
@@ -115,6 +131,11 @@ class ExplosionGuard:
     def start(self, state: MDState, edge_index: torch.Tensor) -> None:
         """Record the reference of a run starting at ``state`` (energies evaluated); ``edge_index``
         ``[2, E]`` are the pairs within the potential's cutoff."""
+        if self.max_uncertainty is not None and state.forces_std is None:
+            raise MDInputError(
+                f"max_uncertainty = {self.max_uncertainty} eV/Å needs a committee model "
+                "(mlip.models.Committee): the potential gives no force spread"
+            )
         self._start_step = state.step
         self._reference_total = observe(state)["total"].detach().clone()
         self._had_isolated = state.system_sum(_isolated(state, edge_index).to(torch.int64)) > 0
@@ -186,7 +207,25 @@ class ExplosionGuard:
                     f"{self._start_step} (max_energy_change={self.max_energy_change} eV/atom)"
                 ),
             )
+        exploded = set(reasons)
+        if self.max_uncertainty is not None and state.forces_std is not None:
+            spread = max_per_system(state, state.forces_std)
+
+            def uncertain(b: int) -> str:
+                in_system = torch.where(state.batch == b, state.forces_std, -math.inf)
+                local = int(in_system.argmax()) - int(state.num_atoms[:b].sum())
+                return (
+                    f"committee force std {float(spread[b]):.3g} eV/Å on atom {local} exceeds "
+                    f"max_uncertainty={self.max_uncertainty} eV/Å: outside the training data"
+                )
+
+            flag(spread > self.max_uncertainty, uncertain)
+        self._uncertain = set(reasons) - exploded
         return dict(sorted(reasons.items()))
+
+    def uncertain(self, system: int) -> bool:
+        """Whether the last :meth:`check` flagged system ``system`` (batch index) only as uncertain."""
+        return system in self._uncertain
 
 
 def non_finite(state: MDState) -> dict[int, str]:

@@ -10,7 +10,7 @@ from typing import Protocol
 
 import torch
 
-from mlip.md.checks import ExplosionError, MDInputError, check_parameter, check_structure
+from mlip.md.checks import ExplosionError, MDInputError, UncertaintyError, check_parameter, check_structure
 from mlip.md.forcefield import ForceField
 from mlip.md.observers import EnergyLog, ExplosionGuard
 from mlip.md.state import MDState
@@ -88,7 +88,7 @@ def simulate(
         if on_explosion == "stop" or len(exploded) == state.num_systems:
             bar.close()
             result = _result(state, log, done, dt, time.perf_counter() - start, dropped)
-            raise _explosion(exploded, written if writers else None, result)
+            raise _explosion(exploded, written if writers else None, result, guard)
         return _drop(state, exploded, guard, dropped)
 
     state = survivors(state, guard.check(state, edge_index, vectors), 0)
@@ -134,7 +134,7 @@ def _drop(
     ``dropped``."""
     ids = state.system_ids.tolist()
     for b, reason in exploded.items():
-        dropped[ids[b]] = ExplosionError(state.step, reason, ids[b])
+        dropped[ids[b]] = _error_class(guard, b)(state.step, reason, ids[b])
         warnings.warn(
             f"replica {ids[b]} dropped at step {state.step}: {reason}", RuntimeWarning, stacklevel=3
         )
@@ -162,12 +162,21 @@ def _finite(state: MDState) -> bool:
     return all(bool(torch.isfinite(t).all()) for t in tensors if t is not None)
 
 
-def _explosion(exploded: dict[int, str], written: int | None, result: RunResult) -> ExplosionError:
-    """The error for the first exploded system, saying what the trajectory kept (``written``: the step
-    of the last frame written, ``None`` without writers or frames)."""
+def _error_class(guard: ExplosionGuard, system: int) -> type[ExplosionError]:
+    """:class:`UncertaintyError` when ``guard`` stopped batch index ``system`` as uncertain only."""
+    return UncertaintyError if guard.uncertain(system) else ExplosionError
+
+
+def _explosion(
+    exploded: dict[int, str], written: int | None, result: RunResult, guard: ExplosionGuard
+) -> ExplosionError:
+    """The error for the first exploded system (:class:`UncertaintyError` when it was only uncertain),
+    saying what the trajectory kept (``written``: the step of the last frame written, ``None`` without
+    writers or frames)."""
     b, reason = next(iter(exploded.items()))
     others = f" ({len(exploded) - 1} other system(s) too)" if len(exploded) > 1 else ""
     earlier = f"; dropped before: {len(result.dropped)} replica(s)" if result.dropped else ""
     kept = f"; trajectory kept up to step {written}" if written is not None else ""
     system = int(result.state.system_ids[b])
-    return ExplosionError(result.state.step, f"{reason}{others}{earlier}{kept}", system, result)
+    error = _error_class(guard, b)
+    return error(result.state.step, f"{reason}{others}{earlier}{kept}", system, result)

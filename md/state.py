@@ -44,6 +44,7 @@ class MDState(Batched):
         forces: ``[N, 3]`` eV/Å at ``positions`` (``None`` before the first evaluation).
         energy: ``[B]`` eV potential energy.
         stress: ``[B, 3, 3]`` eV/Å^3 (ASE sign), when the integrator needs it.
+        forces_std: ``[N]`` eV/Å, a committee's per-atom force spread (``None`` for a single model).
         step: integer step counter; time: simulated time in fs.
         variables: the integrator's typed variables (set by its ``init``), e.g.
             ``LangevinVariables.temperature`` ``[B]`` K.
@@ -65,6 +66,7 @@ class MDState(Batched):
     forces: torch.Tensor | None = atom_field(default=None)
     energy: torch.Tensor | None = system_field(default=None)
     stress: torch.Tensor | None = system_field(default=None)
+    forces_std: torch.Tensor | None = atom_field(default=None)
     step: int = global_field(default=0)
     time: float = global_field(default=0.0)
     variables: Variables | None = global_field(default=None)
@@ -245,7 +247,8 @@ def from_atoms(
 
 def to_atoms(state: MDState) -> list[Any]:
     """One ``ase.Atoms`` per system with positions, cell, pbc, masses, velocities (ASE units), fixed atoms
-    and, when present, energy/forces/stress in a ``SinglePointCalculator``."""
+    and, when present, energy/forces/stress in a ``SinglePointCalculator`` and a committee's per-atom
+    ``forces_std`` (eV/Å) as ``arrays["forces_std"]`` with its maximum in ``info["max_forces_std"]``."""
     from ase import Atoms
     from ase.calculators.singlepoint import SinglePointCalculator
     from ase.constraints import FixAtoms
@@ -274,6 +277,10 @@ def to_atoms(state: MDState) -> list[Any]:
             results["stress"] = matrix_to_voigt(state.stress[b].detach().cpu().numpy())
         if results:
             atoms.calc = SinglePointCalculator(atoms, **results)
+        if state.forces_std is not None:
+            spread = state.forces_std[sl].detach().cpu().numpy()
+            atoms.arrays["forces_std"] = spread
+            atoms.info["max_forces_std"] = float(spread.max())
         out.append(atoms)
         start = end
     return out

@@ -10,6 +10,7 @@ H5MD layout (version 1.1), one particle group per system of the batch (``system_
     /particles/system_b/box                     dimension, boundary; edges/{step,time,value [T,3,3]}
     /particles/system_b/{position,velocity,force}/{step [T], time [T], value [T,N,3]}
     /observables/system_b/{kinetic,potential,total,temperature[,pressure]}/{step,time,value [T]}
+    /observables/system_b/max_forces_std/...    a committee's largest per-atom force spread (eV/Å)
 
 Every ``value`` and ``time`` dataset carries a ``unit`` attribute in the H5MD notation, from the set that
 MDAnalysis' ``H5MDReader`` understands: positions and box ``Angstrom``, velocities ``Angstrom fs-1``, time
@@ -35,7 +36,14 @@ from mlip.md.state import MDState, from_atoms, to_atoms
 from mlip.md.units import EV_TO_KJ_PER_MOL
 
 _UNITS = {"position": "Angstrom", "velocity": "Angstrom fs-1", "force": "kJ mol-1 Angstrom-1"}
-_OBSERVABLE_UNITS = {"kinetic": "eV", "potential": "eV", "total": "eV", "temperature": "K", "pressure": "GPa"}
+_OBSERVABLE_UNITS = {
+    "kinetic": "eV",
+    "potential": "eV",
+    "total": "eV",
+    "temperature": "K",
+    "pressure": "GPa",
+    "max_forces_std": "eV Angstrom-1",
+}
 
 
 class H5MDWriter:
@@ -248,6 +256,43 @@ class ASEWriter:
             else:
                 ase.io.write(path, atoms, format="extxyz", append=append)
         self._started = True
+
+    def close(self) -> None:
+        """Nothing to release (every frame is written and closed)."""
+
+
+class CandidateWriter:
+    """Appends to one extxyz file every system of a written frame whose largest per-atom committee force
+    spread (``MDState.forces_std``, eV/Å) exceeds ``threshold``: the frames worth labelling. Each frame
+    carries ``info["system"]`` (its ``system_ids``), ``info["step"]``, ``info["max_forces_std"]`` and
+    ``arrays["forces_std"]``. An existing file is continued with ``append``, replaced with
+    ``overwrite``, and otherwise refused (:class:`~mlip.md.checks.OutputExistsError`) here."""
+
+    def __init__(
+        self, path: str | Path, threshold: float, append: bool = False, overwrite: bool = False
+    ) -> None:
+        self.path = Path(path)
+        if self.path.suffix not in (".xyz", ".extxyz"):
+            raise MDInputError(f"CandidateWriter writes .xyz or .extxyz files, not {self.path.name}")
+        refuse_existing([self.path], append or overwrite)
+        self.threshold = float(threshold)
+        self._append = append and self.path.exists()
+        self.count = 0  # frames written by this writer
+
+    def write(self, state: MDState) -> None:
+        """Append the systems of ``state`` above the threshold (none: nothing is written)."""
+        import ase.io
+
+        if state.forces_std is None:
+            raise MDInputError("candidate frames need a committee model (the state has no forces_std)")
+        spread = observe(state)["max_forces_std"]
+        ids = state.system_ids.tolist()
+        for b, atoms in enumerate(to_atoms(state)):
+            if float(spread[b]) > self.threshold:
+                atoms.info.update(system=ids[b], step=state.step)
+                ase.io.write(self.path, atoms, format="extxyz", append=self._append)
+                self._append = True
+                self.count += 1
 
     def close(self) -> None:
         """Nothing to release (every frame is written and closed)."""

@@ -34,7 +34,7 @@ from mlip.data.neighbors import (
 from mlip.data.voigt import matrix_to_voigt
 from mlip.errors import RunFailedError
 from mlip.kernels import set_backend
-from mlip.models.model import EquivariantModel
+from mlip.models.base import Potential
 
 
 class NonFiniteResultError(RunFailedError):
@@ -42,10 +42,10 @@ class NonFiniteResultError(RunFailedError):
 
 
 class MLIPCalculator(Calculator):
-    """ASE calculator wrapping an :class:`~mlip.models.model.EquivariantModel`.
+    """ASE calculator wrapping a :class:`~mlip.models.base.Potential` (a trained model or a committee).
 
     Args:
-        model: a model, or the path of a file written by ``model.save``.
+        model: a model or committee, or the path of a file written by ``model.save``.
         device: where the model runs (default: CUDA if available, else CPU).
         dtype: compute dtype (default float64: accurate forces for optimizers and NVE MD).
         skin: neighbour-list skin (Å) for reuse across steps.
@@ -59,13 +59,19 @@ class MLIPCalculator(Calculator):
     non-finite model output raises :class:`NonFiniteResultError`.
 
     Units: eV, Å, eV/Å, stress in eV/Å^3 (Voigt ``xx yy zz yz xz xy``, ASE's sign).
+
+    On a :class:`~mlip.models.committee.Committee` (or a committee file) ``energy``, ``forces`` and
+    ``stress`` are the members' means, and ``results`` also holds ``energy_std`` (float, eV: population
+    std of the members' energies), ``forces_std`` (``[N]`` eV/Å: per atom, the RMS deviation of the
+    members' force vectors from the mean) and, with stress, ``stress_std`` (float, eV/Å^3). Each member
+    runs once per evaluation, batched ones included.
     """
 
     implemented_properties = ["energy", "free_energy", "forces", "stress", "energies"]
 
     def __init__(
         self,
-        model: EquivariantModel | str | Path,
+        model: Potential | str | Path,
         device: str | torch.device | None = None,
         dtype: torch.dtype = torch.float64,
         skin: float = 0.5,
@@ -200,6 +206,11 @@ def _results(
     }
     if with_stress:
         results["stress"] = matrix_to_voigt(out["stress"][index].detach().cpu().double().numpy())
+    if "energy_std" in out:  # a committee
+        results["energy_std"] = float(out["energy_std"][index].detach())
+        results["forces_std"] = out["forces_std"][atoms].detach().cpu().double().numpy()
+        if with_stress:
+            results["stress_std"] = float(out["stress_std"][index].detach())
     for name, values in results.items():
         finite = np.isfinite(values)
         if not finite.all():

@@ -31,6 +31,10 @@ def main(args: argparse.Namespace) -> int:
     if args.device == "cuda" and not torch.cuda.is_available():
         raise UserInputError("--device cuda: no CUDA device on this machine (compile where the package runs)")
     model = load_trained(args.model, device=args.device).to(dtype=getattr(torch, args.dtype))
+    if model.name == "committee":
+        raise UserInputError(
+            f"{args.model}: a committee cannot be compiled; compile its members (member<i>/best.model)"
+        )
     partial = output.with_name(f".{output.stem}.partial.pt2")  # a failed compile leaves no OUTPUT
     try:
         seconds = compile_package(model, partial, device=args.device, model_sha256=sha256(args.model))

@@ -7,6 +7,10 @@ Loading never unpickles: safetensors holds raw tensors only. Every failure raise
 :class:`ModelFileError` saying what is wrong with which file. Files of older versions load: config fields
 that left the config are ignored (:data:`~mlip.models.model.RETIRED_FIELDS`) and state-dict keys of moved
 submodules are renamed (``legacy_keys`` of the model class).
+
+A committee file (:func:`save_committee`) is the same format with model name ``committee``: the tensors of
+member ``i`` under ``member{i}.``, a ``members`` metadata field listing each member's model name and
+config, and one digest over all tensors; :func:`load` returns a :class:`~mlip.models.committee.Committee`.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from mlip.errors import UserInputError
+from mlip.models.committee import Committee
 from mlip.models.registry import model_class
 
 if TYPE_CHECKING:
@@ -54,22 +59,45 @@ def _verify(path: Path, metadata: dict[str, str], tensors: dict[str, torch.Tenso
             raise ModelFileError(f"{path}: weight '{name}' holds NaN or inf values")
 
 
-def save(model: EquivariantModel, path: str | Path) -> None:
-    """Write ``model`` to ``path`` (safetensors; tensors in the model's dtype, moved to the CPU)."""
-    from safetensors.torch import save_file
-
+def _metadata(name: str, state: dict[str, torch.Tensor]) -> dict[str, str]:
     import mlip
 
-    state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
-    metadata = {
+    return {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "mlip_version": getattr(mlip, "__version__", "unknown"),
-        "model": model.name,
-        "config": json.dumps(model.config.to_dict()),
+        "model": name,
         "dtype": str(next(iter(state.values())).dtype).removeprefix("torch."),
         "sha256": tensor_digest(state),
     }
+
+
+def save(model: EquivariantModel | Committee, path: str | Path) -> None:
+    """Write ``model`` to ``path`` (safetensors; tensors in the model's dtype, moved to the CPU); a
+    :class:`~mlip.models.committee.Committee` as :func:`save_committee` says."""
+    from safetensors.torch import save_file
+
+    if isinstance(model, Committee):
+        save_committee(model, path)
+        return
+
+    state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
+    metadata = {**_metadata(model.name, state), "config": json.dumps(model.config.to_dict())}
+    save_file(state, str(path), metadata=metadata)
+
+
+def save_committee(committee: Committee, path: str | Path) -> None:
+    """Write a committee to one file: member ``i``'s tensors under ``member{i}.``, the members' model names
+    and configs as a JSON list in the ``members`` metadata field; one digest over all tensors."""
+    from safetensors.torch import save_file
+
+    state: dict[str, torch.Tensor] = {}
+    members = []
+    for i, member in enumerate(committee.members):
+        members.append({"model": member.name, "config": member.config.to_dict()})
+        for k, v in member.state_dict().items():
+            state[f"member{i}.{k}"] = v.detach().to("cpu").contiguous()
+    metadata = {**_metadata(committee.name, state), "members": json.dumps(members)}
     save_file(state, str(path), metadata=metadata)
 
 
@@ -104,11 +132,11 @@ def load(
     device: torch.device | str | None = None,
     dtype: torch.dtype | None = None,
     expected: str | None = None,
-) -> EquivariantModel | CompiledModel:
-    """Rebuild the model stored at ``path`` (any registered model; the kernel backend is ``"auto"``, see
-    :func:`mlip.kernels.set_backend`); ``expected`` names the model class the caller wants. A ``.pt2``
-    package written by ``mlip compile`` loads as a :class:`~mlip.compile.CompiledModel` (``dtype``, when
-    given, must be the package's)."""
+) -> EquivariantModel | CompiledModel | Committee:
+    """Rebuild the model stored at ``path`` (any registered model, or a committee of them; the kernel
+    backend is ``"auto"``, see :func:`mlip.kernels.set_backend`); ``expected`` names the model class the
+    caller wants. A ``.pt2`` package written by ``mlip compile`` loads as a
+    :class:`~mlip.compile.CompiledModel` (``dtype``, when given, must be the package's)."""
     if zipfile.is_zipfile(path):
         from mlip.compile.model import CompiledModel
 
@@ -120,19 +148,54 @@ def load(
     name = metadata.get("model", "")
     if expected is not None and name != expected:
         raise ModelFileError(f"{path}: holds a {name!r} model, not {expected!r}")
+    file_dtype = next((t.dtype for t in tensors.values() if t.is_floating_point()), torch.float32)
+    if name == "committee":
+        model = _committee(path, metadata, tensors, file_dtype)
+    else:
+        model = _build(path, name, metadata.get("config"), tensors, file_dtype)
+    return model.to(device=device, dtype=dtype or file_dtype)
+
+
+def _build(
+    path: Path, name: str, config: str | dict | None, tensors: dict[str, torch.Tensor], dtype: torch.dtype
+) -> EquivariantModel:
+    """Model ``name`` with ``config`` (JSON text or dict) and weights ``tensors``; ModelFileError."""
     try:
         cls = model_class(name)
     except KeyError as exc:
         raise ModelFileError(f"{path}: {exc.args[0]}") from exc
     try:
-        config = cls.config_class.from_dict(json.loads(metadata["config"]))
-    except (KeyError, TypeError, ValueError) as exc:
+        fields = json.loads(config) if isinstance(config, str) else config
+        config = cls.config_class.from_dict(fields)
+    except (AttributeError, KeyError, TypeError, ValueError) as exc:
         raise ModelFileError(f"{path}: invalid {name!r} config in metadata: {exc}") from exc
     model = cls(config)
-    file_dtype = next((t.dtype for t in tensors.values() if t.is_floating_point()), torch.float32)
-    model.to(dtype=file_dtype)
+    model.to(dtype=dtype)
     try:
         model.load_state_dict(tensors, strict=True)
     except RuntimeError as exc:
         raise ModelFileError(f"{path}: weights do not match the {name!r} config: {exc}") from exc
-    return model.to(device=device, dtype=dtype or file_dtype)
+    return model
+
+
+def _committee(
+    path: Path, metadata: dict[str, str], tensors: dict[str, torch.Tensor], dtype: torch.dtype
+) -> Committee:
+    """The :class:`~mlip.models.committee.Committee` of a file written by :func:`save_committee`."""
+    try:
+        members = json.loads(metadata["members"])
+        specs = [(str(m["model"]), m["config"]) for m in members]
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ModelFileError(f"{path}: invalid committee member list in metadata: {exc}") from exc
+    prefixes = [f"member{i}." for i in range(len(specs))]
+    stray = [k for k in tensors if not k.startswith(tuple(prefixes))]
+    if stray:
+        raise ModelFileError(f"{path}: tensor {stray[0]!r} belongs to no committee member")
+    built = []
+    for prefix, (name, config) in zip(prefixes, specs, strict=True):
+        own = {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
+        built.append(_build(path, name, config, own, dtype))
+    try:
+        return Committee(built)
+    except ValueError as exc:
+        raise ModelFileError(f"{path}: {exc}") from exc

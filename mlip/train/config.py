@@ -176,9 +176,20 @@ class RunConfig:
     device: str = "auto"  # "auto" (cuda if available), "cpu", "cuda", "cuda:1", ...
     backend: Literal["auto", "torch", "triton"] = "auto"  # kernels (mlip.kernels.set_backend)
     seed: int = 0  # seed of the data order and of torch's global RNG
+    # train this many models, member i with model.seed + i and train.seed + i in output.dir/member<i>,
+    # saved together as output.dir/committee.model (mlip.models.Committee: mean and std of the members)
+    committee: int = 1
+    bootstrap: bool = False  # train on a resample (with replacement, seeded by train.seed) of the train set
 
     def __post_init__(self) -> None:
-        names = ("max_steps", "batch_size", "valid_batch_size", "valid_every", "checkpoint_every")
+        names = (
+            "max_steps",
+            "batch_size",
+            "valid_batch_size",
+            "valid_every",
+            "checkpoint_every",
+            "committee",
+        )
         _check(self, (*names, "early_stopping_patience"), lambda v: v >= 1, ">= 1")
         _check(self, ("time_limit",), lambda v: v > 0, "> 0")
 

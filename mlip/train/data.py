@@ -55,6 +55,14 @@ def load_splits(cfg: DataConfig) -> Splits:
     return Splits(train=Subset(full, train_idx), valid=valid, test=test, isolated=isolated)
 
 
+def bootstrap(dataset: object, seed: int) -> object:
+    """A resample of ``dataset``: ``len(dataset)`` records drawn with replacement (seeded by ``seed``)."""
+    from mlip.datasets import Subset
+
+    generator = torch.Generator().manual_seed(int(seed))
+    return Subset(dataset, torch.randint(len(dataset), (len(dataset),), generator=generator).numpy())
+
+
 def isolated_atom_energies(dataset: object, indices: Sequence[int]) -> dict[int, float]:
     """``{Z: energy (eV)}`` of the single-atom frames at ``indices``; :class:`DataError` naming the record
     when one holds several atoms, has no energy, or disagrees with another frame of the same element."""

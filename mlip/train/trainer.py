@@ -63,6 +63,8 @@ class Trainer:
             self.out.mkdir(parents=True, exist_ok=True)
         torch.manual_seed(config.train.seed)
         splits = D.load_splits(config.data)
+        if config.train.bootstrap:
+            splits.train = D.bootstrap(splits.train, config.train.seed)
         cutoff = cutoff_of(config.model)
         e0 = e0_option(config.model, splits.isolated, config.data.train)
         self.stats = compute_statistics(splits.train, e0=e0, cutoff=cutoff)
@@ -411,9 +413,19 @@ def train(config: TrainConfig, resume: bool = False, overwrite: bool = False) ->
     """Run ``config`` (under ``torchrun`` when ``WORLD_SIZE`` > 1); returns the final metrics.
 
     ``resume`` continues from ``output.dir/checkpoint_last.pt``; ``overwrite`` replaces an earlier run
-    in ``output.dir`` (without either, a folder holding one is refused)."""
+    in ``output.dir`` (without either, a folder holding one is refused). ``train.committee`` > 1 trains
+    a committee (:mod:`mlip.train.committee`), member after member."""
     ctx = setup(config.train.device)
     try:
+        if config.train.committee > 1:
+            from mlip.train import committee
+
+            results = []
+            for member, resume_member in committee.prepare(config, resume, overwrite, ctx.is_main):
+                trainer = Trainer(member, ctx, resume=resume_member, overwrite=overwrite)
+                trainer.run()
+                results.append(trainer.finish())
+            return committee.finish(config, ctx, results)
         trainer = Trainer(config, ctx, resume=resume, overwrite=overwrite)
         trainer.run()
         return trainer.finish()
