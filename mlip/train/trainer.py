@@ -17,6 +17,7 @@ how it is sharded, and checkpoints hold the optimizer, EMA, schedule, early-stop
 
 from __future__ import annotations
 
+import gc
 import json
 import math
 import sys
@@ -417,17 +418,26 @@ def train(config: TrainConfig, resume: bool = False, overwrite: bool = False) ->
     a committee (:mod:`mlip.train.committee`), member after member."""
     ctx = setup(config.train.device)
     try:
-        if config.train.committee > 1:
-            from mlip.train import committee
-
-            results = []
-            for member, resume_member in committee.prepare(config, resume, overwrite, ctx.is_main):
-                trainer = Trainer(member, ctx, resume=resume_member, overwrite=overwrite)
-                trainer.run()
-                results.append(trainer.finish())
-            return committee.finish(config, ctx, results)
-        trainer = Trainer(config, ctx, resume=resume, overwrite=overwrite)
-        trainer.run()
-        return trainer.finish()
+        return _run(config, ctx, resume, overwrite)
     finally:
+        # The trainers (their DDP reducers) are gone with _run's frame; collect any cycles too, so that
+        # no reducer outlives the process group: destroying gloo's last reference from a reducer's
+        # finaliser joins its worker threads while holding the GIL they wait for (a deadlock at exit).
+        gc.collect()
         teardown(ctx)
+
+
+def _run(config: TrainConfig, ctx: Context, resume: bool, overwrite: bool) -> dict[str, Any]:
+    """The body of :func:`train` in the process group ``ctx``."""
+    if config.train.committee > 1:
+        from mlip.train import committee
+
+        results = []
+        for member, resume_member in committee.prepare(config, resume, overwrite, ctx.is_main):
+            trainer = Trainer(member, ctx, resume=resume_member, overwrite=overwrite)
+            trainer.run()
+            results.append(trainer.finish())
+        return committee.finish(config, ctx, results)
+    trainer = Trainer(config, ctx, resume=resume, overwrite=overwrite)
+    trainer.run()
+    return trainer.finish()

@@ -145,7 +145,7 @@ def test_two_process_ddp_equals_one_process(tmp_path, make_config, to_yaml):
     two = to_yaml(tmp_path / "two.yaml", make_config(tmp_path / "two", **sections))
     train(config_from_dict(one))
     cmd = [str(BIN / "torchrun"), "--standalone", "--nproc_per_node=2", "--no-python", str(BIN / "mlip")]
-    subprocess.run([*cmd, "train", str(two)], env=ENV, check=True, capture_output=True)
+    subprocess.run([*cmd, "train", str(two)], env=ENV, check=True, capture_output=True, timeout=600)
     a, b = _final_state(tmp_path / "one"), _final_state(tmp_path / "two")
     assert a["step"] == b["step"] == 6
     for key, value in a["model"].items():
