@@ -127,6 +127,11 @@ def frame_uncertainty(results: list[dict[str, Any]], reduce: str) -> np.ndarray:
     return np.array([op(r["forces_std"]) for r in results])
 
 
+def max_force(atoms) -> float:
+    """The largest DFT force norm of a frame (eV/Å): how far it is from equilibrium."""
+    return float(np.linalg.norm(atoms.get_forces(), axis=1).max())
+
+
 def spearman(x: np.ndarray, y: np.ndarray) -> float:
     """Spearman's rank correlation of two equally long samples."""
     from scipy.stats import spearmanr
@@ -227,6 +232,8 @@ def run_repeat(
         for round_ in range(1, args.rounds + 1):
             start = time.monotonic()
             new, stats = pick(strategy, model, frames, pool, labelled, fingerprints, args, strategy_rng)
+            stats["picked"] = new  # frame indices in the demo file
+            stats["picked_max_force_median"] = float(np.median([max_force(frames[i]) for i in new]))
             labelled = sorted(labelled + new)
             model = train_committee(
                 frames, labelled, work / f"seed{seed}" / f"{strategy}{round_}", args, model_seed
@@ -386,6 +393,7 @@ def main() -> None:
         model_hyperparameters=json.dumps(QUICK_MODEL if args.quick else MODEL),
         test_frames=len(test),
         pool_frames=len(pool),
+        pool_max_force_median=float(np.median([max_force(frames[i]) for i in pool])),
         wall_s=round(time.monotonic() - start, 1),
         gains=gains,
         runs=[{k: v for k, v in r.items()} for r in runs],

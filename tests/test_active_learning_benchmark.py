@@ -30,5 +30,8 @@ def test_quick_run_writes_both_strategies_per_round_with_finite_figures(tmp_path
     assert len(runs) == len(rows)  # one repeat in --quick
     picked = [r for r in runs if r["strategy"] == "uncertainty" and r["round"] > 0]
     assert all(r["picked_std_median"] >= r["pool_std_median"] for r in picked)
+    for strategy in ("uncertainty", "random"):  # each round adds 10 new pool frames
+        new = [i for r in runs if r["strategy"] == strategy and r["round"] > 0 for i in r["picked"]]
+        assert len(new) == len(set(new)) == 20
     assert [g["round"] for g in record["gains"]] == [1, 2]
     assert out.with_suffix(".png").stat().st_size > 0
