@@ -389,7 +389,12 @@ class Loop:
         selected = read(self._round_dir() / "selected.extxyz", index=":")
         for atoms in selected:
             atoms.info["config_id"] = int(atoms.info["config_id"])
-        self.log(f"label: {len(selected)} frames, {self.settings.xc}/{self.settings.basis}")
+        ids = {int(a.info["config_id"]) for a in selected}
+        before = sum(int(a.info["config_id"]) in ids for a in self.labelled_frames())
+        self.log(
+            f"label: {len(selected) - before} of {len(selected)} frames to go, "
+            f"{self.settings.xc}/{self.settings.basis}"
+        )
         label = self.config.label
         executor = make_executor(label.workers, label.threads_per_worker, label.scheduler)
         remaining = None
@@ -408,7 +413,6 @@ class Loop:
             self.save()
             self.log("label: time limit reached; resume to label the rest")
             raise _Stop
-        ids = {int(a.info["config_id"]) for a in selected}
         done = [a for a in self.labelled_frames() if int(a.info["config_id"]) in ids]
         record["labelled"] = len(done)
         record["dft_calls"] = self.dft_calls()

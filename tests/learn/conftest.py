@@ -40,10 +40,11 @@ def water_sets(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 
 @pytest.fixture
 def learn_config(water_sets):
-    """``learn_config(out_dir, **sections)``: a plain ``mlip learn`` config dict for a short run."""
+    """``learn_config(out_dir, **sections)``: a plain ``mlip learn`` config dict for a short run; each
+    section's fields update the defaults (a plain field such as ``warm_start`` is set)."""
     seed, test = water_sets
 
-    def make(out: Path, **sections: dict) -> dict:
+    def make(out: Path, **sections) -> dict:
         config = {
             "train": {
                 "data": {"train": str(seed), "valid_fraction": 0.25},
@@ -60,13 +61,22 @@ def learn_config(water_sets):
             "stop": {"max_rounds": 2},
             "output": {"dir": str(out), "progress": False},
         }
-        for name, values in sections.items():
-            config.setdefault(name, {}).update(values)
+        for name, values in sections.items():  # a section's fields are updated, a plain field replaced
+            if isinstance(values, dict):
+                config.setdefault(name, {}).update(values)
+            else:
+                config[name] = values
         return config
 
     return make
 
 
-def write_yaml(path: Path, config: dict) -> Path:
-    path.write_text(yaml.safe_dump(config))
-    return path
+@pytest.fixture
+def write_yaml():
+    """``write_yaml(path, config)`` writes a config dict as YAML and returns the path."""
+
+    def write(path: Path, config: dict) -> Path:
+        path.write_text(yaml.safe_dump(config))
+        return path
+
+    return write
