@@ -348,11 +348,13 @@ class Loop:
             exclude=[structure_fingerprint(a.numbers, a.positions) for a in self.training_frames()],
         )
         if not chosen:
-            if not candidates:  # not converged, yet nothing above the threshold: MD failed early
-                raise RunFailedError(
-                    f"round {self.state.round}: the MD run stopped ({record['md_stopped']}) before writing "
-                    f"any frame above {threshold:g} eV/Å: nothing to label"
+            if not candidates:  # not converged, yet no written frame above the threshold
+                why = (
+                    f"the MD run stopped ({record['md_stopped']}) before writing any frame above"
+                    if record["md_stopped"]
+                    else "only steps between written frames went above (lower md.write_interval):"
                 )
+                raise RunFailedError(f"round {self.state.round}: {why} {threshold:g} eV/Å: nothing to label")
             return self._finish(
                 "no_new_frames",
                 f"all {len(candidates)} candidates lie within {self.config.select.min_distance:g} 1/Å of a "

@@ -75,6 +75,7 @@ def test_bad_input_is_refused_before_any_work(tmp_path, learn_config, write_yaml
         (learn_config(out, select={"frames": 0}), "select.frames: must be >= 1, got 0"),
         (learn_config(out, stop={"budget": 3}), "stop.budget: unknown field"),
         (learn_config(out, dft={"basis": "def2-SVP"}), "seed.extxyz: frame 0: dft_basis = 'sto-3g'"),
+        (learn_config(out, md={"max_uncertainty": 0.0005}), "md.max_uncertainty: 0.0005 must exceed"),
     ]
     solo = learn_config(out)
     solo["train"]["train"]["committee"] = 1
