@@ -129,3 +129,87 @@ def test_resume_after_sigkill_mid_labelling_loses_and_repeats_nothing(tmp_path, 
     # warm start: round 1's members were initialised from round 0's
     text = (out / "round1/committee/member1/config.yaml").read_text()
     assert str(out / "round0/committee/member1/best.model") in text
+
+
+def _prepared_run(tmp_path, learn_config, write_yaml, state: dict, **sections):
+    """A fresh run folder whose state is set to ``state`` (no training run): the config path."""
+    from mlip.learn.config import config_from_dict
+    from mlip.learn.loop import Loop
+
+    out = tmp_path / "run"
+    config = learn_config(out, **sections)
+    Loop(config_from_dict(config))  # creates the run folder, config.yaml and state.json
+    stored = json.loads((out / "state.json").read_text())
+    (out / "state.json").write_text(json.dumps({**stored, **state}))
+    return write_yaml(tmp_path / "learn.yaml", config), out
+
+
+def test_a_round_whose_every_frame_fails_to_label_fails_the_run(tmp_path, learn_config, write_yaml, capsys):
+    from ase.build import molecule
+    from ase.io import write
+
+    state = {"phase": "label", "history": [{"round": 0, "train_size": 8}]}
+    dft = {"max_cycle": 1}  # no SCF converges in one cycle (max_cycle is not part of the level of theory)
+    config, out = _prepared_run(tmp_path, learn_config, write_yaml, state, dft=dft)
+    frames = [molecule("H2O"), molecule("H2O")]
+    for j, atoms in enumerate(frames):
+        atoms.positions[0, 0] += 0.05 * j
+        atoms.info.update(config_id=j, learn_round=0)
+    (out / "round0").mkdir()
+    write(out / "round0" / "selected.extxyz", frames, format="extxyz")
+    assert cli_main(["learn", str(config), "--resume"]) == 1
+    err = capsys.readouterr().err
+    assert "mlip learn: failed: round 0: labelling failed for every frame (config 0: SCFNotConverged" in err
+    state = json.loads((out / "state.json").read_text())
+    assert state["phase"] == "label" and state["failed_calls"] == 2  # counted, and retried by a resume
+    assert not (out / "labelled.extxyz").exists() or not _ids(out / "labelled.extxyz")
+    assert not (out / "committee.model").exists()
+
+
+@pytest.mark.parametrize(
+    ("record", "stop", "reason"),
+    [
+        ({"md_stopped": {}, "max_uncertainty": 0.0009}, {}, "converged"),
+        ({"md_stopped": {"0": "step 5: uncertain"}, "max_uncertainty": 0.0009}, {"max_dft_calls": 1}, None),
+        ({"md_stopped": {}, "max_uncertainty": 0.5}, {"max_rounds": 1}, None),
+    ],
+)
+def test_the_stops_are_named(tmp_path, learn_config, write_yaml, record, stop, reason, capsys):
+    """converged: a whole MD run at or below select.threshold (0.001 here), even with budget left."""
+    import torch
+
+    from mlip.models import Committee, create, save
+
+    history = [{"round": 0, "train_size": 8, **record}]
+    config, out = _prepared_run(
+        tmp_path, learn_config, write_yaml, {"phase": "select", "history": history}, stop=stop
+    )
+    if reason is None:  # the budget stops need a spent budget: one earlier failed DFT call, or round 1
+        state = json.loads((out / "state.json").read_text())
+        if "max_rounds" in stop:
+            state.update(round=1, history=[{"round": 0}, {"round": 1, **record}])
+            reason = "max_rounds"
+        else:
+            state["failed_calls"] = 1
+            reason = "max_dft_calls"
+        (out / "state.json").write_text(json.dumps(state))
+    folder = out / f"round{json.loads((out / 'state.json').read_text())['round']}" / "committee"
+    folder.mkdir(parents=True)
+    members = [create("mace", species=[1, 8], seed=i, r_max=3.0).to(torch.float64) for i in range(2)]
+    save(Committee(members), folder / "committee.model")
+    assert cli_main(["learn", str(config), "--resume"]) == 0
+    assert f"stopped: {reason}" in capsys.readouterr().out
+    state = json.loads((out / "state.json").read_text())
+    assert state["stopped"] == reason and state["phase"] == "done"
+    assert (out / "committee.model").read_bytes() == (folder / "committee.model").read_bytes()
+
+
+def test_a_spent_time_limit_ends_the_invocation_ready_to_resume(tmp_path, learn_config, write_yaml, capsys):
+    state = {"phase": "label", "history": [{"round": 0, "train_size": 8}]}
+    config, out = _prepared_run(tmp_path, learn_config, write_yaml, state, stop={"time_limit": 1e-9})
+    assert cli_main(["learn", str(config), "--resume"]) == 0
+    output = capsys.readouterr().out
+    assert "label: time limit of 0 s reached; resume to go on" in output
+    assert "stopped: time_limit (resume with --resume to go on)" in output
+    after = json.loads((out / "state.json").read_text())
+    assert after["phase"] == "label" and after["stopped"] is None
