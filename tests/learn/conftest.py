@@ -26,6 +26,7 @@ def water_sets(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     if importlib.util.find_spec("pyscf") is None:
         pytest.skip("pyscf (extra 'dft') not installed")
     from mlip.dft import sampling
+    from mlip.dft.executor import LocalExecutor
     from mlip.dft.labelling import label_configurations
     from mlip.dft.pyscf_labeler import DFTSettings
 
@@ -33,7 +34,8 @@ def water_sets(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     frames = sampling.sample_molecule(sampling.molecule_from_smiles("O"), 12, 600.0, seed=0)
     seed, test = folder / "seed.extxyz", folder / "test.extxyz"
     for path, part in ((seed, frames[:8]), (test, frames[8:])):
-        report = label_configurations(part, path, DFTSettings(**DFT), progress=False)
+        # one OpenMP thread: two threads on a shared 2-core machine run PySCF ~10x slower
+        report = label_configurations(part, path, DFTSettings(**DFT), LocalExecutor(1, 1), progress=False)
         assert not report.failed
     return seed, test
 
@@ -58,6 +60,7 @@ def learn_config(water_sets):
             "md": {"temperature": 600.0, "steps": 60, "write_interval": 3},
             "select": {"threshold": 0.001, "frames": 3, "min_distance": 0.001},
             "dft": dict(DFT),
+            "label": {"threads_per_worker": 1},
             "stop": {"max_rounds": 2},
             "output": {"dir": str(out), "progress": False},
         }

@@ -92,7 +92,9 @@ def test_bad_input_is_refused_before_any_work(tmp_path, learn_config, write_yaml
 def test_resume_after_sigkill_mid_labelling_loses_and_repeats_nothing(tmp_path, learn_config, write_yaml):
     out = tmp_path / "run"
     config = learn_config(out, stop={"max_rounds": 1}, select={"frames": 4}, warm_start=True)
-    config["dft"]["conv_tol"] = 1e-10  # a few more SCF cycles per frame: time to kill between frames
+    # a finer grid and tolerance (not part of the level of theory) make each frame last long enough to
+    # kill the run between frames
+    config["dft"].update(conv_tol=1e-10, grid_level=3)
     path = write_yaml(tmp_path / "learn.yaml", config)
     mlip = Path(sys.executable).with_name("mlip")
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
