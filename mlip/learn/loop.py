@@ -115,7 +115,7 @@ class Loop:
                 raise UserInputError(f"--resume: the config differs from the run's in {changed[0]}")
             state = LoopState.read(state_path)
         else:
-            if (self.out / STATE).exists() or (self.out / LABELLED).exists():
+            if not overwrite and ((self.out / STATE).exists() or (self.out / LABELLED).exists()):
                 raise UserInputError(
                     f"output.dir {self.out} holds an earlier learning run: pass --resume to continue it or "
                     "--overwrite to replace it (which deletes its labelled frames)"

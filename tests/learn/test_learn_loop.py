@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from mlip.cli import main as cli_main
+from mlip.errors import UserInputError
 
 
 def _ids(path: Path) -> list[int]:
@@ -217,3 +218,19 @@ def test_a_spent_time_limit_ends_the_invocation_ready_to_resume(tmp_path, learn_
     assert "stopped: time_limit (resume with --resume to go on)" in output
     after = json.loads((out / "state.json").read_text())
     assert after["phase"] == "label" and after["stopped"] is None
+
+
+def test_overwrite_replaces_an_earlier_run(tmp_path, learn_config, write_yaml):
+    from mlip.learn.config import config_from_dict
+    from mlip.learn.loop import Loop
+
+    state = {"round": 1, "phase": "md", "history": [{"round": 0}, {"round": 1}]}
+    config, out = _prepared_run(tmp_path, learn_config, write_yaml, state)
+    (out / "labelled.extxyz").write_text("")
+    (out / "round0").mkdir()
+    with pytest.raises(UserInputError, match="--resume and --overwrite exclude each other"):
+        Loop(config_from_dict(learn_config(out)), resume=True, overwrite=True)
+    loop = Loop(config_from_dict(learn_config(out)), overwrite=True)
+    assert (loop.state.round, loop.state.phase) == (0, "train")
+    assert json.loads((out / "state.json").read_text())["phase"] == "train"
+    assert not (out / "labelled.extxyz").exists() and not (out / "round0").exists()
