@@ -49,8 +49,8 @@ CHUNK_ELEMENTS = 1 << 22
 @dataclass(frozen=True)
 class Run:
     """Consecutive paths of a group with one output dimension ``dim`` and consecutive weights: ``P``
-    paths, rows ``P * dim`` of the ``[B, K, U]`` messages; ``weight_start`` is the first weight column
-    (``-1``: unweighted paths)."""
+    paths, ``P * dim`` message rows ordered ``(m, p)`` (component ``m`` of path ``p`` is row
+    ``m * P + p``); ``weight_start`` is the first weight column (``-1``: unweighted paths)."""
 
     dim: int
     paths: tuple[int, ...]  # instruction indices in row order
