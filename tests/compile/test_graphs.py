@@ -102,6 +102,9 @@ def test_cuda_graph_is_refused_without_a_cuda_device(tmp_path, capsys):
     assert cli.main(argv) == 2
     assert "--cuda-graph needs a CUDA device" in capsys.readouterr().err
     assert not (tmp_path / "md.h5").exists()
+    argv.remove("--cuda-graph")
+    assert cli.main([*argv, "--fixed-shape"]) == 2
+    assert "--fixed-shape needs a compiled model" in capsys.readouterr().err
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
