@@ -7,7 +7,7 @@ output block ``k`` (``d`` its irrep dimension) fed by ``P`` paths of the group:
 1. ``A = y @ G``: one small GEMM for the group, ``G [dim2, Σ_k d * P * D1]`` holding ``coef * wigner_3j``
    of every path, rows ordered ``(m, p)`` (output component, then path): ``A_k [B, d * P, D1]``.
 2. ``t = A_k @ xᵀ`` per sample: ``[B, d * P, D1] @ [B, D1, U] -> [B, d * P, U] = [B, d, P * U]``, a
-   ``bmm``, a broadcast product when ``D1 == 1``, or a sum of ``D1`` broadcast products when the
+   ``bmm``, a broadcast product when ``D1 == 1``, or a broadcast product summed over ``D1`` when the
    ``bmm`` would be tiny (``d * P * D1 * U < BMM_MIN``: ATen's scalar batched kernel, tens of times
    slower; the same product size decides every ``bmm`` of the backward passes).
 3. Shared ``uvw`` weights: ``t.view(B * d, P * U) @ W_stack [P * U, W]``, one GEMM over every path of
@@ -120,8 +120,7 @@ def couple(a: torch.Tensor, xt: torch.Tensor) -> torch.Tensor:
         return a * xt
     if rows * inner * cols >= BMM_MIN:
         return torch.bmm(a, xt)
-    terms = [ai * xi for ai, xi in zip(a.split(1, dim=2), xt.split(1, dim=1), strict=True)]
-    return functools.reduce(torch.add, terms)
+    return (a.unsqueeze(3) * xt.unsqueeze(1)).sum(2)  # [B, R, D1, U]: under BMM_MIN elements per sample
 
 
 def tensor_product_blocks(

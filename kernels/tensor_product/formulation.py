@@ -203,7 +203,8 @@ def time_candidates(
     candidates: Mapping[str, Formulation], desc: TPDescriptor, prob: Problem, rounds: int = 3
 ) -> dict[str, float]:
     """Best-of-``rounds`` seconds of forward + backward (gradients of every input) per candidate, rounds
-    interleaved so a busy machine slows every candidate alike; random inputs of the problem's shape."""
+    interleaved so a busy machine slows every candidate alike; random inputs of the problem's shape.
+    Measures CPU time with one thread (waits for a core left out), wall time with more."""
     batch = min(max(prob.batch, TUNE_BATCH[0]), TUNE_BATCH[1])
     g = torch.Generator().manual_seed(0)
     x = torch.randn(batch, desc.irreps_in1.dim, generator=g, dtype=prob.dtype).requires_grad_()
@@ -214,11 +215,14 @@ def time_candidates(
         weight = torch.randn(*shape, generator=g, dtype=prob.dtype).requires_grad_()
     leaves = [t for t in (x, y, weight) if t is not None]
 
+    # one thread: CPU time, which leaves out the waits for a core on a shared machine; more: wall time
+    clock = time.process_time if prob.threads == 1 else time.perf_counter
+
     def once(f: Formulation) -> float:
-        start = time.perf_counter()
+        start = clock()
         out = f.run(desc, x, y, weight)
         torch.autograd.grad(out.square().sum(), leaves)
-        return time.perf_counter() - start
+        return clock() - start
 
     best = {n: float("inf") for n in candidates}
     with torch.enable_grad():

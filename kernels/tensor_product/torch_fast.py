@@ -328,7 +328,10 @@ def tensor_product_pairs(
         if fully and weight.dim() == 1:  # shared: one GEMM [B * d, P] @ [P, W] over the stacked paths
             t = torch.cat([products[p] for p in fully], dim=1)
             w = torch.cat([weights[p] for p in fully], dim=0)
-            total = torch.matmul(t.transpose(1, 2), w).transpose(1, 2)  # [B, W, d]
+            # one copy to [B * d, P] and a GEMM: matmul of the transposed view would run a bmm against
+            # weights expanded over the batch (2x slower, benchmarks/notes/tp_cpu_profile.md)
+            t = t.transpose(1, 2).reshape(batch * ir_out.dim, -1)
+            total = (t @ w).view(batch, ir_out.dim, -1).transpose(1, 2)  # [B, W, d]
         elif fully:  # per sample: one bmm [B, d, UV] @ [B, UV, W] per path (no copy of the weights)
             total = sum(torch.bmm(products[p].transpose(1, 2), weights[p]) for p in fully).transpose(1, 2)
         for p in paths:
@@ -362,9 +365,9 @@ def _pairs_cost(desc: TPDescriptor, prob: Problem) -> float:
             for p in paths
             if desc.instructions[p].mode == "uvw"
         ]
-        if uv and prob.shared:  # cat, then matmul of a transposed [B, d, UV]: a bmm against expanded weights
-            total += formulation.elementwise(b * sum(uv) * ir_out.dim, item, 2)
-            total += formulation.bmm(b, ir_out.dim, mul_out, sum(uv), item)
+        if uv and prob.shared:  # cat, transposing copy, one GEMM
+            total += 2 * formulation.elementwise(b * sum(uv) * ir_out.dim, item, 2)
+            total += formulation.gemm(b * ir_out.dim, mul_out, sum(uv), item)
         for n in uv if not prob.shared else ():
             total += formulation.bmm(b, ir_out.dim, mul_out, n, item)
         for p in paths:
