@@ -334,6 +334,9 @@ def main() -> None:
     )
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--configs", nargs="*", default=None)
+    parser.add_argument(
+        "--points", nargs="*", default=None, help="with --sweep: names containing one of these"
+    )
     parser.add_argument("--dtypes", nargs="*", default=["float32", "float64"])
     parser.add_argument("--passes", nargs="*", default=list(PASSES))
     parser.add_argument("--edges", type=int, default=None, help="batch (edges); default 50k (20k double)")
@@ -367,7 +370,8 @@ def main() -> None:
     peers = ["cueq", "cueq-fused"] if device.type == "cuda" and cueq_available() else []
     if args.sweep:
         jobs = [(p, {k: p[k] for k in ("name", "channels", "lmax", "lmax_out", "mode", "edges_per_node",
-                                       "threads")}) for p in sweep_points(args.quick)]  # fmt: skip
+                                       "threads")}) for p in sweep_points(args.quick)
+                if not args.points or any(s in p["name"] for s in args.points)]  # fmt: skip
     else:
         names = args.configs or (
             ["mace-medium", "nequip-aspirin", "nequip-water"] if args.quick else list(CONFIGS)
