@@ -205,6 +205,13 @@ def time_candidates(
     """Best-of-``rounds`` seconds of forward + backward (gradients of every input) per candidate, rounds
     interleaved so a busy machine slows every candidate alike; random inputs of the problem's shape.
     Measures CPU time with one thread (waits for a core left out), wall time with more."""
+    with torch.inference_mode(False):
+        return _time_candidates(candidates, desc, prob, rounds)
+
+
+def _time_candidates(
+    candidates: Mapping[str, Formulation], desc: TPDescriptor, prob: Problem, rounds: int
+) -> dict[str, float]:
     batch = min(max(prob.batch, TUNE_BATCH[0]), TUNE_BATCH[1])
     g = torch.Generator().manual_seed(0)
     x = torch.randn(batch, desc.irreps_in1.dim, generator=g, dtype=prob.dtype).requires_grad_()
@@ -225,7 +232,7 @@ def time_candidates(
         return clock() - start
 
     best = {n: float("inf") for n in candidates}
-    with torch.enable_grad():
+    with torch.enable_grad():  # the caller may be under no_grad
         for f in candidates.values():
             once(f)  # warm-up: coefficient tables, allocator
         for _ in range(rounds):

@@ -145,10 +145,12 @@ def test_tuner_caches_per_cpu_model(fresh_choices, monkeypatch) -> None:
 
 
 def test_corrupt_cache_is_retuned(fresh_choices) -> None:
+    """A corrupt cache file is tuned over; tuning also works from inside ``torch.inference_mode``."""
     fresh_choices.write_text("{not json")
     desc = _desc()
     x, _, w = _inputs(desc, 4, False)
-    chosen = formulation.choose("general", fast.GENERAL_FORMULATIONS, desc, x.detach(), w.detach())
+    with torch.inference_mode():
+        chosen = formulation.choose("general", fast.GENERAL_FORMULATIONS, desc, x.detach(), w.detach())
     assert json.loads(fresh_choices.read_text()).popitem()[1]["choice"] == chosen.name
 
 
