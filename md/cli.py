@@ -60,6 +60,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--backend", choices=("auto", "torch", "triton"), default="auto", help="kernels")
     parser.add_argument(
+        "--fixed-shape",
+        action="store_true",
+        help="hand a .pt2 package the skin neighbour list padded to a fixed capacity (constant shapes "
+        "between rebuilds; the default on CUDA and with --cuda-graph; slower on the CPU: more edges)",
+    )
+    parser.add_argument(
         "--cuda-graph",
         action="store_true",
         help="capture the force step as a CUDA graph and replay it until the padded neighbour list "
@@ -140,6 +146,7 @@ def run(args: argparse.Namespace, model: Any = None) -> int:
     import torch
 
     from mlip import md, models
+    from mlip.compile.model import StepModel
     from mlip.kernels import set_backend
     from mlip.md.units import EV_A3_TO_GPA
     from mlip.train.distributed import choose_device
@@ -162,7 +169,9 @@ def run(args: argparse.Namespace, model: Any = None) -> int:
         from mlip.compile.graphs import cuda_graph
 
         potential = cuda_graph(potential)
-    ff = md.ForceField(potential, skin=args.skin)
+    if args.fixed_shape and not isinstance(potential, StepModel):
+        raise MDInputError(f"--fixed-shape needs a compiled model (.pt2 package), not {args.model}")
+    ff = md.ForceField(potential, skin=args.skin, fixed_shape=True if args.fixed_shape else None)
     pressure = args.pressure / EV_A3_TO_GPA
     if fire:
         return _relax(args, state, ff, output, pressure)

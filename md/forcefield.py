@@ -18,12 +18,14 @@ class ForceField:
     ``skin / 2`` (or the cell deformed enough); ``neighbors.builds`` counts builds. The potential runs in
     its own dtype; results are stored on the state in float64.
 
-    ``fixed_shape`` (default: whether the potential is a compiled step,
-    :class:`~mlip.compile.model.StepModel`: a ``.pt2`` package or a CUDA graph) hands the potential the
-    whole stored list padded to a fixed capacity (:meth:`~mlip.data.neighbors.SkinNeighborList.padded`)
-    instead of the pairs within the cutoff: its input shapes then stay the same between rebuilds (and
-    across rebuilds until the capacity grows, logged as a warning), at the price of computing the skin
-    pairs and the padding, which the step weighs zero. An eager model cannot take padding edges.
+    ``fixed_shape`` hands a compiled step (:class:`~mlip.compile.model.StepModel`: a ``.pt2`` package or
+    a CUDA graph) the whole stored list padded to a fixed capacity
+    (:meth:`~mlip.data.neighbors.SkinNeighborList.padded`) instead of the pairs within the cutoff: its
+    input shapes then stay the same between rebuilds (and across rebuilds until the capacity grows,
+    logged as a warning), at the price of computing the skin pairs and the padding, which the step
+    weighs zero. Default: the step's own :attr:`~mlip.compile.model.StepModel.fixed_shape` (a CUDA graph,
+    a package on CUDA; not a package on the CPU, where it is only slower). An eager model cannot take
+    padding edges.
     """
 
     def __init__(self, potential: Potential, skin: float = 1.0, fixed_shape: bool | None = None) -> None:
@@ -35,7 +37,7 @@ class ForceField:
                 "fixed_shape needs a compiled step (mlip.compile): an eager model cannot take padding"
             )
         self.potential = potential
-        self.fixed_shape = compiled if fixed_shape is None else fixed_shape
+        self.fixed_shape = (compiled and potential.fixed_shape) if fixed_shape is None else fixed_shape
         self.neighbors = SkinNeighborList(potential.cutoff, skin)
         self._last: tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor] | None = None
 

@@ -59,9 +59,10 @@ class MLIPCalculator(Calculator):
             while the padded neighbour list keeps its shape, i.e. as long as the atoms move without a
             rebuild that outgrows the edge capacity. :meth:`calculate_many` captures once per batch.
 
-    A compiled model (a ``.pt2`` package, or ``cuda_graph``) gets the skin list padded to a fixed
-    capacity (:meth:`~mlip.data.neighbors.SkinNeighborList.padded`), so its input shapes stay the same
-    between neighbour-list rebuilds.
+    A compiled step that asks for fixed shapes (``cuda_graph``, or a ``.pt2`` package on CUDA:
+    :attr:`~mlip.compile.model.StepModel.fixed_shape`) gets the skin list padded to a fixed capacity
+    (:meth:`~mlip.data.neighbors.SkinNeighborList.padded`), so its input shapes stay the same between
+    neighbour-list rebuilds.
 
     Never returns NaN/inf: atoms closer than :data:`~mlip.data.neighbors.HARD_MIN_DISTANCE` (two atoms
     at one position) raise :class:`~mlip.data.neighbors.CloseAtomsError` naming the atoms, and a
@@ -172,7 +173,7 @@ class MLIPCalculator(Calculator):
         )
         data[K.EDGE_INDEX], data[K.CELL_SHIFTS] = edge_index, shifts
         self._check_distances(data, ["MLIPCalculator"], [0])
-        if isinstance(self.model, StepModel):  # a fixed-shape step: the padded skin list
+        if isinstance(self.model, StepModel) and self.model.fixed_shape:  # the padded skin list
             data[K.EDGE_INDEX], data[K.CELL_SHIFTS] = self._neighbors.padded(
                 data[K.POSITIONS], data[K.CELL].reshape(1, 3, 3), data[K.PBC].reshape(1, 3), batch
             )

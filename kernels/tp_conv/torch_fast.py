@@ -1,7 +1,7 @@
 """Fast torch convolution: layout change on nodes, gather, grouped coupling GEMM + bmm, index_add.
 
 Edges are processed in chunks (see :mod:`mlip.kernels.tensor_product.torch_fast`) so the ``[E, U, K]``
-temporaries stay bounded in inference; node features are converted to the ``[N, U, D1]`` channel layout
+temporaries stay bounded in inference; node features are converted to the channels-last ``[N, D1, U]`` layout
 once, before the gather, and the output is converted back once, after the scatter. Descriptors that are
 not channelwise (``uvw``, ``mul2 > 1``) gather node features per chunk of edges and use the general
 pair/GEMM product.
@@ -48,23 +48,22 @@ def tp_conv_fast(
             else:
                 out = out + scatter_sum(msg, dst, num_nodes, deterministic)
         return out
-    weight_ext = fast.extend_weights(desc, edge_weights, node_feats)
     blocks: dict[int, torch.Tensor] = {}
-    for g in fast.plan(desc):
-        xc = fast.to_channels(node_feats, desc, g)
-        agg = xc.new_zeros(num_nodes, g.mul, g.out_width)
+    for g, weights in zip(fast.plan(desc), fast.group_weights(desc, edge_weights), strict=True):
+        xc = fast.to_channels(node_feats, desc, g)  # [N, D1, U]
+        sums = [xc.new_zeros(num_nodes, run.width, g.mul) for run in g.runs]
         sizes = fast.chunks(edge_src.numel(), g)  # split, not sliced (see fast.chunk_sizes)
         gathered = xc.index_select(0, edge_src).split(sizes)
-        weights = fast.split_weights(weight_ext, sizes)
         for xs, ys, ws, dst in zip(
-            gathered, edge_sh.split(sizes), weights, edge_dst.split(sizes), strict=True
-        ):
-            msg = fast.messages(desc, g, xs, ys, ws)
-            if in_place:
-                agg.index_add_(0, dst, msg)
-            else:
-                agg = agg + scatter_sum(msg, dst, num_nodes, deterministic)
-        blocks.update(fast.from_channels(agg, desc, g))
+            gathered, edge_sh.split(sizes), fast.split_run_weights(weights, sizes), edge_dst.split(sizes),
+            strict=True,
+        ):  # fmt: skip
+            for n, msg in enumerate(fast.messages(desc, g, xs, ys, ws)):
+                if in_place:
+                    sums[n].index_add_(0, dst, msg)
+                else:
+                    sums[n] = sums[n] + scatter_sum(msg, dst, num_nodes, deterministic)
+        fast.from_channels(sums, desc, g, blocks)
     return fast.assemble(desc, blocks, num_nodes, node_feats)
 
 
@@ -98,9 +97,9 @@ def tp_conv_chunked(
 
 
 class _ChunkedConvolution(torch.autograd.Function):
-    """Node features are converted to the ``[N, U, D1]`` channel layout of each group of
+    """Node features are converted to the ``[N, D1, U]`` channels-last layout of each group of
     :mod:`mlip.kernels.tensor_product.torch_fast` once, messages of each chunk of edges are added into one
-    ``[N, U, K]`` buffer per group, and the backward converts the output gradient to that layout once:
+    ``[N, K, U]`` buffer per run, and the backward converts the output gradient to that layout once:
     per chunk only edge-sized tensors are made (no node-sized temporaries per chunk)."""
 
     @staticmethod
@@ -109,16 +108,16 @@ class _ChunkedConvolution(torch.autograd.Function):
         ctx.weight_fn, ctx.desc = weight_fn, desc
         groups = fast.plan(desc)
         nodes = [fast.to_channels(x, desc, g) for g in groups]
-        sums = [x.new_zeros(x.shape[0], g.mul, g.out_width) for g in groups]
+        sums = [[x.new_zeros(x.shape[0], run.width, g.mul) for run in g.runs] for g in groups]
         for s in chunk_slices(desc, src.numel()):
-            weights = fast.extend_weights(desc, weight_fn(radial[s]), x)
-            for g, xc, total in zip(groups, nodes, sums, strict=True):
-                total.index_add_(
-                    0, dst[s], fast.messages(desc, g, xc.index_select(0, src[s]), sh[s], weights)
-                )
+            weights = fast.group_weights(desc, weight_fn(radial[s]))
+            for g, xc, totals, ws in zip(groups, nodes, sums, weights, strict=True):
+                msgs = fast.messages(desc, g, xc.index_select(0, src[s]), sh[s], ws)
+                for total, msg in zip(totals, msgs, strict=True):
+                    total.index_add_(0, dst[s], msg)
         blocks: dict[int, torch.Tensor] = {}
-        for g, total in zip(groups, sums, strict=True):
-            blocks.update(fast.from_channels(total, desc, g))
+        for g, totals in zip(groups, sums, strict=True):
+            fast.from_channels(totals, desc, g, blocks)
         return fast.assemble(desc, blocks, x.shape[0], x)
 
     @staticmethod
@@ -140,10 +139,12 @@ class _ChunkedConvolution(torch.autograd.Function):
             with torch.enable_grad():
                 shd = sh[s].detach().requires_grad_(want_sh)
                 rd = radial[s].detach().requires_grad_(want_radial)
-                weights = fast.extend_weights(desc, ctx.weight_fn(rd), x)
+                weights = fast.group_weights(desc, ctx.weight_fn(rd))
                 gathered = [xc.index_select(0, src[s]).requires_grad_(want_x) for xc in nodes]
                 messages = [
-                    fast.messages(desc, g, xs, shd, weights) for g, xs in zip(groups, gathered, strict=True)
+                    msg
+                    for g, xs, ws in zip(groups, gathered, weights, strict=True)
+                    for msg in fast.messages(desc, g, xs, shd, ws)
                 ]
                 inputs = [t for t, w in zip((shd, rd), (want_sh, want_radial), strict=True) if w]
                 inputs += (gathered if want_x else []) + live_params
@@ -151,7 +152,7 @@ class _ChunkedConvolution(torch.autograd.Function):
                     torch.autograd.grad(
                         messages,
                         inputs,
-                        [g.index_select(0, dst[s]) for g in grad_sums],
+                        [g.index_select(0, dst[s]) for per_group in grad_sums for g in per_group],
                         allow_unused=True,
                     )
                 )

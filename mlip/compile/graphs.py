@@ -132,11 +132,7 @@ def cuda_graph(potential: Potential, capture: bool = True) -> StepModel:
         )
     if capture and device.type != "cuda":
         raise UserInputError(f"a CUDA graph needs a CUDA device; the model is on {device.type}")
+    static = StaticStep(step, capture=capture)
     return StepModel(
-        StaticStep(step, capture=capture),
-        potential.species,
-        potential.cutoff,
-        potential.dtype,
-        device,
-        potential.name,
+        static, potential.species, potential.cutoff, potential.dtype, device, potential.name, True
     )

@@ -33,14 +33,17 @@ class StepModel(Potential):
         cutoff: Å.
         dtype, device: those of the step's inputs.
         name: the architecture name.
+        fixed_shape: whether MD and the calculator should hand it the padded fixed-capacity edge list
+            (its :attr:`fixed_shape`; default: on a CUDA device). A CUDA graph needs it; on the CPU it
+            only adds work (the skin pairs and the padding: ``benchmarks/notes/md_fixed_shape.md``).
 
     ``forward`` takes the batches an eager model takes and returns the same keys (``energy`` ``[B]`` eV,
     ``energies`` ``[N]`` eV, ``forces`` ``[N, 3]`` eV/Å, ``stress`` ``[B, 3, 3]`` eV/Å^3 from the
     per-atom virial); atomic numbers are checked against the species outside the step. Its edges may
     hold pairs beyond the cutoff and padding edges (:func:`~mlip.data.neighbors.pad_edges`), which the
-    step gives exactly zero weight: :class:`~mlip.md.ForceField` and the calculator hand it a
-    fixed-capacity padded list (:meth:`~mlip.data.neighbors.SkinNeighborList.padded`), so its input
-    shapes stay the same between neighbour-list rebuilds. Nothing to train: ``create_graph=True``
+    step gives exactly zero weight: with :attr:`fixed_shape`, :class:`~mlip.md.ForceField` and the
+    calculator hand it a fixed-capacity padded list (:meth:`~mlip.data.neighbors.SkinNeighborList.padded`),
+    so its input shapes stay the same between neighbour-list rebuilds. Nothing to train: ``create_graph=True``
     raises.
     """
 
@@ -52,6 +55,7 @@ class StepModel(Potential):
         dtype: torch.dtype,
         device: torch.device | str,
         name: str,
+        fixed_shape: bool | None = None,
     ) -> None:
         super().__init__()
         self.step = step
@@ -60,6 +64,7 @@ class StepModel(Potential):
         self.name = name
         self._dtype = dtype
         self._device = torch.device(device)
+        self.fixed_shape = self._device.type == "cuda" if fixed_shape is None else fixed_shape
         self.species_index = SpeciesIndex(self.species).to(self._device)
 
     @property

@@ -134,6 +134,9 @@ class LearnConfig:
         if self.train.train.committee < 2:
             size = self.train.train.committee
             raise ValueError(f"train.train.committee: the loop needs a committee of >= 2 models, got {size}")
+        stop_at, threshold = self.md.max_uncertainty, self.select.threshold
+        if stop_at is not None and stop_at <= threshold:
+            raise ValueError(f"md.max_uncertainty: {stop_at} must exceed select.threshold = {threshold}")
 
 
 def config_from_dict(data: dict[str, Any], overrides: list[str] = ()) -> LearnConfig:

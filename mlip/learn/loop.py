@@ -115,7 +115,7 @@ class Loop:
                 raise UserInputError(f"--resume: the config differs from the run's in {changed[0]}")
             state = LoopState.read(state_path)
         else:
-            if (self.out / STATE).exists() or (self.out / LABELLED).exists():
+            if not overwrite and ((self.out / STATE).exists() or (self.out / LABELLED).exists()):
                 raise UserInputError(
                     f"output.dir {self.out} holds an earlier learning run: pass --resume to continue it or "
                     "--overwrite to replace it (which deletes its labelled frames)"
@@ -348,11 +348,13 @@ class Loop:
             exclude=[structure_fingerprint(a.numbers, a.positions) for a in self.training_frames()],
         )
         if not chosen:
-            if not candidates:  # not converged, yet nothing above the threshold: MD failed early
-                raise RunFailedError(
-                    f"round {self.state.round}: the MD run stopped ({record['md_stopped']}) before writing "
-                    f"any frame above {threshold:g} eV/Å: nothing to label"
+            if not candidates:  # not converged, yet no written frame above the threshold
+                why = (
+                    f"the MD run stopped ({record['md_stopped']}) before writing any frame above"
+                    if record["md_stopped"]
+                    else "only steps between written frames went above (lower md.write_interval):"
                 )
+                raise RunFailedError(f"round {self.state.round}: {why} {threshold:g} eV/Å: nothing to label")
             return self._finish(
                 "no_new_frames",
                 f"all {len(candidates)} candidates lie within {self.config.select.min_distance:g} 1/Å of a "
@@ -389,7 +391,12 @@ class Loop:
         selected = read(self._round_dir() / "selected.extxyz", index=":")
         for atoms in selected:
             atoms.info["config_id"] = int(atoms.info["config_id"])
-        self.log(f"label: {len(selected)} frames, {self.settings.xc}/{self.settings.basis}")
+        ids = {int(a.info["config_id"]) for a in selected}
+        before = sum(int(a.info["config_id"]) in ids for a in self.labelled_frames())
+        self.log(
+            f"label: {len(selected) - before} of {len(selected)} frames to go, "
+            f"{self.settings.xc}/{self.settings.basis}"
+        )
         label = self.config.label
         executor = make_executor(label.workers, label.threads_per_worker, label.scheduler)
         remaining = None
@@ -408,7 +415,6 @@ class Loop:
             self.save()
             self.log("label: time limit reached; resume to label the rest")
             raise _Stop
-        ids = {int(a.info["config_id"]) for a in selected}
         done = [a for a in self.labelled_frames() if int(a.info["config_id"]) in ids]
         record["labelled"] = len(done)
         record["dft_calls"] = self.dft_calls()

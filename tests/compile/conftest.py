@@ -23,17 +23,22 @@ class Recorder:
 
 
 def _run_md(
-    potential, steps: int, capacities: dict[int, int] | None = None, device: str = "cpu", structures=None
+    potential,
+    steps: int,
+    capacities: dict[int, int] | None = None,
+    device: str = "cpu",
+    structures=None,
+    fixed_shape: bool | None = None,
 ):
     """NVE at 600 K on ``structures`` (default: two ethanol replicas) with a 0.5 Å skin (several
-    rebuilds); returns the frames and the force field. ``capacities``: step -> padded edge capacity
-    set before that step (0: before the first evaluation); one below the stored list makes the next
-    evaluation grow it."""
+    rebuilds) and ``ForceField(fixed_shape=)``; returns the frames and the force field.
+    ``capacities``: step -> padded edge capacity set before that step (0: before the first
+    evaluation); one below the stored list makes the next evaluation grow it."""
     capacities = capacities or {}
     structures = structures if structures is not None else [molecule("CH3CH2OH")] * 2
     state = md.from_atoms(structures, seed=1, device=device)
     md.maxwell_boltzmann(state, 600.0)
-    ff = md.ForceField(potential, skin=0.5)
+    ff = md.ForceField(potential, skin=0.5, fixed_shape=fixed_shape)
     ff.neighbors.capacity = capacities.get(0, 0)
     md.nve.init(state, ff)
     recorder = Recorder()

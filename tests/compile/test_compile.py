@@ -19,7 +19,7 @@ import torch
 from ase import Atoms
 from ase.build import molecule
 
-from mlip import cli
+from mlip import cli, md
 from mlip.calculator import MLIPCalculator
 from mlip.compile import CompiledModel, PackageError, export_step, read_metadata
 from mlip.compile.graphs import cuda_graph
@@ -139,7 +139,9 @@ def test_calculator_runs_the_package(packages):
     source, package = packages["mace"]
     atoms = triclinic((2, 1, 1))
     results = []
-    for model in (source, package):
+    # the package on the filtered list (the CPU default), and on the padded list through the static
+    # step (the CUDA-graph path without capture)
+    for model in (source, package, cuda_graph(load(package), capture=False)):
         atoms.calc = MLIPCalculator(model, device="cpu")
         results.append([])
         for shift in (0.0, 0.02, 0.04):  # moves within the skin: one list, one padded shape
@@ -148,32 +150,40 @@ def test_calculator_runs_the_package(packages):
             atoms.positions[:4] -= shift
     neighbors = atoms.calc._neighbors
     assert neighbors.builds == 1 and neighbors.capacity > 0 and neighbors.growths == 0
-    for ref_step, out_step in zip(*results, strict=True):
-        for ref, out in zip(ref_step, out_step, strict=True):
-            np.testing.assert_allclose(out, ref, rtol=0, atol=1e-10)
+    assert atoms.calc.model.step.captures == 1 and atoms.calc.model.step.replays == 3
+    for run in results[1:]:
+        for ref_step, out_step in zip(results[0], run, strict=True):
+            for ref, out in zip(ref_step, out_step, strict=True):
+                np.testing.assert_allclose(out, ref, rtol=0, atol=1e-10)
     atoms.numbers[0] = 7
     with pytest.raises(DataError, match="N"):
         atoms.get_potential_energy()
 
 
-def test_md_through_the_package_equals_eager_step_by_step(packages, tmp_path):
+def test_md_through_the_package_equals_eager_step_by_step(packages, tmp_path, capsys):
     source, package = packages["nequip"]
     structure = tmp_path / "ethanol.extxyz"
     ase.io.write(structure, molecule("CH3CH2OH"))
     frames = {}
-    for label, model in (("eager", source), ("compiled", package)):
+    for label, model, extra in (
+        ("eager", source, []),
+        ("compiled", package, []),
+        ("padded", package, ["--fixed-shape"]),
+    ):
         output = tmp_path / f"{label}.h5"
         argv = ["md", str(structure), "--model", model, "--ensemble", "nve", "--steps", "12", "--dt", "0.5"]
         argv += ["--write-interval", "1", "--output", str(output), "--no-progress", "--temperature", "300"]
-        assert cli.main(argv) == 0
+        assert cli.main(argv + extra) == 0
+        assert ("fixed-shape step: edges padded to" in capsys.readouterr().out) == bool(extra)
         with h5py.File(output, "r") as f:
             frames[label] = (
                 f["particles/system_0000/position/value"][()],
                 f["particles/system_0000/force/value"][()],
             )
     assert frames["eager"][0].shape[0] == 13
-    for ref, out in zip(frames["eager"], frames["compiled"], strict=True):
-        np.testing.assert_allclose(out, ref, rtol=0, atol=1e-10)
+    for label in ("compiled", "padded"):
+        for ref, out in zip(frames["eager"], frames[label], strict=True):
+            np.testing.assert_allclose(out, ref, rtol=0, atol=1e-10)
 
 
 def test_eval_runs_the_package(packages, tmp_path):
@@ -241,7 +251,7 @@ def test_mismatched_packages_are_refused(packages, tmp_path, capsys):
 
 
 def test_padded_md_through_the_package_equals_eager_step_by_step(packages, run_md, caplog):
-    """The Python MD driver on a package takes the fixed-capacity padded list: same trajectory as eager
+    """The Python MD driver on a package with the fixed-capacity padded list: same trajectory as eager
     on a periodic cell and a molecule, shapes constant over rebuilds, the capacity grown once (logged);
     and the package's single-threaded runner through the static-buffer step (the CUDA-graph path, no
     capture on the CPU) equals it too."""
@@ -251,10 +261,13 @@ def test_padded_md_through_the_package_equals_eager_step_by_step(packages, run_m
     assert not ff.fixed_shape and ff.neighbors.builds >= 2
     shapes = []
     compiled = load(package)
+    assert not compiled.fixed_shape and not md.ForceField(compiled).fixed_shape  # the CPU default
     original = compiled.step
     compiled.step = lambda *inputs: shapes.append(inputs[2].shape) or original(*inputs)
     with caplog.at_level(logging.WARNING, logger="mlip.data.neighbors"):
-        padded_frames, padded_ff = run_md(compiled, 16, {0: 1024, 8: 64}, structures=structures)
+        padded_frames, padded_ff = run_md(
+            compiled, 16, {0: 1024, 8: 64}, structures=structures, fixed_shape=True
+        )
     assert padded_ff.fixed_shape and padded_ff.neighbors.builds == ff.neighbors.builds
     assert padded_ff.neighbors.growths == 1 and "exceed the padded capacity of 64" in caplog.text
     assert (

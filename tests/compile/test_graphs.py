@@ -15,6 +15,7 @@ import torch
 
 from mlip import cli, md
 from mlip.calculator import MLIPCalculator
+from mlip.compile import PackageError
 from mlip.compile.graphs import StaticStep, cuda_graph
 from mlip.errors import UserInputError
 from mlip.models import Committee, create
@@ -84,6 +85,10 @@ def test_cuda_graph_is_refused_without_a_cuda_device(tmp_path, capsys):
         cuda_graph(Committee([eager, tiny(1)]), capture=False)
     with pytest.raises(ValueError, match="eager model cannot take padding"):
         md.ForceField(eager, fixed_shape=True)
+    graphed = cuda_graph(eager, capture=False)
+    assert graphed.to("cpu") is graphed and graphed.fixed_shape
+    with pytest.raises(PackageError, match="cannot move to torch.float32"):
+        graphed.to(torch.float32)
     source = tmp_path / "tiny.safetensors"
     eager.save(source)
     argv = [
@@ -102,6 +107,9 @@ def test_cuda_graph_is_refused_without_a_cuda_device(tmp_path, capsys):
     assert cli.main(argv) == 2
     assert "--cuda-graph needs a CUDA device" in capsys.readouterr().err
     assert not (tmp_path / "md.h5").exists()
+    argv.remove("--cuda-graph")
+    assert cli.main([*argv, "--fixed-shape"]) == 2
+    assert "--fixed-shape needs a compiled model" in capsys.readouterr().err
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")

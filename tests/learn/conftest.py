@@ -26,6 +26,7 @@ def water_sets(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     if importlib.util.find_spec("pyscf") is None:
         pytest.skip("pyscf (extra 'dft') not installed")
     from mlip.dft import sampling
+    from mlip.dft.executor import LocalExecutor
     from mlip.dft.labelling import label_configurations
     from mlip.dft.pyscf_labeler import DFTSettings
 
@@ -33,17 +34,19 @@ def water_sets(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     frames = sampling.sample_molecule(sampling.molecule_from_smiles("O"), 12, 600.0, seed=0)
     seed, test = folder / "seed.extxyz", folder / "test.extxyz"
     for path, part in ((seed, frames[:8]), (test, frames[8:])):
-        report = label_configurations(part, path, DFTSettings(**DFT), progress=False)
+        # one OpenMP thread: two threads on a shared 2-core machine run PySCF ~10x slower
+        report = label_configurations(part, path, DFTSettings(**DFT), LocalExecutor(1, 1), progress=False)
         assert not report.failed
     return seed, test
 
 
 @pytest.fixture
 def learn_config(water_sets):
-    """``learn_config(out_dir, **sections)``: a plain ``mlip learn`` config dict for a short run."""
+    """``learn_config(out_dir, **sections)``: a plain ``mlip learn`` config dict for a short run; each
+    section's fields update the defaults (a plain field such as ``warm_start`` is set)."""
     seed, test = water_sets
 
-    def make(out: Path, **sections: dict) -> dict:
+    def make(out: Path, **sections) -> dict:
         config = {
             "train": {
                 "data": {"train": str(seed), "valid_fraction": 0.25},
@@ -57,16 +60,26 @@ def learn_config(water_sets):
             "md": {"temperature": 600.0, "steps": 60, "write_interval": 3},
             "select": {"threshold": 0.001, "frames": 3, "min_distance": 0.001},
             "dft": dict(DFT),
+            "label": {"threads_per_worker": 1},
             "stop": {"max_rounds": 2},
             "output": {"dir": str(out), "progress": False},
         }
-        for name, values in sections.items():
-            config.setdefault(name, {}).update(values)
+        for name, values in sections.items():  # a section's fields are updated, a plain field replaced
+            if isinstance(values, dict):
+                config.setdefault(name, {}).update(values)
+            else:
+                config[name] = values
         return config
 
     return make
 
 
-def write_yaml(path: Path, config: dict) -> Path:
-    path.write_text(yaml.safe_dump(config))
-    return path
+@pytest.fixture
+def write_yaml():
+    """``write_yaml(path, config)`` writes a config dict as YAML and returns the path."""
+
+    def write(path: Path, config: dict) -> Path:
+        path.write_text(yaml.safe_dump(config))
+        return path
+
+    return write

@@ -52,7 +52,7 @@ def _assert_same(a, b):
 def test_pool_and_dask_cluster_label_like_the_inline_executor(tmp_path):
     distributed = pytest.importorskip("distributed")
     frames = _waters()
-    inline = label_configurations(frames, tmp_path / "inline.extxyz", _settings(), LocalExecutor(1))
+    inline = label_configurations(frames, tmp_path / "inline.extxyz", _settings(), LocalExecutor(1, 1))
     assert sorted(inline.labelled) == [10, 11, 12] and not inline.failed
     pool = label_configurations(frames, tmp_path / "pool.extxyz", _settings(), LocalExecutor(2, 1))
     assert sorted(pool.labelled) == [10, 11, 12]
