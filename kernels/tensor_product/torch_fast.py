@@ -36,11 +36,15 @@ Gradients and double gradients come from autograd. Work is chunked over the batc
 from __future__ import annotations
 
 import functools
+import math
 from dataclasses import dataclass
 
 import torch
 
+from mlip.kernels.tensor_product import blocks as per_block
+from mlip.kernels.tensor_product import formulation
 from mlip.kernels.tensor_product.descriptor import TPDescriptor, wigner_block
+from mlip.kernels.tensor_product.formulation import Formulation, Problem
 from mlip.o3 import Irreps, cached_constant
 
 CHUNK_ELEMENTS = 1 << 22
@@ -391,24 +395,7 @@ def _pair_products(desc: TPDescriptor, pair: Pair, x1: torch.Tensor, y2: torch.T
     return t.view(batch, mul1 * mul2, pair.width)
 
 
-def _path_weights(desc: TPDescriptor, weight: torch.Tensor | None) -> list[torch.Tensor | None]:
-    """Per path: weights ``[(B,) U * V, W]`` (``uvw``), ``[(B,) U, V]`` (``uvu``) or ``None`` (unweighted).
-
-    One ``split`` rather than a slice per path: its backward writes the weight gradient in one pass.
-    """
-    if weight is None:
-        return [None] * len(desc.instructions)
-    parts = torch.split(weight, [ins.weight_numel for ins in desc.instructions], dim=-1)
-    lead = weight.shape[:-1]
-    out: list[torch.Tensor | None] = []
-    for ins, w in zip(desc.instructions, parts, strict=True):
-        s = ins.path_shape
-        shape = (s[0] * s[1], s[2]) if ins.mode == "uvw" else s
-        out.append(w.reshape(*lead, *shape) if ins.has_weight else None)
-    return out
-
-
-def tensor_product_general(
+def tensor_product_pairs(
     desc: TPDescriptor, x: torch.Tensor, y: torch.Tensor, weight: torch.Tensor | None
 ) -> torch.Tensor:
     """:func:`tensor_product_fast` of any descriptor (pair/GEMM formulation, see the module docstring)."""
@@ -416,7 +403,7 @@ def tensor_product_general(
     # one split per operand: the backward of a split writes each input gradient in a single pass
     xs = torch.split(x, [mi.dim for mi in desc.irreps_in1], dim=1)
     ys = torch.split(y, [mi.dim for mi in desc.irreps_in2], dim=1)
-    weights = _path_weights(desc, weight)
+    weights = per_block.path_weights(desc, weight)
     products: dict[int, torch.Tensor] = {}  # path -> [B, U * V, d_out]
     for pair in pair_plan(desc):
         t = _pair_products(desc, pair, xs[pair.i_in1], ys[pair.i_in2])
@@ -431,7 +418,10 @@ def tensor_product_general(
         if fully and weight.dim() == 1:  # shared: one GEMM [B * d, P] @ [P, W] over the stacked paths
             t = torch.cat([products[p] for p in fully], dim=1)
             w = torch.cat([weights[p] for p in fully], dim=0)
-            total = torch.matmul(t.transpose(1, 2), w).transpose(1, 2)  # [B, W, d]
+            # one copy to [B * d, P] and a GEMM: matmul of the transposed view would run a bmm against
+            # weights expanded over the batch (2x slower, benchmarks/notes/tp_cpu_profile.md)
+            t = t.transpose(1, 2).reshape(batch * ir_out.dim, -1)
+            total = (t @ w).view(batch, ir_out.dim, -1).transpose(1, 2)  # [B, W, d]
         elif fully:  # per sample: one bmm [B, d, UV] @ [B, UV, W] per path (no copy of the weights)
             total = sum(torch.bmm(products[p].transpose(1, 2), weights[p]) for p in fully).transpose(1, 2)
         for p in paths:
@@ -446,6 +436,88 @@ def tensor_product_general(
         if total is not None:
             blocks[o] = total.reshape(batch, mul_out * ir_out.dim)
     return assemble(desc, blocks, batch, x)
+
+
+def _pairs_cost(desc: TPDescriptor, prob: Problem) -> float:
+    """Estimated forward seconds of :func:`tensor_product_pairs` (:mod:`formulation`'s primitives)."""
+    b, item = prob.batch, prob.item
+    total = elementwise_out = 0.0
+    for pair in pair_plan(desc):
+        (mul1, ir1), (mul2, ir2) = desc.irreps_in1[pair.i_in1], desc.irreps_in2[pair.i_in2]
+        total += formulation.gemm(b * mul2, ir1.dim * pair.width, ir2.dim, item)
+        if mul2 > 1:
+            total += formulation.elementwise(b * mul2 * ir1.dim * pair.width, item, 2)
+        total += formulation.bmm(b, mul1, mul2 * pair.width, ir1.dim, item)
+    for o, (mul_out, ir_out) in enumerate(desc.irreps_out):
+        paths = [p for p, ins in enumerate(desc.instructions) if ins.i_out == o]
+        uv = [
+            math.prod(desc.instructions[p].path_shape[:2])
+            for p in paths
+            if desc.instructions[p].mode == "uvw"
+        ]
+        if uv and prob.shared:  # cat, transposing copy, one GEMM
+            total += 2 * formulation.elementwise(b * sum(uv) * ir_out.dim, item, 2)
+            total += formulation.gemm(b * ir_out.dim, mul_out, sum(uv), item)
+        for n in uv if not prob.shared else ():
+            total += formulation.bmm(b, ir_out.dim, mul_out, n, item)
+        for p in paths:
+            if desc.instructions[p].mode == "uvu":
+                total += 2 * formulation.elementwise(
+                    b * math.prod(desc.instructions[p].path_shape) * ir_out.dim, item
+                )
+        elementwise_out += b * mul_out * ir_out.dim
+    return total + formulation.elementwise(int(elementwise_out), item, 2)
+
+
+def _blocks_cost(grouping: str):
+    def cost(desc: TPDescriptor, prob: Problem) -> float:
+        """Estimated forward seconds of :func:`per_block.tensor_product_blocks` with this grouping."""
+        b, item = prob.batch, prob.item
+        total = formulation.elementwise(b * desc.irreps_out.dim, item, 2)
+        for g in per_block.block_plan(desc, grouping):
+            if len(g.in1_blocks) > 1:
+                total += formulation.elementwise(b * g.mul * g.dim, item, 2)
+            rows = [(desc.irreps_out[k], len(paths)) for k, paths in g.outputs]
+            total += formulation.gemm(
+                b, sum(mi.ir.dim * n * g.dim for mi, n in rows), desc.irreps_in2.dim, item
+            )
+            for (mul_out, ir_out), n in rows:
+                r = ir_out.dim * n
+                if g.dim == 1 or r * g.dim * g.mul < per_block.BMM_MIN:
+                    total += g.dim * formulation.elementwise(b * r * g.mul, item)
+                else:
+                    total += formulation.bmm(b, r, g.mul, g.dim, item)
+                if prob.shared:
+                    total += formulation.gemm(b * ir_out.dim, mul_out, n * g.mul, item)
+                else:
+                    total += n * formulation.bmm(b, ir_out.dim, mul_out, g.mul, item)
+        return total
+
+    return cost
+
+
+GENERAL_FORMULATIONS: dict[str, Formulation] = {
+    "pairs": Formulation("pairs", tensor_product_pairs, lambda desc: True, _pairs_cost),
+    **{
+        name: Formulation(
+            name,
+            functools.partial(per_block.tensor_product_blocks, grouping=name),
+            per_block.supports,
+            _blocks_cost(name),
+        )
+        for name in per_block.GROUPINGS
+    },
+}
+
+
+def tensor_product_general(
+    desc: TPDescriptor, x: torch.Tensor, y: torch.Tensor, weight: torch.Tensor | None
+) -> torch.Tensor:
+    """:func:`tensor_product_fast` of any descriptor, in the formulation
+    :func:`~mlip.kernels.tensor_product.formulation.choose` picks among :data:`GENERAL_FORMULATIONS`
+    (``pairs``; ``blocks`` and ``mul_groups`` when every ``in2`` block has multiplicity 1)."""
+    chosen = formulation.choose("general", GENERAL_FORMULATIONS, desc, x, weight)
+    return chosen.run(desc, x, y, weight)
 
 
 def general_chunks(desc: TPDescriptor, total: int) -> list[int]:
