@@ -73,10 +73,10 @@ class Formulation:
 # Rough single-core figures of a current x86 server core (seconds, FLOP/s, bytes/s); only ratios matter.
 OP_S = 4e-6  # dispatch and allocation of one ATen op
 GEMM_FLOPS = {4: 8e10, 8: 4e10}
-BMM_ENTRY_S = 1e-7  # per matrix of a batched GEMM
-BMM_EFFICIENCY = 0.25  # of the GEMM rate, for the small matrices of per-sample products
+BMM_ENTRY_S = 3e-8  # per matrix of a batched GEMM
+BMM_EFFICIENCY = 0.3  # of the GEMM rate, for the small matrices of per-sample products
 NAIVE_MAC_S = 2e-9  # ATen's scalar batched kernel (product size below 400)
-BYTES_S = 1e10
+BYTES_S = 2e10
 
 
 def gemm(m: int, n: int, k: int, item: int) -> float:

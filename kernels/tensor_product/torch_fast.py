@@ -42,7 +42,7 @@ from dataclasses import dataclass
 import torch
 
 from mlip.kernels.tensor_product import blocks as per_block
-from mlip.kernels.tensor_product import formulation
+from mlip.kernels.tensor_product import formulation, sides
 from mlip.kernels.tensor_product.descriptor import TPDescriptor, wigner_block
 from mlip.kernels.tensor_product.formulation import Formulation, Problem
 from mlip.o3 import Irreps, cached_constant
@@ -507,6 +507,7 @@ GENERAL_FORMULATIONS: dict[str, Formulation] = {
         )
         for name in per_block.GROUPINGS
     },
+    "sides": Formulation("sides", sides.tensor_product_sides, sides.supports, sides.cost),
 }
 
 
@@ -515,7 +516,7 @@ def tensor_product_general(
 ) -> torch.Tensor:
     """:func:`tensor_product_fast` of any descriptor, in the formulation
     :func:`~mlip.kernels.tensor_product.formulation.choose` picks among :data:`GENERAL_FORMULATIONS`
-    (``pairs``; ``blocks`` and ``mul_groups`` when every ``in2`` block has multiplicity 1)."""
+    (``pairs``; ``blocks``, ``mul_groups`` and ``sides`` when every ``in2`` block has multiplicity 1)."""
     chosen = formulation.choose("general", GENERAL_FORMULATIONS, desc, x, weight)
     return chosen.run(desc, x, y, weight)
 

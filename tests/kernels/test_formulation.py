@@ -1,4 +1,4 @@
-"""The general fast-torch formulations (pairs, blocks, mul_groups) against the reference (output, first
+"""The general fast-torch formulations (pairs, blocks, mul_groups, sides) against the reference (output, first
 and second derivatives, float64), and the per-shape choice: forced, tuned and cached per CPU model, the
 cost model under tracing, a corrupt cache file."""
 
@@ -9,7 +9,7 @@ import torch
 from torch.fx.experimental.proxy_tensor import make_fx
 
 from mlip.kernels import TensorProduct
-from mlip.kernels.tensor_product import blocks, formulation
+from mlip.kernels.tensor_product import blocks, formulation, sides
 from mlip.kernels.tensor_product import torch_fast as fast
 
 # uvw paths between unequal multiplicities, uvu paths (one unweighted), several paths per output block,
@@ -70,6 +70,21 @@ def test_descriptor_exercises_every_branch() -> None:
                     "mul" if g.dim == 1 else "loop" if rows * g.dim * g.mul < blocks.BMM_MIN else "bmm"
                 )
     assert shapes == {"mul", "loop", "bmm"}
+
+
+def test_sides_plan_exercises_every_kind() -> None:
+    """The test descriptor has every coupling kind of the ``sides`` formulation (l2 = 0, l1 = 0,
+    l_out = 0, general) and weight GEMMs on both sides; ``uvu`` paths stay on the output side."""
+    desc = _desc()
+    plan = sides.side_plan(desc)
+    assert {sp.kind for sp in plan} == set(sides.KINDS)
+    assert {sp.input_side for sp in plan} == {True, False}
+    assert not any(sp.input_side for sp in plan if desc.instructions[sp.path].mode == "uvu")
+    for sp in plan:  # the special kinds' scale is the one non-zero value of their coupling
+        if sp.kind != "general":
+            ins = desc.instructions[sp.path]
+            cg = blocks.wigner_block(ins, desc, torch.float64, torch.device("cpu"))
+            assert cg.abs().max().item() == pytest.approx(abs(sp.scale), rel=1e-12)
 
 
 @pytest.mark.parametrize("shared", [True, False])
