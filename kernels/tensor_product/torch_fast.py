@@ -496,6 +496,24 @@ def _blocks_cost(grouping: str):
     return cost
 
 
+SIDES_CHUNK_BYTES = 1 << 22
+
+
+def tensor_product_sides_chunked(
+    desc: TPDescriptor, x: torch.Tensor, y: torch.Tensor, weight: torch.Tensor | None
+) -> torch.Tensor:
+    """:func:`sides.tensor_product_sides` over batch chunks whose input or output takes at most about
+    ``SIDES_CHUNK_BYTES``: cache-sized temporaries, none of them large enough for the allocator to map
+    fresh pages (and pay their page faults) on every call."""
+    width = max(desc.irreps_in1.dim, desc.irreps_out.dim) * x.element_size()
+    sizes = chunk_sizes(x.shape[0], max(256, SIDES_CHUNK_BYTES // width))
+    parts = [
+        sides.tensor_product_sides(desc, xs, ys, w)
+        for xs, ys, w in zip(x.split(sizes), y.split(sizes), split_weights(weight, sizes), strict=True)
+    ]
+    return parts[0] if len(parts) == 1 else torch.cat(parts, dim=0)
+
+
 GENERAL_FORMULATIONS: dict[str, Formulation] = {
     "pairs": Formulation("pairs", tensor_product_pairs, lambda desc: True, _pairs_cost),
     **{
@@ -507,7 +525,7 @@ GENERAL_FORMULATIONS: dict[str, Formulation] = {
         )
         for name in per_block.GROUPINGS
     },
-    "sides": Formulation("sides", sides.tensor_product_sides, sides.supports, sides.cost),
+    "sides": Formulation("sides", tensor_product_sides_chunked, sides.supports, sides.cost),
 }
 
 
