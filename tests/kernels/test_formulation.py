@@ -164,12 +164,33 @@ def test_tuner_caches_per_cpu_model(fresh_choices, monkeypatch) -> None:
     assert entry["choice"] == chosen.name and set(entry["ms"]) == set(fast.GENERAL_FORMULATIONS)
     # a later process: the memo is empty and the cache names another formulation
     other = next(n for n in fast.GENERAL_FORMULATIONS if n != chosen.name)
-    fresh_choices.write_text(json.dumps({key: {"choice": other, "ms": {}}}))
+    fresh_choices.write_text(json.dumps({key: {"choice": other, "ms": entry["ms"]}}))
     monkeypatch.setattr(formulation, "_CHOSEN", {})
     monkeypatch.setattr(formulation, "time_candidates", lambda *a, **k: pytest.fail("timed again"))
     assert (
         formulation.choose("general", fast.GENERAL_FORMULATIONS, desc, x.detach(), w.detach()).name == other
     )
+
+
+def test_cache_entry_over_other_candidates_is_retuned(fresh_choices, monkeypatch) -> None:
+    """An entry timed before a formulation was added (its timings name fewer candidates) is tuned again,
+    so the new formulation gets its chance."""
+    desc = _desc()
+    x, _, w = _inputs(desc, 8, True)
+    formulation.choose("general", fast.GENERAL_FORMULATIONS, desc, x.detach(), w.detach())
+    ((key, entry),) = json.loads(fresh_choices.read_text()).items()
+    older = {n: t for n, t in entry["ms"].items() if n != "sides"}
+    fresh_choices.write_text(json.dumps({key: {"choice": next(iter(older)), "ms": older}}))
+    monkeypatch.setattr(formulation, "_CHOSEN", {})
+    timed = []
+    monkeypatch.setattr(
+        formulation,
+        "time_candidates",
+        lambda cands, *a, **k: timed.append(set(cands)) or dict.fromkeys(cands, 1.0),
+    )
+    formulation.choose("general", fast.GENERAL_FORMULATIONS, desc, x.detach(), w.detach())
+    assert timed == [set(fast.GENERAL_FORMULATIONS)]
+    assert set(json.loads(fresh_choices.read_text())[key]["ms"]) == set(fast.GENERAL_FORMULATIONS)
 
 
 def test_corrupt_cache_is_retuned(fresh_choices) -> None:
