@@ -135,7 +135,7 @@ def tensor_product_blocks(
     shared = weight is not None and weight.dim() == 1
     acc: dict[int, torch.Tensor] = {}  # output block -> [B, d, mul]
     for g in block_plan(desc, grouping):
-        parts = [xs[b].view(batch, g.mul, -1).transpose(1, 2) for b in g.in1_blocks]
+        parts = [xs[b].view(batch, g.mul, desc.irreps_in1[b].ir.dim).transpose(1, 2) for b in g.in1_blocks]
         xt = parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)  # [B, D1, U]
         coupling = cached_constant(
             ("tp_blocks", desc, grouping, g), lambda g=g: _coupling(desc, g), x.dtype, x.device
@@ -158,7 +158,7 @@ def tensor_product_blocks(
                     elif w is None:
                         value = tp
                     else:  # uvu with mul2 == 1: w [(B,) U, 1]
-                        value = tp * (w.view(-1) if shared else w.view(batch, 1, -1))
+                        value = tp * (w.view(-1) if shared else w.view(batch, 1, w.shape[1]))
                     total = value if total is None else total + value
             acc[k] = total if k not in acc else acc[k] + total
     parts = [

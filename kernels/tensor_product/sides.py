@@ -121,7 +121,7 @@ def tensor_product_sides(
         return features[i]
 
     def flat(t: torch.Tensor) -> torch.Tensor:  # [B, d, C] -> [B * d, C]
-        return t.reshape(-1, t.shape[2])
+        return t.reshape(t.shape[0] * t.shape[1], t.shape[2])
 
     by_in1: dict[int, list[SidePath]] = {}
     by_out: dict[int, list[SidePath]] = {}
@@ -140,7 +140,7 @@ def tensor_product_sides(
         if shared:
             ws = [weights[sp.path] for sp in paths]
             full = flat(a) @ (torch.cat(ws, dim=1) if len(ws) > 1 else ws[0])
-            full = full.view(batch, a.shape[1], -1)
+            full = full.view(batch, a.shape[1], full.shape[1])
             products = full.split([w.shape[1] for w in ws], dim=2) if len(ws) > 1 else [full]
         else:
             products = [torch.bmm(a, weights[sp.path]) for sp in paths]
@@ -159,7 +159,7 @@ def tensor_product_sides(
             elif ins.mode == "uvw":
                 add(k, torch.bmm(t, w))
             else:  # uvu with mul2 == 1: w [(B,) U, 1]
-                add(k, t if w is None else t * (w.view(-1) if shared else w.view(batch, 1, -1)))
+                add(k, t if w is None else t * (w.view(-1) if shared else w.view(batch, 1, w.shape[1])))
 
     parts = [
         acc[k].transpose(1, 2).reshape(batch, mi.dim) if k in acc else x.new_zeros(batch, mi.dim)

@@ -420,8 +420,8 @@ def tensor_product_pairs(
             w = torch.cat([weights[p] for p in fully], dim=0)
             # one copy to [B * d, P] and a GEMM: matmul of the transposed view would run a bmm against
             # weights expanded over the batch (2x slower, benchmarks/notes/tp_cpu_profile.md)
-            t = t.transpose(1, 2).reshape(batch * ir_out.dim, -1)
-            total = (t @ w).view(batch, ir_out.dim, -1).transpose(1, 2)  # [B, W, d]
+            t = t.transpose(1, 2).reshape(batch * ir_out.dim, t.shape[1])
+            total = (t @ w).view(batch, ir_out.dim, mul_out).transpose(1, 2)  # [B, W, d]
         elif fully:  # per sample: one bmm [B, d, UV] @ [B, UV, W] per path (no copy of the weights)
             total = sum(torch.bmm(products[p].transpose(1, 2), weights[p]) for p in fully).transpose(1, 2)
         for p in paths:

@@ -102,6 +102,19 @@ def test_formulation_matches_reference(name: str, shared: bool) -> None:
 
 
 @pytest.mark.parametrize("shared", [True, False])
+@pytest.mark.parametrize("name", list(fast.GENERAL_FORMULATIONS))
+def test_formulation_on_an_empty_batch(name: str, shared: bool) -> None:
+    """No samples: an empty output, and gradients of the inputs' shapes (zero for shared weights)."""
+    desc = _desc()
+    x, y, w = _inputs(desc, 0, shared)
+    out = fast.GENERAL_FORMULATIONS[name].run(desc, x, y, w)
+    assert out.shape == (0, desc.irreps_out.dim)
+    grads = torch.autograd.grad(out.sum(), (x, y, w))
+    assert [g.shape for g in grads] == [x.shape, y.shape, w.shape]
+    assert not grads[2].any()
+
+
+@pytest.mark.parametrize("shared", [True, False])
 def test_sides_in_chunks_matches_reference(shared: bool, monkeypatch) -> None:
     """``sides`` over several batch chunks (the smallest chunk, 256 rows): output, gradients and double
     gradients equal the reference's (float64)."""
