@@ -11,6 +11,9 @@ function (the radial MLP) evaluated per chunk of edges, and the backward recompu
 intermediates instead of storing them, so no per-edge tensor of a layer (``E x channels x Σ(2l+1)``,
 gigabytes for a 1000-atom box) exists at full size in the forward or the force backward. First
 derivatives only (``once_differentiable``): training, which differentiates forces, takes the plain path.
+:func:`tp_conv_blocked` is the same mode for a symbolic edge count (``make_fx`` / ``torch.export``
+tracing, the compiled step): the chunk loop is one traced ``while_loop`` over blocks of
+``EDGES_PER_BLOCK`` edges (:mod:`mlip.kernels.blocks`).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from __future__ import annotations
 import torch
 from torch.autograd.function import once_differentiable
 
+from mlip.kernels import blocks
 from mlip.kernels.tensor_product import torch_fast as fast
 from mlip.kernels.tensor_product.descriptor import TPDescriptor
 from mlip.kernels.tp_conv.reference import scatter_sum
@@ -175,3 +179,129 @@ class _ChunkedConvolution(torch.autograd.Function):
 def _accumulate(total: torch.Tensor, grad: torch.Tensor | None, index: slice) -> None:
     if grad is not None:
         total[index] += grad
+
+
+# edges per block of the traced chunk loop (tp_conv_blocked)
+EDGES_PER_BLOCK = 4096
+
+
+def tp_conv_blocked(
+    desc: TPDescriptor,
+    node_feats: torch.Tensor,
+    edge_sh: torch.Tensor,
+    weight_fn: torch.nn.Module,
+    weight_inputs: torch.Tensor,
+    edge_src: torch.Tensor,
+    edge_dst: torch.Tensor,
+    block: int | None = None,
+) -> torch.Tensor:
+    """:func:`tp_conv_chunked` as one traced loop over blocks of ``block`` edges (default
+    ``EDGES_PER_BLOCK``; the last block padded with masked copies of the last edge), for symbolic edge
+    counts; first derivatives with respect to the node features, harmonics and weight inputs, with
+    ``weight_fn``'s weights frozen."""
+    params = blocks.frozen_parameters(weight_fn)
+    return _BlockedConvolution.apply(
+        node_feats, edge_sh, weight_inputs, edge_src, edge_dst, weight_fn, params, desc, block or EDGES_PER_BLOCK
+    )
+
+
+def _edge_block(step, size, src, dst, sh, radial):  # noqa: ANN001, ANN202
+    """One block's gathered edges; padding edges get zero harmonics, so their messages (and every
+    gradient through them) are zero."""
+    idx, valid = blocks.block_rows(step, size, src.shape[0])
+    sh_b = sh.index_select(0, idx) * valid[:, None].to(sh.dtype)
+    return idx, src.index_select(0, idx), dst.index_select(0, idx), sh_b, radial.index_select(0, idx)
+
+
+class _BlockedConvolution(torch.autograd.Function):
+    """:class:`_ChunkedConvolution`'s scheme with the chunk loops as ``while_loop`` ops: the forward
+    carries one ``[N, U, K]`` sum per group, the backward the node-feature gradients per group and the
+    ``[E, ...]`` gradients of the harmonics and the weight inputs."""
+
+    @staticmethod
+    def forward(ctx, x, sh, radial, src, dst, weight_fn, params, desc, block):  # type: ignore[override]
+        ctx.save_for_backward(x, sh, radial, src, dst)
+        ctx.weight_fn, ctx.params, ctx.desc, ctx.block = weight_fn, params, desc, block
+        groups = fast.plan(desc)
+        names = list(params)
+        size = blocks.block_size(src.shape[0], block)
+        nodes = [fast.to_channels(x, desc, g) for g in groups]
+        sums = [x.new_zeros(x.shape[0], g.mul, g.out_width) for g in groups]
+
+        def body(step, *state):  # noqa: ANN001
+            totals, xcs = state[: len(groups)], state[len(groups) : 2 * len(groups)]
+            sh_, radial_, src_, dst_, *ws = state[2 * len(groups) :]
+            _, src_b, dst_b, sh_b, radial_b = _edge_block(step, size, src_, dst_, sh_, radial_)
+            weights = torch.func.functional_call(weight_fn, dict(zip(names, ws, strict=True)), (radial_b,))
+            weights = fast.extend_weights(desc, weights, weights)
+            return tuple(
+                total.index_add(0, dst_b, fast.messages(desc, g, xc.index_select(0, src_b), sh_b, weights))
+                for g, xc, total in zip(groups, xcs, totals, strict=True)
+            )
+
+        inputs = [*nodes, sh, radial, src, dst, *params.values()]
+        sums = blocks.loop_blocks(body, src.shape[0], size, sums, inputs, x.device)
+        out: dict[int, torch.Tensor] = {}
+        for g, total in zip(groups, sums, strict=True):
+            out.update(fast.from_channels(total, desc, g))
+        return fast.assemble(desc, out, x.shape[0], x)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_out):  # type: ignore[override]
+        x, sh, radial, src, dst = ctx.saved_tensors
+        desc, weight_fn, names = ctx.desc, ctx.weight_fn, list(ctx.params)
+        groups = fast.plan(desc)
+        want_x, want_sh, want_radial = ctx.needs_input_grad[:3]
+        size = blocks.block_size(src.shape[0], ctx.block)
+        autograd = blocks.BodyAutograd()
+        nodes = [fast.to_channels(x, desc, g) for g in groups]
+        grad_sums = [fast.to_out_channels(grad_out, desc, g) for g in groups]
+        n = len(groups)
+
+        def body(step, *state):  # noqa: ANN001
+            grad_nodes, grad_sh, grad_radial = state[:n], state[n], state[n + 1]
+            xcs, gss = state[n + 2 : 2 * n + 2], state[2 * n + 2 : 3 * n + 2]
+            sh_, radial_, src_, dst_, *ws = state[3 * n + 2 :]
+            with autograd():
+                idx, valid = blocks.block_rows(step, size, src_.shape[0])
+                src_b, dst_b = src_.index_select(0, idx), dst_.index_select(0, idx)
+                sh_b = sh_.index_select(0, idx).requires_grad_(want_sh)
+                radial_b = radial_.index_select(0, idx).requires_grad_(want_radial)
+                weights = torch.func.functional_call(weight_fn, dict(zip(names, ws, strict=True)), (radial_b,))
+                weights = fast.extend_weights(desc, weights, weights)
+                masked = sh_b * valid[:, None].to(sh_b.dtype)  # padding edges: zero messages and gradients
+                gathered = [xc.index_select(0, src_b).requires_grad_(want_x) for xc in xcs]
+                messages = [fast.messages(desc, g, xs, masked, weights) for g, xs in zip(groups, gathered, strict=True)]
+                inputs = [sh_b, radial_b, *gathered]
+                grads = torch.autograd.grad(
+                    messages,
+                    [t for t in inputs if t.requires_grad],
+                    [gs.index_select(0, dst_b) for gs in gss],
+                    allow_unused=True,
+                )
+            it = iter(grads)
+            found = [next(it) if t.requires_grad else None for t in inputs]
+            new_sh = grad_sh.clone() if found[0] is None else grad_sh.index_add(0, idx, found[0])
+            new_radial = grad_radial.clone() if found[1] is None else grad_radial.index_add(0, idx, found[1])
+            new_nodes = [
+                g.clone() if p is None else g.index_add(0, src_b, p)
+                for g, p in zip(grad_nodes, found[2:], strict=True)
+            ]
+            return (*new_nodes, new_sh, new_radial)
+
+        carries = [*(torch.zeros_like(xc) for xc in nodes), torch.zeros_like(sh), torch.zeros_like(radial)]
+        inputs = [*nodes, *grad_sums, sh, radial, src, dst, *ctx.params.values()]
+        *grad_nodes, grad_sh, grad_radial = blocks.loop_blocks(body, src.shape[0], size, carries, inputs, x.device)
+        grad_x = fast.from_in_channels(grad_nodes, desc, groups) if want_x else None
+        return (
+            grad_x,
+            grad_sh if want_sh else None,
+            grad_radial if want_radial else None,
+            None,
+            None,
+            None,
+            None,
+            None,
+            None,
+        )
