@@ -28,9 +28,6 @@ from torch._higher_order_ops.while_loop import while_loop_op
 from torch.autograd.function import once_differentiable
 from torch.multiprocessing.reductions import StorageWeakRef
 
-# rows per block of the traced row loop (node-wise layers)
-ROWS_PER_BLOCK = 128
-
 
 def block_rows(step: torch.Tensor, size: int | torch.SymInt, total: int | torch.SymInt):
     """Row indices ``[size]`` (clamped to ``total - 1``) and their validity ``[size]`` (bool) of block
@@ -99,15 +96,13 @@ def frozen_parameters(module: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {**dict(module.named_parameters()), **dict(module.named_buffers())}
 
 
-def blocked_rows(
-    fn: torch.nn.Module, *inputs: torch.Tensor, rows: int | None = None
-) -> torch.Tensor:
+def blocked_rows(fn: torch.nn.Module, *inputs: torch.Tensor, rows: int) -> torch.Tensor:
     """``fn(*inputs)`` for a row-wise module ``fn`` (row ``i`` of the output depends on row ``i`` of every
-    input only) evaluated over blocks of ``rows`` rows (default ``ROWS_PER_BLOCK``) in one traced loop,
+    input only) evaluated over blocks of ``rows`` rows in one traced loop,
     recomputing each block in the backward (first derivatives with respect to the floating inputs; ``fn``'s
     weights frozen). Output ``[N, ...]`` of ``fn``'s dtype."""
     params = frozen_parameters(fn)
-    return _BlockedRows.apply(fn, params, rows or ROWS_PER_BLOCK, *inputs)
+    return _BlockedRows.apply(fn, params, rows, *inputs)
 
 
 def _block_inputs(inputs: Sequence[torch.Tensor], idx: torch.Tensor) -> list[torch.Tensor]:
@@ -128,7 +123,9 @@ class _BlockedRows(torch.autograd.Function):
         def body(step, out, *state):  # noqa: ANN001
             ins, ws = state[: len(inputs)], state[len(inputs) :]
             idx, _ = block_rows(step, size, total)
-            block = torch.func.functional_call(fn, dict(zip(names, ws, strict=True)), tuple(_block_inputs(ins, idx)))
+            block = torch.func.functional_call(
+                fn, dict(zip(names, ws, strict=True)), tuple(_block_inputs(ins, idx))
+            )
             # clamped rows repeat the last row: the same values are written again
             return (out.index_copy(0, idx, block),)
 
@@ -139,7 +136,9 @@ class _BlockedRows(torch.autograd.Function):
     @once_differentiable
     def backward(ctx, grad_out):  # type: ignore[override]
         inputs = ctx.saved_tensors
-        wanted = [w and t.dtype.is_floating_point for w, t in zip(ctx.needs_input_grad[3:], inputs, strict=True)]
+        wanted = [
+            w and t.dtype.is_floating_point for w, t in zip(ctx.needs_input_grad[3:], inputs, strict=True)
+        ]
         live = [i for i, w in enumerate(wanted) if w]
         total = inputs[0].shape[0]
         size = block_size(total, ctx.rows)
@@ -158,7 +157,9 @@ class _BlockedRows(torch.autograd.Function):
                 parts = torch.autograd.grad(
                     out, [block[i] for i in live], g_out.index_select(0, idx) * mask, allow_unused=True
                 )
-            return tuple(g.clone() if p is None else g.index_add(0, idx, p) for g, p in zip(grads, parts, strict=True))
+            return tuple(
+                g.clone() if p is None else g.index_add(0, idx, p) for g, p in zip(grads, parts, strict=True)
+            )
 
         zeros = [torch.zeros_like(inputs[i]) for i in live]
         grads = iter(loop_blocks(body, total, size, zeros, [*inputs, grad_out, *values], grad_out.device))
@@ -220,3 +221,33 @@ def _fresh_name(module: torch.nn.Module, prefix: str) -> str:
     while hasattr(module, f"{prefix}_{count}"):
         count += 1
     return f"{prefix}_{count}"
+
+
+def inplace_loop_carries(graph: torch.fx.Graph) -> None:
+    """An Inductor post-grad pass (``post_grad_custom_pre_pass``): in every ``while_loop`` body, a carry
+    whose new value is an accumulating ``index_put`` into the old (the block's ``index_add`` into a sum)
+    is updated in place, instead of copied whole once per block. Each such carry's initial value is
+    cloned once before the loop, so the loop owns the buffer it mutates."""
+    module = graph.owning_module
+    for node in [
+        n for n in graph.nodes if n.op == "call_function" and n.target is torch.ops.higher_order.while_loop
+    ]:
+        body = getattr(module, node.args[1].target)
+        carries = list(node.args[2])
+        holders = [n for n in body.graph.nodes if n.op == "placeholder"][: len(carries)]
+        output = body.graph.output_node()
+        outs = list(output.args[0])
+        changed = False
+        for k, holder in enumerate(holders):
+            new = outs[k]
+            accumulate = isinstance(new, torch.fx.Node) and new.target is torch.ops.aten.index_put.default
+            if accumulate and new.args[0] is holder and len(holder.users) == 1 and new.args[3] is True:
+                new.target = torch.ops.aten.index_put_.default
+                with graph.inserting_before(node):
+                    own = graph.call_function(torch.ops.aten.clone.default, (carries[k],))
+                own.meta = dict(carries[k].meta)
+                carries[k] = own
+                changed = True
+        if changed:
+            node.args = (node.args[0], node.args[1], tuple(carries), *node.args[3:])
+            body.recompile()

@@ -12,8 +12,8 @@ intermediates instead of storing them, so no per-edge tensor of a layer (``E x c
 gigabytes for a 1000-atom box) exists at full size in the forward or the force backward. First
 derivatives only (``once_differentiable``): training, which differentiates forces, takes the plain path.
 :func:`tp_conv_blocked` is the same mode for a symbolic edge count (``make_fx`` / ``torch.export``
-tracing, the compiled step): the chunk loop is one traced ``while_loop`` over blocks of
-``EDGES_PER_BLOCK`` edges (:mod:`mlip.kernels.blocks`).
+tracing, the compiled step): the chunk loop is one traced ``while_loop`` over blocks of the same size
+(:mod:`mlip.kernels.blocks`).
 """
 
 from __future__ import annotations
@@ -75,11 +75,16 @@ def tp_conv_fast(
 EDGES_PER_CHUNK = 4096
 
 
-def chunk_slices(desc: TPDescriptor, num_edges: int) -> list[slice]:
-    """Edge slices of at most ``EDGES_PER_CHUNK`` edges whose ``[edges, U, K]`` message temporaries hold
-    about ``torch_fast.CHUNK_ELEMENTS`` elements (channelwise descriptors)."""
+def chunk_edges(desc: TPDescriptor) -> int:
+    """Edges per chunk: at most ``EDGES_PER_CHUNK``, with ``[edges, U, K]`` message temporaries of about
+    ``torch_fast.CHUNK_ELEMENTS`` elements (channelwise descriptors; small enough to stay in cache)."""
     widest = max(g.mul * g.width for g in fast.plan(desc))
-    step = max(1, min(EDGES_PER_CHUNK, fast.CHUNK_ELEMENTS // widest))
+    return max(1, min(EDGES_PER_CHUNK, fast.CHUNK_ELEMENTS // widest))
+
+
+def chunk_slices(desc: TPDescriptor, num_edges: int) -> list[slice]:
+    """Slices of :func:`chunk_edges` edges covering ``num_edges``."""
+    step = chunk_edges(desc)
     return [slice(s, min(s + step, num_edges)) for s in range(0, num_edges, step)]
 
 
@@ -181,10 +186,6 @@ def _accumulate(total: torch.Tensor, grad: torch.Tensor | None, index: slice) ->
         total[index] += grad
 
 
-# edges per block of the traced chunk loop (tp_conv_blocked)
-EDGES_PER_BLOCK = 4096
-
-
 def tp_conv_blocked(
     desc: TPDescriptor,
     node_feats: torch.Tensor,
@@ -196,12 +197,20 @@ def tp_conv_blocked(
     block: int | None = None,
 ) -> torch.Tensor:
     """:func:`tp_conv_chunked` as one traced loop over blocks of ``block`` edges (default
-    ``EDGES_PER_BLOCK``; the last block padded with masked copies of the last edge), for symbolic edge
-    counts; first derivatives with respect to the node features, harmonics and weight inputs, with
-    ``weight_fn``'s weights frozen."""
+    :func:`chunk_edges`, the eager chunk; the last block padded with masked copies of the last edge),
+    for symbolic edge counts; first derivatives with respect to the node features, harmonics and weight
+    inputs, with ``weight_fn``'s weights frozen."""
     params = blocks.frozen_parameters(weight_fn)
     return _BlockedConvolution.apply(
-        node_feats, edge_sh, weight_inputs, edge_src, edge_dst, weight_fn, params, desc, block or EDGES_PER_BLOCK
+        node_feats,
+        edge_sh,
+        weight_inputs,
+        edge_src,
+        edge_dst,
+        weight_fn,
+        params,
+        desc,
+        block or chunk_edges(desc),
     )
 
 
@@ -268,11 +277,16 @@ class _BlockedConvolution(torch.autograd.Function):
                 src_b, dst_b = src_.index_select(0, idx), dst_.index_select(0, idx)
                 sh_b = sh_.index_select(0, idx).requires_grad_(want_sh)
                 radial_b = radial_.index_select(0, idx).requires_grad_(want_radial)
-                weights = torch.func.functional_call(weight_fn, dict(zip(names, ws, strict=True)), (radial_b,))
+                weights = torch.func.functional_call(
+                    weight_fn, dict(zip(names, ws, strict=True)), (radial_b,)
+                )
                 weights = fast.extend_weights(desc, weights, weights)
                 masked = sh_b * valid[:, None].to(sh_b.dtype)  # padding edges: zero messages and gradients
                 gathered = [xc.index_select(0, src_b).requires_grad_(want_x) for xc in xcs]
-                messages = [fast.messages(desc, g, xs, masked, weights) for g, xs in zip(groups, gathered, strict=True)]
+                messages = [
+                    fast.messages(desc, g, xs, masked, weights)
+                    for g, xs in zip(groups, gathered, strict=True)
+                ]
                 inputs = [sh_b, radial_b, *gathered]
                 grads = torch.autograd.grad(
                     messages,
@@ -292,7 +306,9 @@ class _BlockedConvolution(torch.autograd.Function):
 
         carries = [*(torch.zeros_like(xc) for xc in nodes), torch.zeros_like(sh), torch.zeros_like(radial)]
         inputs = [*nodes, *grad_sums, sh, radial, src, dst, *ctx.params.values()]
-        *grad_nodes, grad_sh, grad_radial = blocks.loop_blocks(body, src.shape[0], size, carries, inputs, x.device)
+        *grad_nodes, grad_sh, grad_radial = blocks.loop_blocks(
+            body, src.shape[0], size, carries, inputs, x.device
+        )
         grad_x = fast.from_in_channels(grad_nodes, desc, groups) if want_x else None
         return (
             grad_x,

@@ -31,13 +31,13 @@ def checkpointed_rows(
     only), evaluated over chunks of ``rows`` rows (default: ``ROWS_PER_CHUNK`` of the inputs' device),
     each under :func:`torch.utils.checkpoint.checkpoint`; the chunks' outputs are concatenated along
     dim 0. A single chunk is evaluated directly. A symbolic row count (tracing with dynamic shapes, the
-    compiled step) runs :func:`mlip.kernels.blocked_rows` (one traced loop over row blocks; ``fn`` a
-    module with frozen weights)."""
-    total = inputs[0].shape[0]
-    if isinstance(total, torch.SymInt):
-        return blocked_rows(fn, *inputs)
+    compiled step) runs :func:`mlip.kernels.blocked_rows` (one traced loop over blocks of ``rows``
+    rows; ``fn`` a module with frozen weights)."""
     if rows is None:
         rows = ROWS_PER_CHUNK.get(inputs[0].device.type, ROWS_PER_CHUNK["cpu"])
+    total = inputs[0].shape[0]
+    if isinstance(total, torch.SymInt):
+        return blocked_rows(fn, *inputs, rows=rows)
     if total <= rows:
         return fn(*inputs)
     # torch.split, not slicing: the backward of a slice fills a zero gradient of the whole input per chunk

@@ -23,8 +23,8 @@ from mlip.calculator import MLIPCalculator
 from mlip.compile import CompiledModel, PackageError, export_step, read_metadata
 from mlip.data.atomic_data import DataError, collate, from_atoms
 from mlip.data.neighbors import SkinNeighborList, add_neighbors
-from mlip.kernels import blocks
 from mlip.kernels.tp_conv import torch_fast as conv
+from mlip.layers import chunking
 from mlip.models import create, load
 
 R_MAX = 3.0
@@ -69,8 +69,8 @@ def packages(tmp_path_factory) -> dict[str, tuple[str, str]]:
     folder = tmp_path_factory.mktemp("pt2")
     out = {}
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(conv, "EDGES_PER_BLOCK", 16)
-        patch.setattr(blocks, "ROWS_PER_BLOCK", 5)
+        patch.setattr(conv, "EDGES_PER_CHUNK", 16)
+        patch.setattr(chunking, "ROWS_PER_CHUNK", {"cpu": 5})
         for name in COMPILED:
             source, package = folder / f"{name}.safetensors", folder / f"{name}.pt2"
             build(name).save(source)

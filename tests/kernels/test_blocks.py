@@ -16,11 +16,14 @@ from mlip.layers.radial import RadialMLP
 TOL = dict(atol=1e-12, rtol=0)
 
 
+SYMBOLIC = dict(tracing_mode="symbolic", _error_on_data_dependent_ops=True, _allow_non_fake_inputs=True)
+
+
 def two_group_tp() -> TensorProduct:
     """Two multiplicities (two channel groups) and unweighted paths (the weights' column of ones)."""
-    return TensorProduct("3x0e+3x1o+2x1e", "0e+1o", "3x1o+3x0e+2x1e+2x0o",
-                         [(0, 1, 0, "uvu", False), (1, 0, 0, "uvu", True), (1, 1, 1, "uvu", True),
-                          (0, 0, 1, "uvu", True), (2, 1, 3, "uvu", True), (2, 0, 2, "uvu", True)])  # fmt: skip
+    paths = [(0, 1, 0, "uvu", False), (1, 0, 0, "uvu", True), (1, 1, 1, "uvu", True),
+             (0, 0, 1, "uvu", True), (2, 1, 3, "uvu", True), (2, 0, 2, "uvu", True)]  # fmt: skip
+    return TensorProduct("3x0e+3x1o+2x1e", "0e+1o", "3x1o+3x0e+2x1e+2x0o", paths)
 
 
 def conv_inputs(tp: TensorProduct, nodes: int, edges: int, seed: int):
@@ -63,7 +66,7 @@ def test_blocked_convolution_equals_plain_eager_and_traced():
     for got, want in zip(with_grads(blocked)(*example), expected, strict=True):
         torch.testing.assert_close(got, want, **TOL)
     for fn in (blocked, dispatched):
-        traced = make_fx(with_grads(fn), tracing_mode="symbolic", _error_on_data_dependent_ops=True, _allow_non_fake_inputs=True)(*example)
+        traced = make_fx(with_grads(fn), **SYMBOLIC)(*example)
         assert any("while_loop" in str(node.target) for node in traced.graph.nodes)
         for nodes, edges in ((9, 31), (4, 3), (7, 5)):  # other sizes: more blocks, one short block, one full
             inputs = conv_inputs(tp, nodes, edges, seed=nodes)
@@ -84,7 +87,8 @@ class RowWise(torch.nn.Module):
 
     def __init__(self) -> None:
         super().__init__()
-        self.weight = torch.nn.Parameter(torch.randn(3, 4, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(1)))
+        g = torch.Generator().manual_seed(1)
+        self.weight = torch.nn.Parameter(torch.randn(3, 4, 4, dtype=torch.float64, generator=g))
 
     def forward(self, x: torch.Tensor, species: torch.Tensor) -> torch.Tensor:
         return torch.tanh(torch.einsum("nci,nij->ncj", x, self.weight[species])) * x
@@ -103,13 +107,17 @@ def test_blocked_rows_equal_plain_eager_and_traced():
 
     def inputs(n, seed):
         g = torch.Generator().manual_seed(seed)
-        return (torch.randn(n, 2, 4, generator=g, dtype=torch.float64),
-                torch.randint(0, 3, (n,), generator=g), torch.randn(n, 2, 4, generator=g, dtype=torch.float64))  # fmt: skip
+        x = torch.randn(n, 2, 4, generator=g, dtype=torch.float64)
+        return (
+            x,
+            torch.randint(0, 3, (n,), generator=g),
+            torch.randn(n, 2, 4, generator=g, dtype=torch.float64),
+        )
 
     blocked = run(lambda x, s: blocked_rows(layer, x, s, rows=4))
     for got, want in zip(blocked(*inputs(11, 0)), run(layer)(*inputs(11, 0)), strict=True):
         torch.testing.assert_close(got, want, **TOL)
-    traced = make_fx(blocked, tracing_mode="symbolic", _error_on_data_dependent_ops=True, _allow_non_fake_inputs=True)(*inputs(11, 0))
+    traced = make_fx(blocked, **SYMBOLIC)(*inputs(11, 0))
     for n in (13, 3, 8):
         for got, want in zip(traced(*inputs(n, n)), run(layer)(*inputs(n, n)), strict=True):
             torch.testing.assert_close(got, want, **TOL)
