@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml
 		$(BIN)/python -m pip install -q torch==2.13.0 || \
 		$(BIN)/python -m pip install -q torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu; \
 	fi
-	$(BIN)/python -m pip install -q -e ".[test,dft,lammps,docs]"
+	$(BIN)/python -m pip install -q -e ".[test,dft,cluster,lammps,docs]"
 	# peers for the interop tests: mace-torch (pins e3nn 0.4.4, broken under torch 2.13, so e3nn 0.6.0
 	# again after it), cuequivariance-torch (CPU fallback) and torch-sim; none may change torch
 	$(BIN)/python -m pip install -q "mace-torch==0.3.16" "cuequivariance-torch==0.13.0" \

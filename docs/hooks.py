@@ -2,9 +2,11 @@
 
 A page that holds the line ``<!-- mlip:config-reference -->`` gets the tables of every ``mlip train``
 config field, read from the dataclasses in ``mlip/train/config.py``: type, default and the field's
-trailing comment. A page with ``<!-- mlip:api-reference -->`` gets the signature and docstring of each
-public name in :data:`API`. A config field without a comment, or an API name that does not import, fails
-the build (``mkdocs build --strict``), so the generated pages cannot fall behind the code.
+trailing comment; ``<!-- mlip:learn-config-reference -->`` does the same for ``mlip learn``
+(``mlip/learn/config.py``; its ``train`` section is a whole train config, documented once). A page
+with ``<!-- mlip:api-reference -->`` gets the signature and docstring of each public name in :data:`API`.
+A config field without a comment, or an API name that does not import, fails the build
+(``mkdocs build --strict``), so the generated pages cannot fall behind the code.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import textwrap
 import typing
 
 CONFIG_MARK = "<!-- mlip:config-reference -->"
+LEARN_CONFIG_MARK = "<!-- mlip:learn-config-reference -->"
 API_MARK = "<!-- mlip:api-reference -->"
 
 # section title -> public names ("module:attribute"), in reading order
@@ -52,6 +55,15 @@ API: dict[str, list[str]] = {
         "mlip.md:read_h5md",
     ],
     "Training": ["mlip.train.config:load_config", "mlip.train.config:TrainConfig"],
+    "Active learning and labelling": [
+        "mlip.learn.config:load_config",
+        "mlip.learn.loop:Loop",
+        "mlip.learn.selection:select_uncertain",
+        "mlip.learn.selection:structure_fingerprint",
+        "mlip.dft.labelling:label_configurations",
+        "mlip.dft.executor:LocalExecutor",
+        "mlip.dft.executor:DaskExecutor",
+    ],
     "Compiled models": ["mlip.compile:CompiledModel"],
     "Kernels": [
         "mlip.kernels:set_backend",
@@ -98,11 +110,18 @@ def _md(text: str) -> str:
     return text.replace("|", "\\|")
 
 
-def config_reference() -> str:
-    """Markdown tables of every field of :class:`mlip.train.config.TrainConfig`, one per section."""
+def config_reference(top: type | None = None, shallow: tuple[type, ...] = ()) -> str:
+    """Markdown tables of every field of the config dataclass ``top`` (default
+    :class:`mlip.train.config.TrainConfig`), one per section; fields of a type in ``shallow`` are
+    listed, not expanded. Plain top-level fields go into a first table, ``top level``."""
     from mlip.train.config import TrainConfig
 
+    top = top or TrainConfig
     out: list[str] = []
+
+    def row(f: dataclasses.Field, comment: str) -> str:
+        kind = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
+        return f"| `{f.name}` | `{_md(kind)}` | `{_md(_default(f))}` | {_md(comment)} |"
 
     def section(cls: type, path: str) -> None:
         comments = field_comments(cls)
@@ -111,9 +130,7 @@ def config_reference() -> str:
         out.extend([f"## `{path}`", "", doc, "", "| field | type | default | meaning |", "|---|---|---|---|"])
         nested = []
         for f in dataclasses.fields(cls):
-            kind = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
-            cell = f"`{_md(kind)}`"
-            out.append(f"| `{f.name}` | {cell} | `{_md(_default(f))}` | {_md(comments[f.name])} |")
+            out.append(row(f, comments[f.name]))
             hint = hints[f.name]
             if dataclasses.is_dataclass(hint):
                 nested.append((hint, f.name))
@@ -123,12 +140,25 @@ def config_reference() -> str:
         for child, name in nested:
             section(child, f"{path}.{name}" if path else name)
 
-    top = TrainConfig
-    field_comments(top)
+    comments = field_comments(top)
     hints = typing.get_type_hints(top)
-    for f in dataclasses.fields(top):
+    expanded = [f for f in dataclasses.fields(top) if dataclasses.is_dataclass(hints[f.name])]
+    expanded = [f for f in expanded if hints[f.name] not in shallow]
+    plain = [f for f in dataclasses.fields(top) if f not in expanded]
+    if plain:
+        out.extend(["## top level", "", "| field | type | default | meaning |", "|---|---|---|---|"])
+        out.extend([row(f, comments[f.name]) for f in plain] + [""])
+    for f in expanded:
         section(hints[f.name], f.name)
     return "\n".join(out)
+
+
+def learn_config_reference() -> str:
+    """:func:`config_reference` of :class:`mlip.learn.config.LearnConfig` (its ``train`` not expanded)."""
+    from mlip.learn.config import LearnConfig
+    from mlip.train.config import TrainConfig
+
+    return config_reference(LearnConfig, shallow=(TrainConfig,))
 
 
 def _docstring_markdown(doc: str) -> str:
@@ -163,6 +193,8 @@ def api_reference() -> str:
 def on_page_markdown(markdown: str, page, config, files) -> str:
     if CONFIG_MARK in markdown:
         markdown = markdown.replace(CONFIG_MARK, config_reference())
+    if LEARN_CONFIG_MARK in markdown:
+        markdown = markdown.replace(LEARN_CONFIG_MARK, learn_config_reference())
     if API_MARK in markdown:
         markdown = markdown.replace(API_MARK, api_reference())
     return markdown

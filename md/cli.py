@@ -59,6 +59,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--device", default="auto", help="auto (cuda if available), cpu, cuda, ... (default auto)"
     )
     parser.add_argument("--backend", choices=("auto", "torch", "triton"), default="auto", help="kernels")
+    parser.add_argument(
+        "--fixed-shape",
+        action="store_true",
+        help="hand a .pt2 package the skin neighbour list padded to a fixed capacity (constant shapes "
+        "between rebuilds; the default on CUDA and with --cuda-graph; slower on the CPU: more edges)",
+    )
+    parser.add_argument(
+        "--cuda-graph",
+        action="store_true",
+        help="capture the force step as a CUDA graph and replay it until the padded neighbour list "
+        "changes shape (CUDA only; an eager model or a .pt2 package)",
+    )
     parser.add_argument("--dtype", choices=("float32", "float64"), default="float64")
     parser.add_argument("--output", default="md.h5", help="H5MD trajectory")
     parser.add_argument("--append", action="store_true", help="continue the run stored in --output")
@@ -134,12 +146,15 @@ def run(args: argparse.Namespace, model: Any = None) -> int:
     import torch
 
     from mlip import md, models
+    from mlip.compile.model import StepModel
     from mlip.kernels import set_backend
     from mlip.md.units import EV_A3_TO_GPA
     from mlip.train.distributed import choose_device
 
     _check_arguments(args)
     args.device = str(choose_device(args.device, 0))
+    if args.cuda_graph and torch.device(args.device).type != "cuda":
+        raise MDInputError(f"--cuda-graph needs a CUDA device (--device is {args.device})")
     output = Path(args.output)
     state = _initial_state(args, output)
     fire = args.ensemble in ("fire", "fire-cell")
@@ -150,7 +165,13 @@ def run(args: argparse.Namespace, model: Any = None) -> int:
         potential.to(device=args.device, dtype=getattr(torch, args.dtype)).eval().requires_grad_(False)
     )
     set_backend(potential, args.backend)
-    ff = md.ForceField(potential, skin=args.skin)
+    if args.cuda_graph:
+        from mlip.compile.graphs import cuda_graph
+
+        potential = cuda_graph(potential)
+    if args.fixed_shape and not isinstance(potential, StepModel):
+        raise MDInputError(f"--fixed-shape needs a compiled model (.pt2 package), not {args.model}")
+    ff = md.ForceField(potential, skin=args.skin, fixed_shape=True if args.fixed_shape else None)
     pressure = args.pressure / EV_A3_TO_GPA
     if fire:
         return _relax(args, state, ff, output, pressure)
@@ -189,7 +210,7 @@ def run(args: argparse.Namespace, model: Any = None) -> int:
     finally:
         for w in writers:
             w.close()
-    _report(result, args, state.num_atoms)
+    _report(result, args, state.num_atoms, ff)
     label = args.ensemble + (f" (replicas {sorted(result.dropped)} dropped)" if result.dropped else "")
     plot_energy(
         result.log, plot, state.num_atoms, label, drift=args.ensemble == "nve" and 0 not in result.dropped
@@ -357,13 +378,24 @@ def _candidates_path(args: argparse.Namespace, output: Path) -> Path:
     return Path(args.candidates) if args.candidates else output.with_name(f"{output.stem}_candidates.extxyz")
 
 
-def _report(result: Any, args: argparse.Namespace, num_atoms: Any) -> None:
-    """Throughput and, for NVE, each system's drift and fluctuation over the whole run (``dropped`` for
-    a replica that exploded); ``num_atoms`` ``[B]`` of the systems the run started with."""
+def _report(result: Any, args: argparse.Namespace, num_atoms: Any, ff: Any) -> None:
+    """Throughput, the padded edge capacity and CUDA-graph captures of a fixed-shape step and, for NVE,
+    each system's drift and fluctuation over the whole run (``dropped`` for a replica that exploded);
+    ``num_atoms`` ``[B]`` of the systems the run started with."""
     print(
         f"{result.state.step} steps of {args.dt} fs, {result.atom_steps_per_s:.4g} atom-steps/s, "
         f"{result.ns_per_day:.4g} ns/day, {result.state.num_systems} system(s), trajectory {args.output}"
     )
+    if ff.fixed_shape:
+        neighbors = ff.neighbors
+        line = (
+            f"fixed-shape step: edges padded to {neighbors.capacity} (grown {neighbors.growths} times), "
+            f"{neighbors.builds} neighbour-list builds"
+        )
+        if args.cuda_graph:
+            graph = ff.potential.step  # a StaticStep (mlip.compile.graphs.cuda_graph)
+            line += f", CUDA graph captured {graph.captures} times, replayed {graph.replays} times"
+        print(line)
     if args.ensemble == "nve" and len(result.log.time) >= 3:
         ids = result.log.system_ids.tolist()
         for name, values in (

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from mlip.compile.model import StepModel
 from mlip.data import keys as K
 from mlip.data.neighbors import SkinNeighborList, edge_vectors
 from mlip.md.state import MDState
@@ -16,12 +17,27 @@ class ForceField:
     The neighbour list is built at ``cutoff + skin`` (Å) and reused until an atom has moved more than
     ``skin / 2`` (or the cell deformed enough); ``neighbors.builds`` counts builds. The potential runs in
     its own dtype; results are stored on the state in float64.
+
+    ``fixed_shape`` hands a compiled step (:class:`~mlip.compile.model.StepModel`: a ``.pt2`` package or
+    a CUDA graph) the whole stored list padded to a fixed capacity
+    (:meth:`~mlip.data.neighbors.SkinNeighborList.padded`) instead of the pairs within the cutoff: its
+    input shapes then stay the same between rebuilds (and across rebuilds until the capacity grows,
+    logged as a warning), at the price of computing the skin pairs and the padding, which the step
+    weighs zero. Default: the step's own :attr:`~mlip.compile.model.StepModel.fixed_shape` (a CUDA graph,
+    a package on CUDA; not a package on the CPU, where it is only slower). An eager model cannot take
+    padding edges.
     """
 
-    def __init__(self, potential: Potential, skin: float = 1.0) -> None:
+    def __init__(self, potential: Potential, skin: float = 1.0, fixed_shape: bool | None = None) -> None:
         if not isinstance(potential, Potential):
             raise TypeError(f"ForceField needs an mlip Potential, got {type(potential).__name__}")
+        compiled = isinstance(potential, StepModel)
+        if fixed_shape and not compiled:
+            raise ValueError(
+                "fixed_shape needs a compiled step (mlip.compile): an eager model cannot take padding"
+            )
         self.potential = potential
+        self.fixed_shape = (compiled and potential.fixed_shape) if fixed_shape is None else fixed_shape
         self.neighbors = SkinNeighborList(potential.cutoff, skin)
         self._last: tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor] | None = None
 
@@ -29,8 +45,9 @@ class ForceField:
         """Set ``state.energy`` ``[B]`` (eV), ``state.forces`` ``[N, 3]`` (eV/Å, zero on fixed atoms) and,
         if asked, ``state.stress`` ``[B, 3, 3]`` (eV/Å^3); for a committee ``state.forces_std`` ``[N]``
         (eV/Å). In place; returns the state."""
-        edge_index, shifts = self.neighbors(state.positions, state.cell, state.pbc, state.batch)
-        self._last = (state.positions, state.cell, edge_index, shifts)
+        lists = self.neighbors.padded if self.fixed_shape else self.neighbors
+        edge_index, shifts = lists(state.positions, state.cell, state.pbc, state.batch)
+        self._last = None if self.fixed_shape else (state.positions, state.cell, edge_index, shifts)
         num_atoms = state.num_atoms
         ptr = torch.zeros(state.num_systems + 1, dtype=torch.int64, device=state.device)
         ptr[1:] = torch.cumsum(num_atoms, 0)

@@ -22,6 +22,7 @@ import torch
 from ase import Atoms
 from ase.calculators.calculator import Calculator, PropertyNotImplementedError, all_changes
 
+from mlip.compile.model import StepModel
 from mlip.data import keys as K
 from mlip.data.atomic_data import AtomicData, DataError, collate, from_atoms
 from mlip.data.neighbors import (
@@ -53,6 +54,15 @@ class MLIPCalculator(Calculator):
             not trained there.
         backend: kernel backend for this machine, ``"auto" | "torch" | "triton"``
             (:func:`mlip.kernels.set_backend`).
+        cuda_graph: run the force step as a CUDA graph (:func:`mlip.compile.graphs.cuda_graph`; an
+            eager model or a ``.pt2`` package on a CUDA device): captured at the first call and replayed
+            while the padded neighbour list keeps its shape, i.e. as long as the atoms move without a
+            rebuild that outgrows the edge capacity. :meth:`calculate_many` captures once per batch.
+
+    A compiled step that asks for fixed shapes (``cuda_graph``, or a ``.pt2`` package on CUDA:
+    :attr:`~mlip.compile.model.StepModel.fixed_shape`) gets the skin list padded to a fixed capacity
+    (:meth:`~mlip.data.neighbors.SkinNeighborList.padded`), so its input shapes stay the same between
+    neighbour-list rebuilds.
 
     Never returns NaN/inf: atoms closer than :data:`~mlip.data.neighbors.HARD_MIN_DISTANCE` (two atoms
     at one position) raise :class:`~mlip.data.neighbors.CloseAtomsError` naming the atoms, and a
@@ -77,6 +87,7 @@ class MLIPCalculator(Calculator):
         skin: float = 0.5,
         min_distance: float = 0.5,
         backend: str = "auto",
+        cuda_graph: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -87,6 +98,10 @@ class MLIPCalculator(Calculator):
             model = load(model, device=device, dtype=dtype)
         self.model = model.to(device=device, dtype=dtype).eval().requires_grad_(False)
         set_backend(self.model, backend)
+        if cuda_graph:
+            from mlip.compile.graphs import cuda_graph as graphed
+
+            self.model = graphed(self.model)
         self.device, self.dtype = device, dtype
         self.min_distance = float(min_distance)
         self._warned_close = False
@@ -158,6 +173,10 @@ class MLIPCalculator(Calculator):
         )
         data[K.EDGE_INDEX], data[K.CELL_SHIFTS] = edge_index, shifts
         self._check_distances(data, ["MLIPCalculator"], [0])
+        if isinstance(self.model, StepModel) and self.model.fixed_shape:  # the padded skin list
+            data[K.EDGE_INDEX], data[K.CELL_SHIFTS] = self._neighbors.padded(
+                data[K.POSITIONS], data[K.CELL].reshape(1, 3, 3), data[K.PBC].reshape(1, 3), batch
+            )
         out = self.model(data, compute_forces=True, compute_stress=with_stress)
         self.results = _results(out, 0, slice(None), with_stress, "MLIPCalculator")
 

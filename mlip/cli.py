@@ -30,6 +30,10 @@ VERBS: dict[str, tuple[str, str]] = {
     "label": ("mlip.label", "sample molecular configurations and label them with PySCF DFT (extra 'dft')"),
     "data": ("mlip.datasets.cli", "convert datasets to the HDF5 cache, show statistics"),
     "md": ("mlip.md.cli", "run molecular dynamics with a trained potential"),
+    "learn": (
+        "mlip.learn.cli",
+        "active learning: train a committee, run MD, label the most uncertain frames with PySCF, repeat",
+    ),
     "convert": (
         "mlip.interop.convert_verb",
         "convert a mace-torch model file (MACE / ScaleShiftMACE) to an mlip model file (needs --trust)",

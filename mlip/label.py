@@ -16,8 +16,6 @@ dataset, convert the result with ``mlip data convert`` (the HDF5 cache of :mod:`
 from __future__ import annotations
 
 import argparse
-import os
-import time
 from typing import Any
 
 from mlip.dft.pyscf_labeler import DFTSettings
@@ -60,6 +58,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--threads-per-worker", type=int, default=None, help="OpenMP threads each (default: cores / workers)"
     )
     run.add_argument("--time-limit", type=float, default=None, help="stop cleanly after this many seconds")
+    run.add_argument(
+        "--scheduler",
+        default=None,
+        help="Dask distributed scheduler address (tcp://host:8786): label on that cluster instead of "
+        "local processes (extra 'cluster'; --workers and --threads-per-worker are then the cluster's)",
+    )
 
 
 def _configurations(args: argparse.Namespace) -> list[Any]:
@@ -91,52 +95,10 @@ def _configurations(args: argparse.Namespace) -> list[Any]:
     return sampling.sample_molecule(mol, args.count, args.temperature, args.seed, args.min_wavenumber)
 
 
-def _work(task: tuple[int, Any, Any, DFTSettings]) -> tuple[int, dict[str, Any] | None, str, float]:
-    """Pool worker: label one configuration; returns (config_id, result or None, error, seconds)."""
-    from mlip.dft.pyscf_labeler import label
-
-    config_id, numbers, positions, settings = task
-    start = time.perf_counter()
-    try:
-        return config_id, label(numbers, positions, settings), "", time.perf_counter() - start
-    except Exception as error:  # an unconverged or failed SCF is reported and retried on resume
-        return config_id, None, f"{type(error).__name__}: {error}", time.perf_counter() - start
-
-
-def _labelled_atoms(atoms: Any, result: dict[str, Any], settings: DFTSettings, seconds: float) -> Any:
-    from ase.calculators.singlepoint import SinglePointCalculator
-
-    out = atoms.copy()
-    out.calc = SinglePointCalculator(out, energy=result["energy"], forces=result["forces"])
-    out.info.update(
-        energy_hartree=result["energy_hartree"],
-        scf_cycles=int(result["scf_cycles"]),
-        label_seconds=round(seconds, 3),
-        **{f"dft_{k}": v for k, v in settings.as_dict().items()},
-    )
-    return out
-
-
-def _results(tasks: list[Any], workers: int, threads: int):
-    """Yield worker results as they finish (a spawn pool of single-purpose PySCF processes, or inline)."""
-    from mlip.dft.pyscf_labeler import set_worker_threads
-
-    if workers <= 1:
-        set_worker_threads(threads)
-        yield from map(_work, tasks)
-        return
-    import multiprocessing
-
-    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ[var] = str(threads)  # inherited by the spawned workers before numpy loads
-    with multiprocessing.get_context("spawn").Pool(workers, set_worker_threads, (threads,)) as pool:
-        yield from pool.imap_unordered(_work, tasks)
-
-
 def main(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
     from mlip.dft import store
+    from mlip.dft.executor import make_executor
+    from mlip.dft.labelling import label_configurations
 
     configs = _configurations(args)
     if args.sample_only:
@@ -152,24 +114,11 @@ def main(args: argparse.Namespace) -> int:
         charge=args.charge,
         spin=args.spin,
     )
-    done = {int(a.info["config_id"]) for a in store.read_frames(args.output)}
-    todo = [a for a in configs if int(a.info["config_id"]) not in done]
-    by_id = {int(a.info["config_id"]): a for a in todo}
-    print(f"{len(done)} of {len(configs)} configurations already labelled; {len(todo)} to go")
-    threads = args.threads_per_worker or max(1, (os.cpu_count() or 1) // max(1, args.workers))
-    tasks = [(i, a.numbers, a.positions, settings) for i, a in by_id.items()]
-    start, failed = time.monotonic(), 0
-    bar = tqdm(total=len(configs), initial=len(done), desc="label", unit="config")
-    for config_id, result, error, seconds in _results(tasks, args.workers, threads):
-        if result is None:
-            failed += 1
-            tqdm.write(f"config {config_id}: {error}")
-        else:
-            store.append_frame(args.output, _labelled_atoms(by_id[config_id], result, settings, seconds))
-            bar.update(1)
-            bar.set_postfix(last_s=f"{seconds:.1f}")
-        if args.time_limit is not None and time.monotonic() - start > args.time_limit:
-            tqdm.write(f"time limit of {args.time_limit:.0f} s reached: stopping (run again to resume)")
-            break
-    bar.close()
-    return 1 if failed else 0
+    executor = make_executor(args.workers, args.threads_per_worker, args.scheduler)
+    try:
+        report = label_configurations(configs, args.output, settings, executor, args.time_limit)
+    finally:
+        executor.close()
+    if report.failed:
+        print(f"{len(report.failed)} of {len(configs)} configurations failed: run again to retry them")
+    return 1 if report.failed else 0

@@ -1,12 +1,17 @@
-"""Helpers users (and our suite) call to check their own models: equivariance under O(3) and E(3)."""
+"""Helpers users (and our suite) call to check their own models: equivariance under O(3) and E(3), and
+a tiny MACE to test a workflow with."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from mlip.o3 import D_from_matrix, Irreps, IrrepsLike, angles_to_matrix
+
+if TYPE_CHECKING:
+    from mlip.models.model import EquivariantModel
 
 
 def random_rotation(
@@ -115,3 +120,22 @@ def assert_potential_equivariant(
     if worst > atol:
         raise AssertionError(f"potential not invariant/equivariant: max deviation {worst:.3e} > {atol:.1e}")
     return worst
+
+
+def tiny_mace(species: Sequence[int] = (1, 6, 8), **overrides: Any) -> EquivariantModel:
+    """An untrained float64 MACE small enough for tests of a workflow (4 channels of ``0e + 1o``,
+    ``max_ell`` 1, correlation 2, radial MLP ``[8]``, cutoff 3 Å, seed 0) for ``species`` (atomic
+    numbers); ``overrides`` are further :class:`~mlip.models.mace.MACEConfig` fields (or ``dtype``,
+    ``seed``), e.g. ``scale=0.05`` for gentle forces from random weights."""
+    from mlip.models import create
+
+    options: dict[str, Any] = dict(
+        dtype=torch.float64,
+        seed=0,
+        hidden_irreps="4x0e+4x1o",
+        max_ell=1,
+        correlation=2,
+        radial_mlp=[8],
+        r_max=3.0,
+    )
+    return create("mace", species=list(species), **(options | overrides))

@@ -14,26 +14,14 @@ from ase.optimize import BFGS, FIRE
 
 from mlip.calculator import MLIPCalculator
 from mlip.data.atomic_data import DataError
-from mlip.models import create
+from mlip.testing import tiny_mace
 
 SPECIES = [1, 6, 8]
 
 
 @pytest.fixture(scope="module")
 def model():
-    return create(
-        "mace",
-        species=SPECIES,
-        hidden_irreps="4x0e+4x1o",
-        max_ell=2,
-        correlation=2,
-        radial_mlp=[8],
-        r_max=3.0,
-        avg_num_neighbors=4.0,
-        dtype=torch.float64,
-        seed=0,
-        e0s=[-1.0, -2.0, -3.0],
-    )
+    return tiny_mace(SPECIES, max_ell=2, avg_num_neighbors=4.0, e0s=[-1.0, -2.0, -3.0])
 
 
 def periodic() -> Atoms:

@@ -68,6 +68,22 @@ def test_config_reference_lists_every_field():
     assert "peak learning rate" in text  # optim.lr's comment
 
 
+def test_learn_config_reference_lists_every_field_but_the_train_config_once():
+    from mlip.learn.config import LearnConfig
+
+    text = _hooks().learn_config_reference()
+    hints = typing.get_type_hints(LearnConfig)
+    for f in dataclasses.fields(LearnConfig):
+        if dataclasses.is_dataclass(hints[f.name]) and f.name != "train":
+            assert f"## `{f.name}`" in text, f.name
+            for child in dataclasses.fields(hints[f.name]):
+                assert f"| `{child.name}` |" in text, f"{f.name}.{child.name}"
+        else:
+            assert f"| `{f.name}` |" in text, f.name
+    assert "## `train`" not in text and "peak learning rate" not in text  # documented in config.md
+    assert "most uncertain frames labelled per round" in text  # select.frames' comment
+
+
 def test_config_reference_refuses_an_undocumented_field():
     hooks = _hooks()
 
@@ -119,6 +135,8 @@ def test_docs_build_strict(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     config_page = (site / "config" / "index.html").read_text()
     assert "valid_every" in config_page and "time_limit" in config_page
+    learn_page = (site / "active_learning" / "index.html").read_text()
+    assert "min_distance" in learn_page and "max_dft_calls" in learn_page
     api_page = (site / "api" / "index.html").read_text()
     assert "MLIPCalculator" in api_page and "set_backend" in api_page
 

@@ -22,6 +22,7 @@ when atoms (or the cell) have moved enough for a pair to cross into the cutoff.
 
 from __future__ import annotations
 
+import logging
 import threading
 
 import numpy as np
@@ -29,6 +30,8 @@ import torch
 
 from mlip.data import keys as K
 from mlip.data.atomic_data import AtomicData, DataError
+
+log = logging.getLogger(__name__)
 
 HARD_MIN_DISTANCE = 0.1  # Å: atoms closer than this are refused (no potential is meaningful there)
 
@@ -356,7 +359,9 @@ class SkinNeighborList:
 
     Attributes:
         builds: number of builds so far.
-        capacity: edge count of the lists :meth:`padded` hands out.
+        capacity: edge count of the lists :meth:`padded` hands out (settable: a larger value reserves
+            room, a smaller one makes the next call grow it).
+        growths: times :meth:`padded` had to grow the capacity after its first list.
     """
 
     def __init__(self, cutoff: float, skin: float) -> None:
@@ -366,8 +371,10 @@ class SkinNeighborList:
         self.skin = float(skin)
         self.builds = 0
         self.capacity = 0
+        self.growths = 0
         self._ref: tuple[torch.Tensor, ...] | None = None
         self._edges: tuple[torch.Tensor, torch.Tensor] | None = None
+        self._padded: tuple[tuple[torch.Tensor, torch.Tensor], torch.Tensor, torch.Tensor] | None = None
 
     def __call__(
         self, positions: torch.Tensor, cell: torch.Tensor, pbc: torch.Tensor, batch: torch.Tensor
@@ -384,14 +391,30 @@ class SkinNeighborList:
         self, positions: torch.Tensor, cell: torch.Tensor, pbc: torch.Tensor, batch: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """The whole stored list (pairs closer than ``cutoff + skin``) padded by :func:`pad_edges` to
-        ``capacity`` edges, for a fixed-shape step (compiled package, CUDA graph): the shape stays the
-        same between rebuilds, and across rebuilds until a list outgrows the capacity, which then grows to
-        ``1.25 E`` rounded up to a multiple of 64. Only for steps that treat padding edges as zero
+        ``capacity`` edges, for a fixed-shape step (compiled package, CUDA graph): the same tensors are
+        returned until the next rebuild, and the shape stays the same across rebuilds until a list
+        outgrows the capacity, which then grows to ``1.25 E`` rounded up to a multiple of 64 (logged as
+        a warning: the fixed-shape step sees a new edge count, a CUDA graph is captured again). The first
+        list sets the capacity the same way. Only for steps that treat padding edges as zero
         (:mod:`mlip.compile`): an eager model cannot take a zero-length edge."""
-        edge_index, shifts = self._stored(positions, cell, pbc, batch)
-        if edge_index.shape[1] > self.capacity:
-            self.capacity = -(-int(1.25 * edge_index.shape[1]) // 64) * 64
-        return pad_edges(edge_index, shifts, self.capacity)
+        stored = self._stored(positions, cell, pbc, batch)
+        count = stored[0].shape[1]
+        if count > self.capacity:
+            grown = -(-int(1.25 * count) // 64) * 64
+            if self.capacity:
+                self.growths += 1
+                log.warning(
+                    "neighbour list: %d edges exceed the padded capacity of %d; it grows to %d (a new edge "
+                    "count for the fixed-shape step; a CUDA graph is captured again)",
+                    count,
+                    self.capacity,
+                    grown,
+                )
+            self.capacity = grown
+        cached = self._padded
+        if cached is None or cached[0] is not stored or cached[1].shape[1] != self.capacity:
+            self._padded = (stored, *pad_edges(*stored, self.capacity))
+        return self._padded[1], self._padded[2]
 
     def _stored(
         self, positions: torch.Tensor, cell: torch.Tensor, pbc: torch.Tensor, batch: torch.Tensor

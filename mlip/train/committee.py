@@ -60,16 +60,22 @@ def prepare(
     return [(m, resume and s) for m, s in zip(members, started, strict=True)]
 
 
-def finish(config: TrainConfig, ctx: Context, results: list[dict[str, Any]]) -> dict[str, Any]:
-    """Write ``output.dir/committee.model`` from the members' ``best.model`` (main process); returns
-    ``{"committee": path, "members": results}`` (each member's final metrics)."""
+def write_committee(config: TrainConfig) -> Path:
+    """Write ``output.dir/committee.model`` (atomically) from the members' ``best.model``; returns it."""
     from mlip.models import Committee, load, save
     from mlip.train.checkpoint import atomic_write
 
     target = Path(config.output.dir) / COMMITTEE_FILE
+    members = [member_config(config, i) for i in range(config.train.committee)]
+    committee = Committee([load(Path(m.output.dir) / "best.model") for m in members])
+    atomic_write(target, lambda path: save(committee, path))
+    return target
+
+
+def finish(config: TrainConfig, ctx: Context, results: list[dict[str, Any]]) -> dict[str, Any]:
+    """:func:`write_committee` (main process); returns ``{"committee": path, "members": results}``
+    (each member's final metrics)."""
     if ctx.is_main:
-        members = [member_config(config, i) for i in range(config.train.committee)]
-        committee = Committee([load(Path(m.output.dir) / "best.model") for m in members])
-        atomic_write(target, lambda path: save(committee, path))
+        write_committee(config)
     ctx.barrier()
-    return {"committee": str(target), "members": results}
+    return {"committee": str(Path(config.output.dir) / COMMITTEE_FILE), "members": results}

@@ -19,11 +19,10 @@ from ase import Atoms
 from ase.build import bulk, molecule
 from ase.md.verlet import VelocityVerlet
 
-from mlip import cli, md
+from mlip import cli, md, testing
 from mlip.calculator import MLIPCalculator, NonFiniteResultError
 from mlip.data.neighbors import CloseAtomsError
 from mlip.md import cli as md_cli
-from mlip.models import create
 from mlip.models.classical import LennardJones
 
 
@@ -34,19 +33,7 @@ def _one_thread():
 
 def tiny_mace(scale: float = 0.05):
     """An untrained float64 MACE for H, C, O (cutoff 3 Å) with gentle forces."""
-    return create(
-        "mace",
-        species=[1, 6, 8],
-        dtype=torch.float64,
-        seed=0,
-        hidden_irreps="4x0e+4x1o",
-        max_ell=2,
-        correlation=2,
-        radial_mlp=[8],
-        r_max=3.0,
-        avg_num_neighbors=4.0,
-        scale=scale,
-    )
+    return testing.tiny_mace(max_ell=2, avg_num_neighbors=4.0, scale=scale)
 
 
 @pytest.fixture(scope="module")

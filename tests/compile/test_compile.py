@@ -8,6 +8,7 @@ Each package is compiled once per module (tiny models; about 35 s each on 2 shar
 from __future__ import annotations
 
 import json
+import logging
 import zipfile
 
 import ase.io
@@ -18,9 +19,10 @@ import torch
 from ase import Atoms
 from ase.build import molecule
 
-from mlip import cli
+from mlip import cli, md
 from mlip.calculator import MLIPCalculator
 from mlip.compile import CompiledModel, PackageError, export_step, read_metadata
+from mlip.compile.graphs import cuda_graph
 from mlip.data.atomic_data import DataError, collate, from_atoms
 from mlip.data.neighbors import SkinNeighborList, add_neighbors
 from mlip.kernels.tp_conv import torch_fast as conv
@@ -148,34 +150,51 @@ def test_calculator_runs_the_package(packages):
     source, package = packages["mace"]
     atoms = triclinic((2, 1, 1))
     results = []
-    for model in (source, package):
+    # the package on the filtered list (the CPU default), and on the padded list through the static
+    # step (the CUDA-graph path without capture)
+    for model in (source, package, cuda_graph(load(package), capture=False)):
         atoms.calc = MLIPCalculator(model, device="cpu")
-        results.append((atoms.get_potential_energy(), atoms.get_forces(), atoms.get_stress()))
-    for ref, out in zip(*results, strict=True):
-        np.testing.assert_allclose(out, ref, rtol=0, atol=1e-10)
+        results.append([])
+        for shift in (0.0, 0.02, 0.04):  # moves within the skin: one list, one padded shape
+            atoms.positions[:4] += shift
+            results[-1].append((atoms.get_potential_energy(), atoms.get_forces(), atoms.get_stress()))
+            atoms.positions[:4] -= shift
+    neighbors = atoms.calc._neighbors
+    assert neighbors.builds == 1 and neighbors.capacity > 0 and neighbors.growths == 0
+    assert atoms.calc.model.step.captures == 1 and atoms.calc.model.step.replays == 3
+    for run in results[1:]:
+        for ref_step, out_step in zip(results[0], run, strict=True):
+            for ref, out in zip(ref_step, out_step, strict=True):
+                np.testing.assert_allclose(out, ref, rtol=0, atol=1e-10)
     atoms.numbers[0] = 7
     with pytest.raises(DataError, match="N"):
         atoms.get_potential_energy()
 
 
-def test_md_through_the_package_equals_eager_step_by_step(packages, tmp_path):
+def test_md_through_the_package_equals_eager_step_by_step(packages, tmp_path, capsys):
     source, package = packages["nequip"]
     structure = tmp_path / "ethanol.extxyz"
     ase.io.write(structure, molecule("CH3CH2OH"))
     frames = {}
-    for label, model in (("eager", source), ("compiled", package)):
+    for label, model, extra in (
+        ("eager", source, []),
+        ("compiled", package, []),
+        ("padded", package, ["--fixed-shape"]),
+    ):
         output = tmp_path / f"{label}.h5"
         argv = ["md", str(structure), "--model", model, "--ensemble", "nve", "--steps", "12", "--dt", "0.5"]
         argv += ["--write-interval", "1", "--output", str(output), "--no-progress", "--temperature", "300"]
-        assert cli.main(argv) == 0
+        assert cli.main(argv + extra) == 0
+        assert ("fixed-shape step: edges padded to" in capsys.readouterr().out) == bool(extra)
         with h5py.File(output, "r") as f:
             frames[label] = (
                 f["particles/system_0000/position/value"][()],
                 f["particles/system_0000/force/value"][()],
             )
     assert frames["eager"][0].shape[0] == 13
-    for ref, out in zip(frames["eager"], frames["compiled"], strict=True):
-        np.testing.assert_allclose(out, ref, rtol=0, atol=1e-10)
+    for label in ("compiled", "padded"):
+        for ref, out in zip(frames["eager"], frames[label], strict=True):
+            np.testing.assert_allclose(out, ref, rtol=0, atol=1e-10)
 
 
 def test_eval_runs_the_package(packages, tmp_path):
@@ -240,3 +259,36 @@ def test_mismatched_packages_are_refused(packages, tmp_path, capsys):
         z.writestr("a.txt", "not a package")
     with pytest.raises(PackageError, match="not an mlip .pt2 package"):
         load(stray)
+
+
+def test_padded_md_through_the_package_equals_eager_step_by_step(packages, run_md, caplog):
+    """The Python MD driver on a package with the fixed-capacity padded list: same trajectory as eager
+    on a periodic cell and a molecule, shapes constant over rebuilds, the capacity grown once (logged);
+    and the package's single-threaded runner through the static-buffer step (the CUDA-graph path, no
+    capture on the CPU) equals it too."""
+    source, package = packages["nequip"]
+    structures = [triclinic((2, 1, 1)), molecule("CH3CH2OH")]
+    frames, ff = run_md(load(source).eval(), 16, structures=structures)
+    assert not ff.fixed_shape and ff.neighbors.builds >= 2
+    shapes = []
+    compiled = load(package)
+    assert not compiled.fixed_shape and not md.ForceField(compiled).fixed_shape  # the CPU default
+    original = compiled.step
+    compiled.step = lambda *inputs: shapes.append(inputs[2].shape) or original(*inputs)
+    with caplog.at_level(logging.WARNING, logger="mlip.data.neighbors"):
+        padded_frames, padded_ff = run_md(
+            compiled, 16, {0: 1024, 8: 64}, structures=structures, fixed_shape=True
+        )
+    assert padded_ff.fixed_shape and padded_ff.neighbors.builds == ff.neighbors.builds
+    assert padded_ff.neighbors.growths == 1 and "exceed the padded capacity of 64" in caplog.text
+    assert (
+        len(set(shapes)) == 2 and shapes[0] == (2, 1024) and shapes[-1] == (2, padded_ff.neighbors.capacity)
+    )
+    graphed = cuda_graph(compiled, capture=False)
+    static_frames, _ = run_md(graphed, 16, structures=structures)
+    assert graphed.step.captures == 1 and graphed.step.replays == 17
+    for run in (padded_frames, static_frames):
+        assert len(run) == len(frames) == 17
+        for i, ((x, f), (x_ref, f_ref)) in enumerate(zip(run, frames, strict=True)):
+            torch.testing.assert_close(x, x_ref, **TOL, msg=lambda m, i=i: f"step {i}: {m}")
+            torch.testing.assert_close(f, f_ref, **TOL, msg=lambda m, i=i: f"step {i}: {m}")

@@ -12,7 +12,9 @@ from mlip.data import keys as K
 from mlip.data.atomic_data import collate, from_atoms
 from mlip.data.neighbors import add_neighbors
 from mlip.interop.pyg import PyGDataset, from_pyg, to_pyg
-from mlip.models import create
+from mlip.testing import tiny_mace
+
+SPECIES = [1, 6, 8, 29]
 
 
 def structures():
@@ -36,19 +38,7 @@ def records():
 
 @pytest.fixture(scope="module")
 def model():
-    return create(
-        "mace",
-        species=[1, 6, 8, 29],
-        dtype=torch.float64,
-        seed=0,
-        hidden_irreps="4x0e+4x1o",
-        max_ell=1,
-        correlation=2,
-        num_interactions=2,
-        r_max=3.0,
-        radial_mlp=[8],
-        num_bessel=4,
-    )
+    return tiny_mace(SPECIES, num_bessel=4)
 
 
 def test_round_trip_keeps_every_field():
@@ -84,19 +74,7 @@ def extxyz_dataset(path):
 
 
 def test_training_step_from_pyg_dataloader(model, tmp_path):
-    model = create(
-        "mace",
-        species=[1, 6, 8, 29],
-        dtype=torch.float64,
-        seed=1,
-        hidden_irreps="4x0e+4x1o",
-        max_ell=1,
-        correlation=2,
-        num_interactions=1,
-        r_max=3.0,
-        radial_mlp=[8],
-        num_bessel=4,
-    ).train()
+    model = tiny_mace(SPECIES, seed=1, num_interactions=1, num_bessel=4).train()
     dataset = extxyz_dataset(tmp_path / "train.extxyz")
     loader = DataLoader(PyGDataset(dataset, cutoff=model.cutoff), batch_size=2, shuffle=False)
     optimizer = torch.optim.Adam(model.parameters(), lr=0.02)

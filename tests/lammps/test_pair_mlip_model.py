@@ -33,19 +33,10 @@ pair_coeff * * {package} H C O
 @pytest.fixture(scope="module")
 def model_files(tmp_path_factory):
     """A small two-layer MACE (random weights, r_max 3 Å) saved, and compiled by `mlip compile`."""
-    from mlip.models import create
+    from mlip.testing import tiny_mace
 
     folder = tmp_path_factory.mktemp("mace")
-    model = create(
-        "mace",
-        species=ELEMENTS,
-        hidden_irreps="4x0e+4x1o",
-        max_ell=1,
-        correlation=2,
-        num_interactions=2,
-        r_max=3.0,
-        seed=0,
-    )
+    model = tiny_mace(ELEMENTS, dtype=None, radial_mlp=[64, 64, 64])  # float32
     model.save(folder / "mace.model")
     run = subprocess.run(
         [str(BIN / "mlip"), "compile", str(folder / "mace.model"), "-o", str(folder / "mace.pt2")],

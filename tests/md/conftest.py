@@ -5,7 +5,7 @@ import pytest
 import torch
 from ase.build import bulk
 
-from mlip.models import create
+from mlip import testing
 from mlip.models.classical import LennardJones
 
 
@@ -26,19 +26,7 @@ def lj():
 def tiny_mace():
     """An untrained float64 MACE for H, C, O (4 channels, cutoff 3 Å), its energy scaled down (``scale``
     0.05 eV) so that random weights give gentle forces (< 0.3 eV/Å on ethanol) and MD stays stable."""
-    return create(
-        "mace",
-        species=[1, 6, 8],
-        dtype=torch.float64,
-        seed=0,
-        hidden_irreps="4x0e+4x1o",
-        max_ell=2,
-        correlation=3,
-        radial_mlp=[8],
-        r_max=3.0,
-        avg_num_neighbors=4.0,
-        scale=0.05,
-    )
+    return testing.tiny_mace(max_ell=2, correlation=3, avg_num_neighbors=4.0, scale=0.05)
 
 
 @pytest.fixture(autouse=True)

@@ -11,24 +11,14 @@ from ase.calculators.fd import calculate_numerical_forces
 
 from mlip.calculator import MLIPCalculator
 from mlip.models import Committee, ModelFileError, create, load, save
+from mlip.testing import tiny_mace
 
 SPECIES = [1, 6, 8]
 
 
 def _member(seed: int):
-    return create(
-        "mace",
-        species=SPECIES,
-        hidden_irreps="4x0e+4x1o",
-        max_ell=1,
-        correlation=2,
-        num_interactions=1,
-        radial_mlp=[8],
-        r_max=3.0,
-        avg_num_neighbors=4.0,
-        dtype=torch.float64,
-        seed=seed,
-        e0s=[-1.0 - seed, -2.0, -3.0],
+    return tiny_mace(
+        SPECIES, num_interactions=1, avg_num_neighbors=4.0, seed=seed, e0s=[-1.0 - seed, -2.0, -3.0]
     )
 
 
