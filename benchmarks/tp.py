@@ -23,7 +23,9 @@ Graph: ``E`` edges, ``N = E // 16`` nodes, random ``src``/``dst``; our convoluti
 neighbour list and shares it between its layers (``--sort-per-call``: a fresh one, i.e. the edges sorted,
 in every call). ``uvw`` configs are plain batched products (batch ``E``) with shared weights by default
 (``--uvw-weights per-sample`` for one weight vector per sample), e3nn given the same.
-Each timing is the median of ``--repeats`` runs after warm-up (CUDA synchronized); ``row_wall_s`` is the
+Each timing is the median of ``--repeats`` runs after warm-up (CUDA synchronized), the best of ``--rounds``
+rounds that alternate the candidates (3 with ``--sweep``: on a shared machine a neighbour's burst then
+slows every candidate of a round alike; ``torch_x_range`` gives the per-round ratios); ``row_wall_s`` is the
 whole row's wall time (building, checks, compiling, all timings), to see where a suite's minutes go.
 Outputs are checked against e3nn before timing. Roofline fraction is ``max(bytes/bandwidth,
 flops/peak) / time`` with *approximate* counts: bytes = each input read once and each output written
@@ -42,8 +44,10 @@ import torch
 
 from mlip.benchmarking import measure, print_table, write_json
 from mlip.kernels import ConvGraph, TensorProduct, tp_conv
+from mlip.kernels.tensor_product import torch_fast
 from mlip.kernels.tensor_product.configs import CHANNELWISE, CONFIGS, shape_instructions
 from mlip.kernels.tensor_product.descriptor import wigner_block
+from mlip.kernels.tensor_product.formulation import choose
 
 # bytes/s, fp32 FLOP/s, fp64 FLOP/s (non-tensor-core vector peaks)
 PEAKS = {"H100": (3.35e12, 67e12, 34e12), "H200": (4.8e12, 67e12, 34e12)}
@@ -206,10 +210,13 @@ def _fmt(value) -> str:
     return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
-def timed(fn, data, kind: str, repeats: int, min_time: float = 0.0) -> float:
+def timed(fn, data, kind: str, repeats: int, min_time: float = 0.0, clock: str = "wall") -> float:
     """Median seconds of one pass (after one warm-up call, which also compiles), over at least ``repeats``
-    calls and ``min_time`` seconds."""
-    return measure(lambda: run_pass(fn, data, kind), repeats=repeats, warmup=1, min_time=min_time)
+    calls and ``min_time`` seconds; ``clock`` ``"wall"`` or ``"cpu"`` (process CPU time)."""
+    timer = time.process_time if clock == "cpu" else time.perf_counter
+    return measure(
+        lambda: run_pass(fn, data, kind), repeats=repeats, warmup=1, min_time=min_time, clock=timer
+    )
 
 
 def profile(fn, data, kind: str, calls: int, rows: int = 14) -> None:
@@ -277,7 +284,14 @@ def time_row(shape, dtype_name: str, kind: str, edges: int, args, backends, peer
             # cuEquivariance's fp64 coefficients agree with e3nn's to ~1e-8 only
             if err > (1e-4 if dtype == torch.float32 else 1e-9 if backend in backends else 1e-7):
                 raise AssertionError(f"{shape} {backend} {dtype_name}: relative error {err:.2e}")
-    times = {b: timed(f, data, kind, args.repeats, args.min_time) for b, f in fns.items()}
+    # rounds interleave the candidates, so a neighbour's burst on a shared machine slows all of them alike;
+    # each time is the best round's, and the per-round ratios give the spread
+    rounds: list[dict[str, float]] = []
+    for _ in range(args.rounds):
+        rounds.append(
+            {b: timed(f, data, kind, args.repeats, args.min_time, args.clock) for b, f in fns.items()}
+        )
+    times = {b: min(r[b] for r in rounds) for b in fns}
     if args.profile:
         for backend, fn in fns.items():
             print(f"--- profile: {backend} {dtype_name} {kind}, {edges} edges (self CPU time per op)")
@@ -285,8 +299,18 @@ def time_row(shape, dtype_name: str, kind: str, edges: int, args, backends, peer
     ideal = roofline(shape, data, kind, dtype, device)
     best = min(times[b] for b in backends)
     row = {"dtype": dtype_name, "pass": kind, "edges": edges, "weights": "shared" if shared else "per-sample"}
+    if args.clock != "wall":
+        row["clock"] = args.clock
+    if not shape[3]:  # the general path's formulation (tuned or cost model), as the timed calls took it
+        x, w = data[0], data[2]
+        desc = build_tp(shape, shared=shared).descriptor
+        row["formulation"] = choose("general", torch_fast.GENERAL_FORMULATIONS, desc, x, w).name
     row.update({f"{b}_ms": t * 1e3 for b, t in times.items()})
     row.update({f"{b}_x_vs_e3nn": times["e3nn"] / times[b] for b in backends})
+    if args.rounds > 1:
+        for b in backends:
+            ratios = [r["e3nn"] / r[b] for r in rounds]
+            row[f"{b}_x_range"] = f"{min(ratios):.2f}-{max(ratios):.2f}"
     if cueq:
         row["ours_x_vs_cueq"] = min(times[p] for p in cueq) / best
     row["roofline_fraction"] = None if ideal is None else ideal / best
@@ -310,11 +334,26 @@ def main() -> None:
     )
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--configs", nargs="*", default=None)
+    parser.add_argument(
+        "--points", nargs="*", default=None, help="with --sweep: names containing one of these"
+    )
     parser.add_argument("--dtypes", nargs="*", default=["float32", "float64"])
     parser.add_argument("--passes", nargs="*", default=list(PASSES))
     parser.add_argument("--edges", type=int, default=None, help="batch (edges); default 50k (20k double)")
     parser.add_argument("--repeats", type=int, default=None)
-    parser.add_argument("--min-time", type=float, default=None, help="s per timing; default 0.3 with --sweep")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=None,
+        help="interleaved timing rounds, best kept; default 3 with --sweep",
+    )
+    parser.add_argument("--min-time", type=float, default=None, help="s per timing; default 0.1 with --sweep")
+    parser.add_argument(
+        "--clock",
+        choices=["wall", "cpu"],
+        default="wall",
+        help="wall time, or process CPU time (CPU: a shared machine's waits left out; threads summed)",
+    )
     parser.add_argument("--out", default=None, help="JSON file")
     parser.add_argument("--plot", default=None, help="PNG of the ratios against e3nn")
     parser.add_argument("--uvw-weights", choices=["shared", "per-sample"], default="shared")
@@ -325,12 +364,14 @@ def main() -> None:
     args = parser.parse_args()
     device = torch.device(args.device)
     args.repeats = args.repeats or (3 if args.quick else 10)
-    args.min_time = args.min_time if args.min_time is not None else (0.3 if args.sweep else 0.0)
+    args.rounds = args.rounds or (3 if args.sweep else 1)
+    args.min_time = args.min_time if args.min_time is not None else (0.1 if args.sweep else 0.0)
     backends = ["triton", "torch"] if device.type == "cuda" else ["torch"]
     peers = ["cueq", "cueq-fused"] if device.type == "cuda" and cueq_available() else []
     if args.sweep:
         jobs = [(p, {k: p[k] for k in ("name", "channels", "lmax", "lmax_out", "mode", "edges_per_node",
-                                       "threads")}) for p in sweep_points(args.quick)]  # fmt: skip
+                                       "threads")}) for p in sweep_points(args.quick)
+                if not args.points or any(s in p["name"] for s in args.points)]  # fmt: skip
     else:
         names = args.configs or (
             ["mace-medium", "nequip-aspirin", "nequip-water"] if args.quick else list(CONFIGS)

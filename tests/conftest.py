@@ -12,3 +12,6 @@ import torch
 
 if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")
+# the fast torch kernels' formulation tuner times candidates on first use: tests take the cost model's
+# deterministic choice instead (tests/kernels/test_formulation.py turns the tuner on where it tests it)
+os.environ.setdefault("MLIP_TP_TUNE", "0")

@@ -2,16 +2,22 @@
 the rest (``uvw``, ``uvu`` with ``mul2 > 1``, mixtures).
 
 Channelwise (``uvu``, ``mul2 == 1``) formulation, per group of ``in1`` blocks sharing a multiplicity
-``U`` (``D1`` = their summed irrep dimensions, ``K`` = the summed output dimensions of the group's paths,
-ordered by output block):
+``U``, in a channels-last layout: features are ``[B, D1, U]`` (``D1`` the group's summed ``in1``
+dimensions; ``U`` innermost, so every elementwise op and every GEMM's N dimension runs over the
+channels). A group's paths are cut into *runs* (:class:`Run`): consecutive paths of one output dimension
+``d`` whose weights are consecutive in the weight vector (``P`` paths, ``K = P * d`` message rows).
+Per run:
 
-1. ``A = y @ G``: one dense GEMM of the per-sample ``y [B, dim2]`` against a precomputed coupling matrix
-   ``G [dim2, D1 * K]`` holding ``coef * wigner_3j`` of every path: ``A [B, D1, K]``.
-2. ``t = bmm(x [B, U, D1], A)``: all paths of the group at once, ``[B, U, K]``.
-3. ``t * w`` with the per-path weights broadcast over each path's output columns (one gather), then,
-   when several paths share an output block, a sum through a 0/1 reduction matrix.
+1. ``A = y @ G``: one dense GEMM of ``y [B, dim2]`` against a precomputed coupling matrix
+   ``G [dim2, K * D1]`` holding ``coef * wigner_3j`` of the run's paths: ``A [B, K, D1]``.
+2. ``t = bmm(A, x [B, D1, U])``: ``[B, K, U]``, the channels as the GEMM's N.
+3. ``t.view(B, P, d, U) * w.view(B, P, 1, U)``: the run's weights are a *view* of the weight vector
+   (a path's ``U`` weights are contiguous, the run's paths consecutive) broadcast over ``d``. The
+   weights are never expanded to the messages' size, and their gradient is a reduction over ``d``
+   written in the weight layout (no scatter).
 
-This replaces e3nn's per-path outer products and einsums by three large ops.
+Messages stay per run ``[B, K, U]`` (the convolution sums them over edges in this layout) and return to
+e3nn's layout once, at the end (:func:`from_channels`).
 
 General formulation (:func:`tensor_product_general`), per pair ``(in1[i], in2[j])`` used by some path:
 
@@ -30,115 +36,214 @@ Gradients and double gradients come from autograd. Work is chunked over the batc
 from __future__ import annotations
 
 import functools
+import math
 from dataclasses import dataclass
 
 import torch
 
+from mlip.kernels.tensor_product import blocks as per_block
+from mlip.kernels.tensor_product import formulation
 from mlip.kernels.tensor_product.descriptor import TPDescriptor, wigner_block
+from mlip.kernels.tensor_product.formulation import Formulation, Problem
 from mlip.o3 import Irreps, cached_constant
 
 CHUNK_ELEMENTS = 1 << 22
 
 
 @dataclass(frozen=True)
+class Run:
+    """Consecutive paths of a group with one output dimension ``dim`` and consecutive weights: ``P``
+    paths, ``P * dim`` message rows ordered ``(m, p)`` (component ``m`` of path ``p`` is row
+    ``m * P + p``); ``weight_start`` is the first weight column (``-1``: unweighted paths)."""
+
+    dim: int
+    paths: tuple[int, ...]  # instruction indices in row order
+    weight_start: int
+
+    @property
+    def width(self) -> int:
+        return self.dim * len(self.paths)
+
+
+@dataclass(frozen=True)
 class Group:
-    """Paths whose ``in1`` blocks share multiplicity ``mul``; columns ordered by output block."""
+    """Paths whose ``in1`` blocks share multiplicity ``mul``, as runs."""
 
     mul: int
     in1_blocks: tuple[int, ...]
-    out_blocks: tuple[int, ...]  # output blocks in column order
-    paths: tuple[int, ...]  # instruction indices in column order
-    width: int  # K: summed output dimensions of the paths
-    out_width: int  # summed dimensions of out_blocks
+    runs: tuple[Run, ...]
+    bmms: tuple[int, ...]  # runs per bmm, in order (see _bmm_sizes)
+
+    @property
+    def width(self) -> int:  # K: summed output dimensions of the paths
+        return sum(r.width for r in self.runs)
+
+
+def _runs(desc: TPDescriptor, paths: list[int], mul: int) -> tuple[Run, ...]:
+    """Paths sorted by (output dimension, weighted first, weight offset), cut where the dimension, the
+    weighting or the weight contiguity changes."""
+
+    def key(n: int) -> tuple:
+        ins = desc.instructions[n]
+        return (desc.irreps_out[ins.i_out].ir.dim, not ins.has_weight, ins.weight_offset, n)
+
+    runs: list[list[int]] = []
+    for n in sorted(paths, key=key):
+        if runs:
+            last = desc.instructions[runs[-1][-1]]
+            ins = desc.instructions[n]
+            same_dim = desc.irreps_out[last.i_out].ir.dim == desc.irreps_out[ins.i_out].ir.dim
+            weights_follow = (
+                ins.weight_offset == last.weight_offset + mul if ins.has_weight else not last.has_weight
+            )
+            if same_dim and last.has_weight == ins.has_weight and weights_follow:
+                runs[-1].append(n)
+                continue
+        runs.append([n])
+    return tuple(
+        Run(
+            desc.irreps_out[desc.instructions[r[0]].i_out].ir.dim,
+            tuple(r),
+            desc.instructions[r[0]].weight_offset if desc.instructions[r[0]].has_weight else -1,
+        )
+        for r in runs
+    )
 
 
 @functools.cache
 def plan(desc: TPDescriptor) -> tuple[Group, ...]:  # channelwise descriptors
-    """Split a channelwise descriptor into groups of equal ``in1`` multiplicity."""
+    """Split a channelwise descriptor into groups of equal ``in1`` multiplicity, each into runs."""
     if not desc.channelwise:
         raise ValueError("the fast torch path handles channelwise (uvu, mul2 == 1) descriptors only")
     groups = []
-    muls = sorted({desc.irreps_in1[ins.i_in1].mul for ins in desc.instructions})
-    for mul in muls:
+    for mul in sorted({desc.irreps_in1[ins.i_in1].mul for ins in desc.instructions}):
         paths = [n for n, ins in enumerate(desc.instructions) if desc.irreps_in1[ins.i_in1].mul == mul]
-        outs = sorted({desc.instructions[n].i_out for n in paths})
-        paths.sort(key=lambda n: outs.index(desc.instructions[n].i_out))
         in1 = sorted({desc.instructions[n].i_in1 for n in paths})
-        dims = [desc.irreps_out[desc.instructions[n].i_out].ir.dim for n in paths]
-        out_width = sum(desc.irreps_out[o].ir.dim for o in outs)
-        groups.append(Group(mul, tuple(in1), tuple(outs), tuple(paths), sum(dims), out_width))
+        runs = _runs(desc, paths, mul)
+        dim1 = sum(desc.irreps_in1[b].ir.dim for b in in1)
+        groups.append(Group(mul, tuple(in1), runs, _bmm_sizes(runs, dim1 * mul)))
     return tuple(groups)
 
 
-def _coupling(desc: TPDescriptor, g: Group) -> torch.Tensor:
-    """``G [dim2, D1 * K]`` (float64): coefficient times Wigner 3j of every path of the group."""
+SMALL_BMM = 400  # ATen's CPU bmm takes an unvectorized loop below this many multiply-adds per sample
+
+
+def _bmm_sizes(runs: tuple[Run, ...], per_row: int) -> tuple[int, ...]:
+    """Runs per ``bmm``: one each (separate outputs: no split, whose backward is a slow ``cat`` along
+    the rows), except that consecutive runs are merged until a ``bmm`` has ``SMALL_BMM`` multiply-adds
+    per sample (``per_row = D1 * U`` per message row)."""
+    sizes, rows = [], SMALL_BMM
+    for run in runs:
+        if rows >= SMALL_BMM:
+            sizes.append(0)
+            rows = 0
+        sizes[-1] += 1
+        rows += run.width * per_row
+    if len(sizes) > 1 and rows < SMALL_BMM:  # a small last one joins the one before
+        sizes[-2] += sizes.pop()
+    return tuple(sizes)
+
+
+def _coupling(desc: TPDescriptor, g: Group, runs: tuple[Run, ...]) -> torch.Tensor:
+    """``G [dim2, K * D1]`` (float64): ``coef * wigner_3j`` of the paths of ``runs`` (of group ``g``),
+    ``(k, i)`` row-major; within a run, row ``m * P + p`` is component ``m`` of its path ``p``."""
     in1_dims = [desc.irreps_in1[b].ir.dim for b in g.in1_blocks]
     row0 = [sum(in1_dims[:n]) for n in range(len(in1_dims))]
     s2 = desc.irreps_in2.slices()
-    table = torch.zeros(desc.irreps_in2.dim, sum(in1_dims), g.width, dtype=torch.float64)
-    col = 0
-    for n in g.paths:
-        ins = desc.instructions[n]
-        cg = wigner_block(ins, desc, torch.float64, torch.device("cpu"))  # [d1, d2, do]
-        r = row0[g.in1_blocks.index(ins.i_in1)]
-        table[s2[ins.i_in2], r : r + cg.shape[0], col : col + cg.shape[2]] = cg.permute(1, 0, 2)
-        col += cg.shape[2]
+    table = torch.zeros(desc.irreps_in2.dim, sum(r.width for r in runs), sum(in1_dims), dtype=torch.float64)
+    start = 0
+    for run in runs:
+        for p, n in enumerate(run.paths):
+            ins = desc.instructions[n]
+            cg = wigner_block(ins, desc, torch.float64, torch.device("cpu"))  # [d1, d2, do]
+            r = row0[g.in1_blocks.index(ins.i_in1)]
+            rows = slice(start + p, start + run.width, len(run.paths))
+            table[s2[ins.i_in2], rows, r : r + cg.shape[0]] = cg.permute(1, 2, 0)
+        start += run.width
     return table.reshape(desc.irreps_in2.dim, -1)
 
 
-def _weight_index(desc: TPDescriptor, g: Group) -> torch.Tensor:
-    """``[U * K]`` columns into ``[weights, 1]`` giving each ``(u, k)`` its path weight."""
-    unweighted = desc.weight_numel
-    cols = []
-    for n in g.paths:
-        ins = desc.instructions[n]
-        u = torch.arange(g.mul)
-        col = ins.weight_offset + u if ins.has_weight else torch.full((g.mul,), unweighted)
-        cols.append(col[:, None].expand(g.mul, desc.irreps_out[ins.i_out].ir.dim))
-    return torch.cat(cols, dim=1).reshape(-1)
+def _weight_pieces(desc: TPDescriptor) -> tuple[list[int], dict[int, int]]:
+    """Split sizes of the weight vector into the runs' column ranges (and the gaps between them) and the
+    piece of each weighted run's first column: one ``split``, whose backward writes the weight gradient
+    in one pass (a slice per run would zero-fill a whole-size gradient each)."""
+    starts = sorted(
+        (r.weight_start, len(r.paths) * g.mul) for g in plan(desc) for r in g.runs if r.weight_start >= 0
+    )
+    sizes, piece, col = [], {}, 0
+    for start, numel in starts:
+        if start > col:
+            sizes.append(start - col)
+        piece[start] = len(sizes)
+        sizes.append(numel)
+        col = start + numel
+    if desc.weight_numel > col:
+        sizes.append(desc.weight_numel - col)
+    return sizes, piece
 
 
-def _reduction(desc: TPDescriptor, g: Group) -> torch.Tensor:
-    """``[K, out_width]`` 0/1 matrix summing the paths of each output block."""
-    table = torch.zeros(g.width, g.out_width, dtype=torch.float64)
-    col, starts = 0, {}
-    for o in g.out_blocks:
-        starts[o] = col
-        col += desc.irreps_out[o].ir.dim
-    row = 0
-    for n in g.paths:
-        ins = desc.instructions[n]
-        d = desc.irreps_out[ins.i_out].ir.dim
-        table[row : row + d, starts[ins.i_out] : starts[ins.i_out] + d] = torch.eye(d, dtype=torch.float64)
-        row += d
-    return table
+def group_weights(desc: TPDescriptor, weight: torch.Tensor | None) -> list[list[torch.Tensor | None]]:
+    """Per group and run, the run's weights as a view ``[B, P, U]`` (per sample) or ``[P, U]`` (shared)
+    of ``weight`` (``[B, numel]`` or ``[numel]``); ``None`` for unweighted runs."""
+    groups = plan(desc)
+    if weight is None:
+        return [[None] * len(g.runs) for g in groups]
+    sizes, piece = _weight_pieces(desc)
+    parts = weight.split(sizes, dim=-1)
+    lead = weight.shape[:-1]
+    return [
+        [
+            parts[piece[r.weight_start]].view(*lead, len(r.paths), g.mul) if r.weight_start >= 0 else None
+            for r in g.runs
+        ]
+        for g in groups
+    ]
 
 
-def _tables(desc: TPDescriptor, g: Group, dtype: torch.dtype, device: torch.device):
-    coupling = cached_constant(("tp_fast_coupling", desc, g), lambda: _coupling(desc, g), dtype, device)
-    index = cached_constant(("tp_fast_windex", desc, g), lambda: _weight_index(desc, g), torch.long, device)
-    reduce = None
-    if g.width != g.out_width:
-        reduce = cached_constant(("tp_fast_reduce", desc, g), lambda: _reduction(desc, g), dtype, device)
-    return coupling, index, reduce
+def to_channels(x: torch.Tensor, desc: TPDescriptor, g: Group) -> torch.Tensor:
+    """e3nn layout ``[B, dim1]`` -> channels-last ``[B, D1, U]`` for the group's ``in1`` blocks."""
+    # one split, not a slice per block: a slice's backward zero-fills a gradient of the whole of x
+    columns = x.split([mi.dim for mi in desc.irreps_in1], dim=1)
+    parts = [
+        columns[b].view(x.shape[0], g.mul, desc.irreps_in1[b].ir.dim).transpose(1, 2) for b in g.in1_blocks
+    ]
+    return torch.cat(parts, dim=1) if len(parts) > 1 else parts[0].contiguous()
 
 
-def _stack_blocks(z: torch.Tensor, irreps: Irreps, blocks: tuple[int, ...], mul: int) -> torch.Tensor:
-    """e3nn-layout ``z [B, irreps.dim]`` -> ``[B, mul, Σ d]``: the listed blocks side by side."""
-    # one split, not a slice per block: a slice's backward zero-fills a gradient of the whole of z
-    columns = z.split([mi.dim for mi in irreps], dim=1)
-    parts = [columns[b].reshape(z.shape[0], mul, irreps[b].ir.dim) for b in blocks]
-    return parts[0] if len(parts) == 1 else torch.cat(parts, dim=2)
+def from_channels(
+    zs: list[torch.Tensor], desc: TPDescriptor, g: Group, blocks: dict[int, torch.Tensor]
+) -> None:
+    """Add the group's per-run outputs ``[B, K, U]`` (rows ``(m, p)``) into the e3nn-layout output
+    blocks ``{i_out: [B, U * d]}`` (paths sharing a block are summed)."""
+    for run, z in zip(g.runs, zs, strict=True):
+        batch, paths = z.shape[0], len(run.paths)
+        z = z.view(batch, run.dim, paths, g.mul).permute(0, 2, 3, 1).reshape(batch, paths, g.mul * run.dim)
+        for n, piece in zip(run.paths, z.unbind(1), strict=True):
+            o = desc.instructions[n].i_out
+            blocks[o] = piece if o not in blocks else blocks[o] + piece
 
 
-def _split_blocks(
-    z: torch.Tensor, irreps: Irreps, blocks: tuple[int, ...], mul: int
-) -> dict[int, torch.Tensor]:
-    """``[B, mul, Σ d]`` -> e3nn-layout blocks ``{b: [B, mul * d]}`` (inverse of :func:`_stack_blocks`)."""
-    pieces = z.split([irreps[b].ir.dim for b in blocks], dim=2)
-    return {
-        b: piece.reshape(z.shape[0], mul * irreps[b].ir.dim) for b, piece in zip(blocks, pieces, strict=True)
-    }
+def to_out_channels(z: torch.Tensor, desc: TPDescriptor, g: Group) -> list[torch.Tensor]:
+    """An e3nn-layout output gradient ``[B, dim_out]`` -> per run ``[B, K, U]`` (the adjoint of
+    :func:`from_channels`)."""
+    columns = z.split([mi.dim for mi in desc.irreps_out], dim=1)
+    out = []
+    for run in g.runs:
+        parts = [columns[desc.instructions[n].i_out].view(z.shape[0], g.mul, run.dim) for n in run.paths]
+        out.append(torch.stack(parts, dim=1).permute(0, 3, 1, 2).reshape(z.shape[0], run.width, g.mul))
+    return out
+
+
+def from_in_channels(xcs: list[torch.Tensor], desc: TPDescriptor, groups: tuple[Group, ...]) -> torch.Tensor:
+    """Per-group ``[B, D1, U]`` tensors -> e3nn-layout ``[B, dim1]`` (the inverse of :func:`to_channels`
+    over all groups; ``in1`` blocks no group reads are zero)."""
+    blocks: dict[int, torch.Tensor] = {}
+    batch = xcs[0].shape[0]
+    for g, xc in zip(groups, xcs, strict=True):
+        pieces = xc.split([desc.irreps_in1[b].ir.dim for b in g.in1_blocks], dim=1)
+        for b, piece in zip(g.in1_blocks, pieces, strict=True):
+            blocks[b] = piece.transpose(1, 2).reshape(batch, -1)
+    return _concat_blocks(desc.irreps_in1, blocks, batch, xcs[0])
 
 
 def _concat_blocks(
@@ -149,55 +254,35 @@ def _concat_blocks(
     return torch.cat(parts, dim=1) if parts else like.new_zeros(batch, 0)
 
 
-def to_channels(x: torch.Tensor, desc: TPDescriptor, g: Group) -> torch.Tensor:
-    """e3nn layout ``[B, dim1]`` -> ``[B, U, D1]`` for the group's ``in1`` blocks."""
-    return _stack_blocks(x, desc.irreps_in1, g.in1_blocks, g.mul)
-
-
-def from_channels(z: torch.Tensor, desc: TPDescriptor, g: Group) -> dict[int, torch.Tensor]:
-    """``[B, U, out_width]`` -> e3nn-layout blocks ``{i_out: [B, U * d]}``."""
-    return _split_blocks(z, desc.irreps_out, g.out_blocks, g.mul)
-
-
-def to_out_channels(z: torch.Tensor, desc: TPDescriptor, g: Group) -> torch.Tensor:
-    """e3nn-layout output ``[B, dim_out]`` -> ``[B, U, out_width]`` for the group's output blocks (the
-    inverse of :func:`from_channels`; used for output gradients)."""
-    return _stack_blocks(z, desc.irreps_out, g.out_blocks, g.mul)
-
-
-def from_in_channels(xcs: list[torch.Tensor], desc: TPDescriptor, groups: tuple[Group, ...]) -> torch.Tensor:
-    """Per-group ``[B, U, D1]`` tensors -> e3nn-layout ``[B, dim1]`` (the inverse of :func:`to_channels`
-    over all groups; ``in1`` blocks no group reads are zero)."""
-    blocks: dict[int, torch.Tensor] = {}
-    for g, xc in zip(groups, xcs, strict=True):
-        blocks.update(_split_blocks(xc, desc.irreps_in1, g.in1_blocks, g.mul))
-    return _concat_blocks(desc.irreps_in1, blocks, xcs[0].shape[0], xcs[0])
-
-
-def extend_weights(desc: TPDescriptor, weight: torch.Tensor | None, like: torch.Tensor) -> torch.Tensor:
-    """Weights with a trailing column of ones (the factor of unweighted paths): ``[B | -, numel + 1]``."""
-    if weight is None:
-        return like.new_ones(1)
-    return torch.cat([weight, weight.new_ones(*weight.shape[:-1], 1)], dim=-1)
-
-
 def messages(
-    desc: TPDescriptor, g: Group, xc: torch.Tensor, y: torch.Tensor, weight_ext: torch.Tensor
-) -> torch.Tensor:
-    """Per-sample products of one group: ``xc [B, U, D1]``, ``y [B, dim2]``, ``weight_ext`` from
-    :func:`extend_weights` (``[B, numel + 1]`` or shared ``[numel + 1]``) -> ``[B, U, out_width]``."""
-    coupling, index, reduce = _tables(desc, g, xc.dtype, xc.device)
-    batch = xc.shape[0]
-    a = (y @ coupling).view(batch, xc.shape[2], g.width)
-    t = torch.bmm(xc, a)
-    if weight_ext.dim() == 1:
-        w = weight_ext.index_select(0, index).view(1, g.mul, g.width)
-    elif weight_ext.dtype == torch.float64:  # gather: index_select along dim 1 is slow in fp64 on CPU
-        w = torch.gather(weight_ext, 1, index.expand(batch, -1)).view(batch, g.mul, g.width)
-    else:  # (benchmarks/notes/tp_cpu_profile.md); in fp32 index_select was as fast or faster
-        w = weight_ext.index_select(1, index).view(batch, g.mul, g.width)
-    t = t * w
-    return t if reduce is None else t @ reduce
+    desc: TPDescriptor,
+    g: Group,
+    xc: torch.Tensor,
+    y: torch.Tensor,
+    weights: list[torch.Tensor | None],
+) -> list[torch.Tensor]:
+    """Per-sample products of one group: ``xc [B, D1, U]`` (:func:`to_channels`), ``y [B, dim2]``, the
+    run weights of :func:`group_weights` (``[B, P, U]``, shared ``[P, U]`` or ``None``) -> per run
+    ``[B, K, U]``, rows ``(m, p)``: a GEMM and a ``bmm`` per run (small runs share one, see
+    :func:`_bmm_sizes`), then the weights broadcast over ``m``, the innermost ``P * U`` elements
+    contiguous in both operands."""
+    batch, dtype, device = xc.shape[0], xc.dtype, xc.device
+    parts: list[torch.Tensor] = []
+    first = 0
+    for size in g.bmms:
+        runs = g.runs[first : first + size]
+        key = ("tp_fast_coupling", desc, g, first)
+        coupling = cached_constant(key, lambda runs=runs: _coupling(desc, g, runs), dtype, device)
+        t = torch.bmm((y @ coupling).view(batch, sum(r.width for r in runs), xc.shape[1]), xc)
+        parts.extend(t.split([run.width for run in runs], dim=1) if size > 1 else [t])
+        first += size
+    out = []
+    for run, part, w in zip(g.runs, parts, weights, strict=True):
+        if w is not None:
+            shape = (batch, run.dim, len(run.paths), g.mul)
+            part = (part.view(shape) * w.unsqueeze(-3)).view(batch, run.width, g.mul)
+        out.append(part)
+    return out
 
 
 def chunk_sizes(total: int, step: int) -> list[int]:
@@ -212,14 +297,24 @@ def chunk_sizes(total: int, step: int) -> list[int]:
 
 
 def split_weights(weight: torch.Tensor | None, sizes: list[int]) -> list[torch.Tensor | None]:
-    """Per-chunk weights: per-sample ``[B, W]`` split by ``sizes``; shared ``[W]`` or ``None`` repeated."""
+    """Per-chunk weights: per-sample ``[B, ...]`` split by ``sizes``; shared (no batch dimension,
+    ``shared=True``) or ``None`` repeated."""
     if weight is None or weight.dim() == 1:
         return [weight] * len(sizes)
     return list(weight.split(sizes))
 
 
+def split_run_weights(
+    weights: list[torch.Tensor | None], sizes: list[int]
+) -> list[list[torch.Tensor | None]]:
+    """Per chunk, the runs' weights of one group (:func:`group_weights`): per-sample ``[B, P, U]`` split
+    by ``sizes``, shared ``[P, U]`` and ``None`` repeated."""
+    per_run = [list(w.split(sizes)) if w is not None and w.dim() == 3 else [w] * len(sizes) for w in weights]
+    return [list(chunk) for chunk in zip(*per_run, strict=True)] if per_run else [[] for _ in sizes]
+
+
 def chunks(total: int, g: Group) -> list[int]:
-    """Batch chunk sizes bounding the ``[chunk, U, K]`` temporaries to about ``CHUNK_ELEMENTS``."""
+    """Batch chunk sizes bounding the ``[chunk, K, U]`` temporaries to about ``CHUNK_ELEMENTS``."""
     return chunk_sizes(total, max(1, CHUNK_ELEMENTS // max(1, g.mul * g.width)))
 
 
@@ -235,19 +330,18 @@ def tensor_product_channelwise(
 ) -> torch.Tensor:
     """:func:`tensor_product_fast` of a channelwise descriptor (grouped formulation)."""
     batch = x.shape[0]
-    weight_ext = extend_weights(desc, weight, x)
     blocks: dict[int, torch.Tensor] = {}
-    for g in plan(desc):
+    for g, weights in zip(plan(desc), group_weights(desc, weight), strict=True):
         xc = to_channels(x, desc, g)
         sizes = chunks(batch, g)
         parts = [
             messages(desc, g, xs, ys, ws)
             for xs, ys, ws in zip(
-                xc.split(sizes), y.split(sizes), split_weights(weight_ext, sizes), strict=True
+                xc.split(sizes), y.split(sizes), split_run_weights(weights, sizes), strict=True
             )
         ]
-        z = torch.cat(parts, dim=0)
-        blocks.update(from_channels(z, desc, g))
+        zs = [p[0] if len(parts) == 1 else torch.cat(p, dim=0) for p in zip(*parts, strict=True)]
+        from_channels(zs, desc, g, blocks)
     return assemble(desc, blocks, batch, x)
 
 
@@ -301,24 +395,7 @@ def _pair_products(desc: TPDescriptor, pair: Pair, x1: torch.Tensor, y2: torch.T
     return t.view(batch, mul1 * mul2, pair.width)
 
 
-def _path_weights(desc: TPDescriptor, weight: torch.Tensor | None) -> list[torch.Tensor | None]:
-    """Per path: weights ``[(B,) U * V, W]`` (``uvw``), ``[(B,) U, V]`` (``uvu``) or ``None`` (unweighted).
-
-    One ``split`` rather than a slice per path: its backward writes the weight gradient in one pass.
-    """
-    if weight is None:
-        return [None] * len(desc.instructions)
-    parts = torch.split(weight, [ins.weight_numel for ins in desc.instructions], dim=-1)
-    lead = weight.shape[:-1]
-    out: list[torch.Tensor | None] = []
-    for ins, w in zip(desc.instructions, parts, strict=True):
-        s = ins.path_shape
-        shape = (s[0] * s[1], s[2]) if ins.mode == "uvw" else s
-        out.append(w.reshape(*lead, *shape) if ins.has_weight else None)
-    return out
-
-
-def tensor_product_general(
+def tensor_product_pairs(
     desc: TPDescriptor, x: torch.Tensor, y: torch.Tensor, weight: torch.Tensor | None
 ) -> torch.Tensor:
     """:func:`tensor_product_fast` of any descriptor (pair/GEMM formulation, see the module docstring)."""
@@ -326,7 +403,7 @@ def tensor_product_general(
     # one split per operand: the backward of a split writes each input gradient in a single pass
     xs = torch.split(x, [mi.dim for mi in desc.irreps_in1], dim=1)
     ys = torch.split(y, [mi.dim for mi in desc.irreps_in2], dim=1)
-    weights = _path_weights(desc, weight)
+    weights = per_block.path_weights(desc, weight)
     products: dict[int, torch.Tensor] = {}  # path -> [B, U * V, d_out]
     for pair in pair_plan(desc):
         t = _pair_products(desc, pair, xs[pair.i_in1], ys[pair.i_in2])
@@ -341,7 +418,10 @@ def tensor_product_general(
         if fully and weight.dim() == 1:  # shared: one GEMM [B * d, P] @ [P, W] over the stacked paths
             t = torch.cat([products[p] for p in fully], dim=1)
             w = torch.cat([weights[p] for p in fully], dim=0)
-            total = torch.matmul(t.transpose(1, 2), w).transpose(1, 2)  # [B, W, d]
+            # one copy to [B * d, P] and a GEMM: matmul of the transposed view would run a bmm against
+            # weights expanded over the batch (2x slower, benchmarks/notes/tp_cpu_profile.md)
+            t = t.transpose(1, 2).reshape(batch * ir_out.dim, -1)
+            total = (t @ w).view(batch, ir_out.dim, -1).transpose(1, 2)  # [B, W, d]
         elif fully:  # per sample: one bmm [B, d, UV] @ [B, UV, W] per path (no copy of the weights)
             total = sum(torch.bmm(products[p].transpose(1, 2), weights[p]) for p in fully).transpose(1, 2)
         for p in paths:
@@ -356,6 +436,88 @@ def tensor_product_general(
         if total is not None:
             blocks[o] = total.reshape(batch, mul_out * ir_out.dim)
     return assemble(desc, blocks, batch, x)
+
+
+def _pairs_cost(desc: TPDescriptor, prob: Problem) -> float:
+    """Estimated forward seconds of :func:`tensor_product_pairs` (:mod:`formulation`'s primitives)."""
+    b, item = prob.batch, prob.item
+    total = elementwise_out = 0.0
+    for pair in pair_plan(desc):
+        (mul1, ir1), (mul2, ir2) = desc.irreps_in1[pair.i_in1], desc.irreps_in2[pair.i_in2]
+        total += formulation.gemm(b * mul2, ir1.dim * pair.width, ir2.dim, item)
+        if mul2 > 1:
+            total += formulation.elementwise(b * mul2 * ir1.dim * pair.width, item, 2)
+        total += formulation.bmm(b, mul1, mul2 * pair.width, ir1.dim, item)
+    for o, (mul_out, ir_out) in enumerate(desc.irreps_out):
+        paths = [p for p, ins in enumerate(desc.instructions) if ins.i_out == o]
+        uv = [
+            math.prod(desc.instructions[p].path_shape[:2])
+            for p in paths
+            if desc.instructions[p].mode == "uvw"
+        ]
+        if uv and prob.shared:  # cat, transposing copy, one GEMM
+            total += 2 * formulation.elementwise(b * sum(uv) * ir_out.dim, item, 2)
+            total += formulation.gemm(b * ir_out.dim, mul_out, sum(uv), item)
+        for n in uv if not prob.shared else ():
+            total += formulation.bmm(b, ir_out.dim, mul_out, n, item)
+        for p in paths:
+            if desc.instructions[p].mode == "uvu":
+                total += 2 * formulation.elementwise(
+                    b * math.prod(desc.instructions[p].path_shape) * ir_out.dim, item
+                )
+        elementwise_out += b * mul_out * ir_out.dim
+    return total + formulation.elementwise(int(elementwise_out), item, 2)
+
+
+def _blocks_cost(grouping: str):
+    def cost(desc: TPDescriptor, prob: Problem) -> float:
+        """Estimated forward seconds of :func:`per_block.tensor_product_blocks` with this grouping."""
+        b, item = prob.batch, prob.item
+        total = formulation.elementwise(b * desc.irreps_out.dim, item, 2)
+        for g in per_block.block_plan(desc, grouping):
+            if len(g.in1_blocks) > 1:
+                total += formulation.elementwise(b * g.mul * g.dim, item, 2)
+            rows = [(desc.irreps_out[k], len(paths)) for k, paths in g.outputs]
+            total += formulation.gemm(
+                b, sum(mi.ir.dim * n * g.dim for mi, n in rows), desc.irreps_in2.dim, item
+            )
+            for (mul_out, ir_out), n in rows:
+                r = ir_out.dim * n
+                if g.dim == 1 or r * g.dim * g.mul < per_block.BMM_MIN:
+                    total += g.dim * formulation.elementwise(b * r * g.mul, item)
+                else:
+                    total += formulation.bmm(b, r, g.mul, g.dim, item)
+                if prob.shared:
+                    total += formulation.gemm(b * ir_out.dim, mul_out, n * g.mul, item)
+                else:
+                    total += n * formulation.bmm(b, ir_out.dim, mul_out, g.mul, item)
+        return total
+
+    return cost
+
+
+GENERAL_FORMULATIONS: dict[str, Formulation] = {
+    "pairs": Formulation("pairs", tensor_product_pairs, lambda desc: True, _pairs_cost),
+    **{
+        name: Formulation(
+            name,
+            functools.partial(per_block.tensor_product_blocks, grouping=name),
+            per_block.supports,
+            _blocks_cost(name),
+        )
+        for name in per_block.GROUPINGS
+    },
+}
+
+
+def tensor_product_general(
+    desc: TPDescriptor, x: torch.Tensor, y: torch.Tensor, weight: torch.Tensor | None
+) -> torch.Tensor:
+    """:func:`tensor_product_fast` of any descriptor, in the formulation
+    :func:`~mlip.kernels.tensor_product.formulation.choose` picks among :data:`GENERAL_FORMULATIONS`
+    (``pairs``; ``blocks`` and ``mul_groups`` when every ``in2`` block has multiplicity 1)."""
+    chosen = formulation.choose("general", GENERAL_FORMULATIONS, desc, x, weight)
+    return chosen.run(desc, x, y, weight)
 
 
 def general_chunks(desc: TPDescriptor, total: int) -> list[int]:

@@ -1,7 +1,7 @@
 """Fast torch convolution: layout change on nodes, gather, grouped coupling GEMM + bmm, index_add.
 
 Edges are processed in chunks (see :mod:`mlip.kernels.tensor_product.torch_fast`) so the ``[E, U, K]``
-temporaries stay bounded in inference; node features are converted to the ``[N, U, D1]`` channel layout
+temporaries stay bounded in inference; node features are converted to the channels-last ``[N, D1, U]`` layout
 once, before the gather, and the output is converted back once, after the scatter. Descriptors that are
 not channelwise (``uvw``, ``mul2 > 1``) gather node features per chunk of edges and use the general
 pair/GEMM product.
@@ -52,23 +52,22 @@ def tp_conv_fast(
             else:
                 out = out + scatter_sum(msg, dst, num_nodes, deterministic)
         return out
-    weight_ext = fast.extend_weights(desc, edge_weights, node_feats)
     blocks: dict[int, torch.Tensor] = {}
-    for g in fast.plan(desc):
-        xc = fast.to_channels(node_feats, desc, g)
-        agg = xc.new_zeros(num_nodes, g.mul, g.out_width)
+    for g, weights in zip(fast.plan(desc), fast.group_weights(desc, edge_weights), strict=True):
+        xc = fast.to_channels(node_feats, desc, g)  # [N, D1, U]
+        sums = [xc.new_zeros(num_nodes, run.width, g.mul) for run in g.runs]
         sizes = fast.chunks(edge_src.numel(), g)  # split, not sliced (see fast.chunk_sizes)
         gathered = xc.index_select(0, edge_src).split(sizes)
-        weights = fast.split_weights(weight_ext, sizes)
         for xs, ys, ws, dst in zip(
-            gathered, edge_sh.split(sizes), weights, edge_dst.split(sizes), strict=True
-        ):
-            msg = fast.messages(desc, g, xs, ys, ws)
-            if in_place:
-                agg.index_add_(0, dst, msg)
-            else:
-                agg = agg + scatter_sum(msg, dst, num_nodes, deterministic)
-        blocks.update(fast.from_channels(agg, desc, g))
+            gathered, edge_sh.split(sizes), fast.split_run_weights(weights, sizes), edge_dst.split(sizes),
+            strict=True,
+        ):  # fmt: skip
+            for n, msg in enumerate(fast.messages(desc, g, xs, ys, ws)):
+                if in_place:
+                    sums[n].index_add_(0, dst, msg)
+                else:
+                    sums[n] = sums[n] + scatter_sum(msg, dst, num_nodes, deterministic)
+        fast.from_channels(sums, desc, g, blocks)
     return fast.assemble(desc, blocks, num_nodes, node_feats)
 
 
@@ -107,9 +106,9 @@ def tp_conv_chunked(
 
 
 class _ChunkedConvolution(torch.autograd.Function):
-    """Node features are converted to the ``[N, U, D1]`` channel layout of each group of
+    """Node features are converted to the ``[N, D1, U]`` channels-last layout of each group of
     :mod:`mlip.kernels.tensor_product.torch_fast` once, messages of each chunk of edges are added into one
-    ``[N, U, K]`` buffer per group, and the backward converts the output gradient to that layout once:
+    ``[N, K, U]`` buffer per run, and the backward converts the output gradient to that layout once:
     per chunk only edge-sized tensors are made (no node-sized temporaries per chunk)."""
 
     @staticmethod
@@ -118,16 +117,16 @@ class _ChunkedConvolution(torch.autograd.Function):
         ctx.weight_fn, ctx.desc = weight_fn, desc
         groups = fast.plan(desc)
         nodes = [fast.to_channels(x, desc, g) for g in groups]
-        sums = [x.new_zeros(x.shape[0], g.mul, g.out_width) for g in groups]
+        sums = [[x.new_zeros(x.shape[0], run.width, g.mul) for run in g.runs] for g in groups]
         for s in chunk_slices(desc, src.numel()):
-            weights = fast.extend_weights(desc, weight_fn(radial[s]), x)
-            for g, xc, total in zip(groups, nodes, sums, strict=True):
-                total.index_add_(
-                    0, dst[s], fast.messages(desc, g, xc.index_select(0, src[s]), sh[s], weights)
-                )
+            weights = fast.group_weights(desc, weight_fn(radial[s]))
+            for g, xc, totals, ws in zip(groups, nodes, sums, weights, strict=True):
+                msgs = fast.messages(desc, g, xc.index_select(0, src[s]), sh[s], ws)
+                for total, msg in zip(totals, msgs, strict=True):
+                    total.index_add_(0, dst[s], msg)
         blocks: dict[int, torch.Tensor] = {}
-        for g, total in zip(groups, sums, strict=True):
-            blocks.update(fast.from_channels(total, desc, g))
+        for g, totals in zip(groups, sums, strict=True):
+            fast.from_channels(totals, desc, g, blocks)
         return fast.assemble(desc, blocks, x.shape[0], x)
 
     @staticmethod
@@ -149,10 +148,12 @@ class _ChunkedConvolution(torch.autograd.Function):
             with torch.enable_grad():
                 shd = sh[s].detach().requires_grad_(want_sh)
                 rd = radial[s].detach().requires_grad_(want_radial)
-                weights = fast.extend_weights(desc, ctx.weight_fn(rd), x)
+                weights = fast.group_weights(desc, ctx.weight_fn(rd))
                 gathered = [xc.index_select(0, src[s]).requires_grad_(want_x) for xc in nodes]
                 messages = [
-                    fast.messages(desc, g, xs, shd, weights) for g, xs in zip(groups, gathered, strict=True)
+                    msg
+                    for g, xs, ws in zip(groups, gathered, weights, strict=True)
+                    for msg in fast.messages(desc, g, xs, shd, ws)
                 ]
                 inputs = [t for t, w in zip((shd, rd), (want_sh, want_radial), strict=True) if w]
                 inputs += (gathered if want_x else []) + live_params
@@ -160,7 +161,7 @@ class _ChunkedConvolution(torch.autograd.Function):
                     torch.autograd.grad(
                         messages,
                         inputs,
-                        [g.index_select(0, dst[s]) for g in grad_sums],
+                        [g.index_select(0, dst[s]) for per_group in grad_sums for g in per_group],
                         allow_unused=True,
                     )
                 )
@@ -224,7 +225,7 @@ def _edge_block(step, size, src, dst, sh, radial):  # noqa: ANN001, ANN202
 
 class _BlockedConvolution(torch.autograd.Function):
     """:class:`_ChunkedConvolution`'s scheme with the chunk loops as ``while_loop`` ops: the forward
-    carries one ``[N, U, K]`` sum per group, the backward the node-feature gradients per group and the
+    carries one ``[N, K, U]`` sum per run, the backward the node-feature gradients per group and the
     ``[E, ...]`` gradients of the harmonics and the weight inputs."""
 
     @staticmethod
@@ -232,27 +233,29 @@ class _BlockedConvolution(torch.autograd.Function):
         ctx.save_for_backward(x, sh, radial, src, dst)
         ctx.weight_fn, ctx.params, ctx.desc, ctx.block = weight_fn, params, desc, block
         groups = fast.plan(desc)
-        names = list(params)
+        names, n = list(params), len(groups)
+        runs = [len(g.runs) for g in groups]
         size = blocks.block_size(src.shape[0], block)
         nodes = [fast.to_channels(x, desc, g) for g in groups]
-        sums = [x.new_zeros(x.shape[0], g.mul, g.out_width) for g in groups]
+        sums = [x.new_zeros(x.shape[0], run.width, g.mul) for g in groups for run in g.runs]
 
         def body(step, *state):  # noqa: ANN001
-            totals, xcs = state[: len(groups)], state[len(groups) : 2 * len(groups)]
-            sh_, radial_, src_, dst_, *ws = state[2 * len(groups) :]
+            totals, xcs = state[: len(sums)], state[len(sums) : len(sums) + n]
+            sh_, radial_, src_, dst_, *ws = state[len(sums) + n :]
             _, src_b, dst_b, sh_b, radial_b = _edge_block(step, size, src_, dst_, sh_, radial_)
             weights = torch.func.functional_call(weight_fn, dict(zip(names, ws, strict=True)), (radial_b,))
-            weights = fast.extend_weights(desc, weights, weights)
-            return tuple(
-                total.index_add(0, dst_b, fast.messages(desc, g, xc.index_select(0, src_b), sh_b, weights))
-                for g, xc, total in zip(groups, xcs, totals, strict=True)
-            )
+            msgs = [
+                msg
+                for g, xc, w in zip(groups, xcs, fast.group_weights(desc, weights), strict=True)
+                for msg in fast.messages(desc, g, xc.index_select(0, src_b), sh_b, w)
+            ]
+            return tuple(total.index_add(0, dst_b, msg) for total, msg in zip(totals, msgs, strict=True))
 
         inputs = [*nodes, sh, radial, src, dst, *params.values()]
-        sums = blocks.loop_blocks(body, src.shape[0], size, sums, inputs, x.device)
+        sums = iter(blocks.loop_blocks(body, src.shape[0], size, sums, inputs, x.device))
         out: dict[int, torch.Tensor] = {}
-        for g, total in zip(groups, sums, strict=True):
-            out.update(fast.from_channels(total, desc, g))
+        for g, count in zip(groups, runs, strict=True):
+            fast.from_channels([next(sums) for _ in range(count)], desc, g, out)
         return fast.assemble(desc, out, x.shape[0], x)
 
     @staticmethod
@@ -265,27 +268,26 @@ class _BlockedConvolution(torch.autograd.Function):
         size = blocks.block_size(src.shape[0], ctx.block)
         autograd = blocks.BodyAutograd()
         nodes = [fast.to_channels(x, desc, g) for g in groups]
-        grad_sums = [fast.to_out_channels(grad_out, desc, g) for g in groups]
-        n = len(groups)
+        grad_sums = [gs for g in groups for gs in fast.to_out_channels(grad_out, desc, g)]
+        n, m = len(groups), len(grad_sums)
 
         def body(step, *state):  # noqa: ANN001
             grad_nodes, grad_sh, grad_radial = state[:n], state[n], state[n + 1]
-            xcs, gss = state[n + 2 : 2 * n + 2], state[2 * n + 2 : 3 * n + 2]
-            sh_, radial_, src_, dst_, *ws = state[3 * n + 2 :]
+            xcs, gss = state[n + 2 : 2 * n + 2], state[2 * n + 2 : 2 * n + 2 + m]
+            sh_, radial_, src_, dst_, *ws = state[2 * n + 2 + m :]
             with autograd():
                 idx, valid = blocks.block_rows(step, size, src_.shape[0])
                 src_b, dst_b = src_.index_select(0, idx), dst_.index_select(0, idx)
                 sh_b = sh_.index_select(0, idx).requires_grad_(want_sh)
                 radial_b = radial_.index_select(0, idx).requires_grad_(want_radial)
-                weights = torch.func.functional_call(
-                    weight_fn, dict(zip(names, ws, strict=True)), (radial_b,)
-                )
-                weights = fast.extend_weights(desc, weights, weights)
+                params = dict(zip(names, ws, strict=True))
+                weights = fast.group_weights(desc, torch.func.functional_call(weight_fn, params, (radial_b,)))
                 masked = sh_b * valid[:, None].to(sh_b.dtype)  # padding edges: zero messages and gradients
                 gathered = [xc.index_select(0, src_b).requires_grad_(want_x) for xc in xcs]
                 messages = [
-                    fast.messages(desc, g, xs, masked, weights)
-                    for g, xs in zip(groups, gathered, strict=True)
+                    msg
+                    for g, xs, w in zip(groups, gathered, weights, strict=True)
+                    for msg in fast.messages(desc, g, xs, masked, w)
                 ]
                 inputs = [sh_b, radial_b, *gathered]
                 grads = torch.autograd.grad(

@@ -160,3 +160,41 @@ def test_auto_backend_and_triton_rejects_uvw() -> None:
         tp, ref = make_tp(name), make_tp(name, "reference")
         x, y, w = inputs(tp, 3, torch.float32)
         assert rel_err(tp(x, y, w), ref(x, y, w)) < 1e-5
+
+
+# channelwise, paths of one output dimension with weights that are not consecutive (a run is cut at each
+# gap), an unweighted path and three paths into one block
+INTERLEAVED = ("4x0e+4x1o", "0e+1o+2e", "4x0e+4x1o+4x1e+4x0e",
+               [(0, 0, 0, "uvu", True), (1, 1, 2, "uvu", True), (1, 1, 3, "uvu", True),
+                (0, 1, 1, "uvu", False), (1, 2, 1, "uvu", True), (1, 0, 1, "uvu", True)])  # fmt: skip
+
+
+@pytest.mark.parametrize("shared", [False, True])
+def test_channelwise_runs_match_reference(shared: bool) -> None:
+    """The fast channelwise path cuts the paths into runs of one output dimension and consecutive weights
+    (one broadcast multiply each), small runs sharing one bmm: the product and the convolution equal the
+    reference to second order for per-sample and shared weights (float64)."""
+    from mlip.kernels import tp_conv
+    from mlip.kernels.tensor_product import torch_fast as fast
+
+    tp = TensorProduct(*INTERLEAVED, shared_weights=shared, backend="torch")
+    ref = TensorProduct(*INTERLEAVED, shared_weights=shared, backend="reference")
+    (group,) = fast.plan(tp.descriptor)
+    assert [(r.dim, r.paths, r.weight_start) for r in group.runs] == [
+        (1, (0,), 0), (1, (2,), 8), (3, (1,), 4), (3, (4, 5), 12), (3, (3,), -1)
+    ]  # fmt: skip
+    assert group.bmms == (5,)  # 4 channels: each run alone is under SMALL_BMM multiply-adds
+    assert fast.plan(make_tp("mace-medium").descriptor)[0].bmms == (1, 1, 1)  # 128 channels: one each
+    x, y, w = inputs(tp, 7, torch.float64, grad=True)
+    w = w[0].detach().requires_grad_() if shared else w
+    src, dst = torch.randint(0, 7, (2, 7), generator=torch.Generator().manual_seed(1))
+    results = []
+    for module in (tp, ref):
+        plain = module(x, y, w)
+        conv = tp_conv(x, y, w, src.to(DEVICE), dst.to(DEVICE), 7, module)
+        loss = (plain * plain.detach().cos()).sum() + (conv * conv.detach().sin()).sum()
+        grads = torch.autograd.grad(loss, (x, y, w), create_graph=True)
+        second = torch.autograd.grad(sum(g.sin().sum() for g in grads), (x, y, w))
+        results.append([plain, conv, *grads, *second])
+    for a, b in zip(*results, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)

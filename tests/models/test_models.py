@@ -236,7 +236,9 @@ def test_chunked_inference_equals_autograd_path(kit, model_name, monkeypatch):
 
 # ATen ops of one energy+forces step of the tiny models (float32, ethanol) when this budget was set:
 # each is about one kernel launch on a GPU, where these models are bound by launches at small sizes.
-OP_BUDGET = {"mace-cg": 398, "mace-gaunt": 390, "nequip": 390, "gridnet": 439}
+# Raised by ~30 (issue 23) for the CPU convolution's per-run GEMMs (kernels/tensor_product/torch_fast.py),
+# which made its CPU passes 1.3-3x faster; CUDA runs the Triton convolution, whose op count is unchanged.
+OP_BUDGET = {"mace-cg": 427, "mace-gaunt": 419, "nequip": 419, "gridnet": 472}
 
 
 def test_energy_forces_step_stays_within_its_op_budget(kit, model_name):

@@ -1,0 +1,170 @@
+"""The general fast-torch formulations (pairs, blocks, mul_groups) against the reference (output, first
+and second derivatives, float64), and the per-shape choice: forced, tuned and cached per CPU model, the
+cost model under tracing, a corrupt cache file."""
+
+import json
+
+import pytest
+import torch
+from torch.fx.experimental.proxy_tensor import make_fx
+
+from mlip.kernels import TensorProduct
+from mlip.kernels.tensor_product import blocks, formulation
+from mlip.kernels.tensor_product import torch_fast as fast
+
+# uvw paths between unequal multiplicities, uvu paths (one unweighted), several paths per output block,
+# an output block no path writes, 1-, 3- and 5-dimensional in1 blocks, in2 of multiplicity 1: every branch
+# of blocks.couple (D1 == 1, tiny products, bmm) is taken in one grouping or the other
+IN1, IN2, OUT = "16x0e+16x1o+3x2e+2x1e", "0e+1o+2e", "16x1o+4x0e+3x2e+2x1e+2x0o"
+
+
+def _instructions() -> list[tuple]:
+    from mlip.o3 import Irreps
+
+    a, b, c = Irreps(IN1), Irreps(IN2), Irreps(OUT)
+    out = []
+    for i, (m1, ir1) in enumerate(a):
+        for j, (_, ir2) in enumerate(b):
+            for k, (mo, ir) in enumerate(c):
+                if ir in list(ir1 * ir2):
+                    mode = "uvu" if m1 == mo and (i + j) % 2 == 0 else "uvw"
+                    out.append((i, j, k, mode, True))
+    first_uvu = next(n for n, ins in enumerate(out) if ins[3] == "uvu")
+    out[first_uvu] = (*out[first_uvu][:4], False)  # one unweighted path
+    return out
+
+
+INSTRUCTIONS = _instructions()
+
+
+def _desc():
+    return TensorProduct(IN1, IN2, OUT, INSTRUCTIONS).descriptor
+
+
+def _inputs(desc, batch: int, shared: bool, seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(batch, desc.irreps_in1.dim, generator=g, dtype=torch.float64)
+    y = torch.randn(batch, desc.irreps_in2.dim, generator=g, dtype=torch.float64)
+    w = torch.randn(*(() if shared else (batch,)), desc.weight_numel, generator=g, dtype=torch.float64)
+    return [t.requires_grad_() for t in (x, y, w)]
+
+
+def _with_grads(fn, x, y, w):
+    out = fn(x, y, w)
+    grads = torch.autograd.grad((out * out.detach().cos()).sum(), (x, y, w), create_graph=True)
+    second = torch.autograd.grad(sum(g.sin().sum() for g in grads), (x, y, w))
+    return [out, *grads, *second]
+
+
+def test_descriptor_exercises_every_branch() -> None:
+    desc = _desc()
+    modes = {ins.mode for ins in desc.instructions}
+    assert modes == {"uvu", "uvw"} and not all(ins.has_weight for ins in desc.instructions)
+    assert blocks.supports(desc) and not desc.channelwise
+    shapes = set()
+    for grouping in blocks.GROUPINGS:
+        for g in blocks.block_plan(desc, grouping):
+            for k, paths in g.outputs:
+                rows = desc.irreps_out[k].ir.dim * len(paths)
+                shapes.add(
+                    "mul" if g.dim == 1 else "loop" if rows * g.dim * g.mul < blocks.BMM_MIN else "bmm"
+                )
+    assert shapes == {"mul", "loop", "bmm"}
+
+
+@pytest.mark.parametrize("shared", [True, False])
+@pytest.mark.parametrize("name", list(fast.GENERAL_FORMULATIONS))
+def test_formulation_matches_reference(name: str, shared: bool) -> None:
+    """Output, gradients and double gradients of each formulation equal the reference's (float64)."""
+    desc = _desc()
+    run = fast.GENERAL_FORMULATIONS[name].run
+    ref = TensorProduct(IN1, IN2, OUT, INSTRUCTIONS, shared_weights=shared, backend="reference")
+    args = _inputs(desc, 5, shared)
+    got = _with_grads(lambda a, b, c: run(desc, a, b, c), *args)
+    expected = _with_grads(ref, *args)
+    for a, b in zip(got, expected, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-11, atol=1e-11)
+
+
+def test_couple_matches_einsum() -> None:
+    g = torch.Generator().manual_seed(1)
+    for rows, inner, cols in ((3, 1, 8), (2, 3, 4), (6, 5, 32)):  # broadcast, loop of products, bmm
+        a = torch.randn(4, rows, inner, generator=g, dtype=torch.float64)
+        x = torch.randn(4, inner, cols, generator=g, dtype=torch.float64)
+        torch.testing.assert_close(blocks.couple(a, x), torch.einsum("bri,bic->brc", a, x))
+
+
+def test_pairs_only_where_in2_has_multiplicity() -> None:
+    """``mul(in2) > 1``: only the pair formulation applies, and choose() takes it."""
+    tp = TensorProduct(
+        "3x0e+2x1o", "2x0e+3x1o", "3x1o+2x0e", [(0, 1, 0, "uvw", True), (1, 1, 1, "uvw", True)]
+    )
+    x, y, w = _inputs(tp.descriptor, 3, True)
+    chosen = formulation.choose("general", fast.GENERAL_FORMULATIONS, tp.descriptor, x, w)
+    assert chosen.name == "pairs"
+
+
+@pytest.fixture
+def fresh_choices(monkeypatch, tmp_path):
+    """An empty in-process memo and a cache file in ``tmp_path``; tuning on."""
+    monkeypatch.setattr(formulation, "_CHOSEN", {})
+    monkeypatch.setattr(formulation, "_MODELLED", {})
+    monkeypatch.setenv(formulation.CACHE_ENV, str(tmp_path / "tp.json"))
+    monkeypatch.setenv(formulation.TUNE_ENV, "1")
+    monkeypatch.delenv(formulation.FORCE_ENV, raising=False)
+    return tmp_path / "tp.json"
+
+
+def test_forced_formulation(fresh_choices, monkeypatch) -> None:
+    desc = _desc()
+    x, _, w = _inputs(desc, 3, True)
+    for name in fast.GENERAL_FORMULATIONS:
+        monkeypatch.setenv(formulation.FORCE_ENV, name)
+        assert formulation.choose("general", fast.GENERAL_FORMULATIONS, desc, x, w).name == name
+    assert not fresh_choices.exists()  # forcing neither tunes nor writes
+
+
+def test_tuner_caches_per_cpu_model(fresh_choices, monkeypatch) -> None:
+    """The first eager call times every candidate and writes the winner under a key naming the CPU
+    model and torch version; a later process (empty memo) reads it back without timing again."""
+    desc = _desc()
+    x, _, w = _inputs(desc, 8, True)
+    chosen = formulation.choose("general", fast.GENERAL_FORMULATIONS, desc, x.detach(), w.detach())
+    data = json.loads(fresh_choices.read_text())
+    ((key, entry),) = data.items()
+    assert formulation.cpu_model() in key and torch.__version__ in key and "shared" in key
+    assert entry["choice"] == chosen.name and set(entry["ms"]) == set(fast.GENERAL_FORMULATIONS)
+    # a later process: the memo is empty and the cache names another formulation
+    other = next(n for n in fast.GENERAL_FORMULATIONS if n != chosen.name)
+    fresh_choices.write_text(json.dumps({key: {"choice": other, "ms": {}}}))
+    monkeypatch.setattr(formulation, "_CHOSEN", {})
+    monkeypatch.setattr(formulation, "time_candidates", lambda *a, **k: pytest.fail("timed again"))
+    assert (
+        formulation.choose("general", fast.GENERAL_FORMULATIONS, desc, x.detach(), w.detach()).name == other
+    )
+
+
+def test_corrupt_cache_is_retuned(fresh_choices) -> None:
+    """A corrupt cache file is tuned over; tuning also works from inside ``torch.inference_mode``."""
+    fresh_choices.write_text("{not json")
+    desc = _desc()
+    x, _, w = _inputs(desc, 4, False)
+    with torch.inference_mode():
+        chosen = formulation.choose("general", fast.GENERAL_FORMULATIONS, desc, x.detach(), w.detach())
+    assert json.loads(fresh_choices.read_text()).popitem()[1]["choice"] == chosen.name
+
+
+def test_trace_uses_the_cost_model(fresh_choices, monkeypatch) -> None:
+    """Under ``make_fx`` (symbolic, as ``mlip compile`` traces) nothing is timed: the cost model's choice
+    is traced, and the graph equals the eager reference at other batch sizes."""
+    monkeypatch.setattr(formulation, "time_candidates", lambda *a, **k: pytest.fail("tuned in a trace"))
+    tp = TensorProduct(IN1, IN2, OUT, INSTRUCTIONS, shared_weights=True, backend="torch")
+    ref = TensorProduct(IN1, IN2, OUT, INSTRUCTIONS, shared_weights=True, backend="reference")
+    x, y, w = (t.detach() for t in _inputs(tp.descriptor, 7, True))
+    traced = make_fx(
+        tp, tracing_mode="symbolic", _allow_non_fake_inputs=True, _error_on_data_dependent_ops=True
+    )(x, y, w)
+    for batch in (3, 11):
+        a, b, c = (t.detach() for t in _inputs(tp.descriptor, batch, True, seed=batch))
+        torch.testing.assert_close(traced(a, b, c), ref(a, b, c), rtol=1e-11, atol=1e-11)
+    assert not fresh_choices.exists()
