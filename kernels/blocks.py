@@ -221,33 +221,3 @@ def _fresh_name(module: torch.nn.Module, prefix: str) -> str:
     while hasattr(module, f"{prefix}_{count}"):
         count += 1
     return f"{prefix}_{count}"
-
-
-def inplace_loop_carries(graph: torch.fx.Graph) -> None:
-    """An Inductor post-grad pass (``post_grad_custom_pre_pass``): in every ``while_loop`` body, a carry
-    whose new value is an accumulating ``index_put`` into the old (the block's ``index_add`` into a sum)
-    is updated in place, instead of copied whole once per block. Each such carry's initial value is
-    cloned once before the loop, so the loop owns the buffer it mutates."""
-    module = graph.owning_module
-    for node in [
-        n for n in graph.nodes if n.op == "call_function" and n.target is torch.ops.higher_order.while_loop
-    ]:
-        body = getattr(module, node.args[1].target)
-        carries = list(node.args[2])
-        holders = [n for n in body.graph.nodes if n.op == "placeholder"][: len(carries)]
-        output = body.graph.output_node()
-        outs = list(output.args[0])
-        changed = False
-        for k, holder in enumerate(holders):
-            new = outs[k]
-            accumulate = isinstance(new, torch.fx.Node) and new.target is torch.ops.aten.index_put.default
-            if accumulate and new.args[0] is holder and len(holder.users) == 1 and new.args[3] is True:
-                new.target = torch.ops.aten.index_put_.default
-                with graph.inserting_before(node):
-                    own = graph.call_function(torch.ops.aten.clone.default, (carries[k],))
-                own.meta = dict(carries[k].meta)
-                carries[k] = own
-                changed = True
-        if changed:
-            node.args = (node.args[0], node.args[1], tuple(carries), *node.args[3:])
-            body.recompile()

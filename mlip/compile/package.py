@@ -21,7 +21,6 @@ import torch
 
 from mlip.compile.step import export_step
 from mlip.errors import UserInputError
-from mlip.kernels.blocks import inplace_loop_carries
 
 if TYPE_CHECKING:
     from mlip.models.model import EquivariantModel
@@ -86,13 +85,12 @@ def compile_package(
     model_sha256: str = "",
 ) -> float:
     """Export ``model`` (in its dtype) for ``device`` and write the AOTInductor package ``path``
-    (overwritten if present: callers check). Returns the wall time in seconds (export + compile). The
-    chunk loops' sums are updated in place (:func:`mlip.kernels.blocks.inplace_loop_carries`)."""
+    (overwritten if present: callers check). Returns the wall time in seconds (export + compile)."""
     device = torch.device(device)
     start = time.perf_counter()
     program = export_step(model, device)
     metadata = build_metadata(model, device, model_sha256)
-    configs = {"aot_inductor.metadata": metadata, "post_grad_custom_pre_pass": inplace_loop_carries}
+    configs = {"aot_inductor.metadata": metadata}
     torch._inductor.aoti_compile_and_package(program, package_path=str(path), inductor_configs=configs)
     return time.perf_counter() - start
 
