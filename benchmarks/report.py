@@ -14,7 +14,18 @@ import json
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-SUITE_ORDER = ["tp", "kernel_resources", "gaunt", "model", "md", "md_drift", "data", "neighbors", "train"]
+SUITE_ORDER = [
+    "tp",
+    "kernel_resources",
+    "gaunt",
+    "model",
+    "md",
+    "md_drift",
+    "data",
+    "neighbors",
+    "train",
+    "active_learning",
+]
 
 
 def _cell(value) -> str:

@@ -30,6 +30,7 @@ SUITES = {
     "train": "train_rmd17.py",
     "neighbors": "neighbors.py",
     "custom_op_cpu": "custom_op_cpu.py",
+    "active_learning": "active_learning.py",
 }
 
 
