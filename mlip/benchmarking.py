@@ -108,6 +108,8 @@ def environment(device: str = "cpu") -> dict[str, Any]:
     """Device, thread count, library versions, date and command line, for the JSON record."""
     import torch
 
+    from mlip.kernels.tensor_product.formulation import cpu_model
+
     versions = {"python": platform.python_version(), "torch": torch.__version__}
     for name in ("triton", "e3nn", "mace", "cuequivariance_torch", "ase", "numpy"):
         try:
@@ -118,28 +120,17 @@ def environment(device: str = "cpu") -> dict[str, Any]:
     if device.startswith("cuda") and torch.cuda.is_available():
         device_name = torch.cuda.get_device_name()
     else:
-        device_name = f"{_cpu_name()} ({os.cpu_count()} cores)"
+        device_name = f"{cpu_model()} ({os.cpu_count()} cores)"
     return {
         "device": device,
         "device_name": device_name,
         "threads": torch.get_num_threads(),
-        "cpu": _cpu_name(),
+        "cpu": cpu_model(),
         "cpu_isa": cpu_isa(),
         "versions": versions,
         "date": datetime.date.today().isoformat(),
         "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
     }
-
-
-def _cpu_name() -> str:
-    """The CPU model from /proc/cpuinfo on Linux, else what ``platform`` knows."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 # vector-ISA flags worth naming in a record (x86 /proc/cpuinfo "flags", Arm "Features")

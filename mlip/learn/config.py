@@ -27,7 +27,7 @@ from typing import Any, Literal
 
 from mlip.dft.pyscf_labeler import DFTSettings
 from mlip.train.config import TrainConfig
-from mlip.train.typed_config import ConfigError, apply_override, from_dict, to_dict
+from mlip.train.typed_config import ConfigError, apply_override, from_dict, read_mapping, to_dict
 
 
 def _positive(obj: object, names: tuple[str, ...], minimum: float = 0.0, strict: bool = True) -> None:
@@ -153,15 +153,7 @@ def config_from_dict(data: dict[str, Any], overrides: list[str] = ()) -> LearnCo
 
 def load_config(path: str | Path, overrides: list[str] = ()) -> LearnConfig:
     """Read a YAML config file and apply overrides (``["select.frames=5", ...]``)."""
-    import yaml
-
-    try:
-        data = yaml.safe_load(Path(path).read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML ({' '.join(str(exc).split())})") from exc
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: top level must be a mapping of sections, got {type(data).__name__}")
-    return config_from_dict(data, overrides)
+    return config_from_dict(read_mapping(path), overrides)
 
 
 def dump_config(config: LearnConfig) -> str:

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from mlip.train.typed_config import ConfigError, apply_override, from_dict, to_dict
+from mlip.train.typed_config import ConfigError, apply_override, from_dict, read_mapping, to_dict
 
 
 def _check(obj: object, names: tuple[str, ...], test, expected: str) -> None:
@@ -231,15 +231,7 @@ def config_from_dict(data: dict[str, Any], overrides: list[str] = ()) -> TrainCo
 
 def load_config(path: str | Path, overrides: list[str] = ()) -> TrainConfig:
     """Read a YAML config file and apply overrides (``["optim.lr=1e-3", ...]``)."""
-    import yaml
-
-    try:
-        data = yaml.safe_load(Path(path).read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML ({' '.join(str(exc).split())})") from exc
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: top level must be a mapping of sections, got {type(data).__name__}")
-    return config_from_dict(data, overrides)
+    return config_from_dict(read_mapping(path), overrides)
 
 
 FIXED_ON_RESUME = ("data", "model", "train.dtype")  # sections/fields that define the model or the data

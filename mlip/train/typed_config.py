@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import types
 import typing
+from pathlib import Path
 from typing import Any, TypeVar
 
 from mlip.errors import UserInputError
@@ -119,3 +120,17 @@ def apply_override(data: dict[str, Any], assignment: str) -> None:
             raise ConfigError(f"{'.'.join(parts[: i + 1])}: not a section, cannot set {key}")
         node = child
     node[parts[-1]] = yaml.safe_load(raw)
+
+
+def read_mapping(path: str | Path) -> dict[str, Any]:
+    """The top-level mapping of a YAML config file (an empty file is ``{}``); :class:`ConfigError`
+    naming the file for invalid YAML or another top-level type."""
+    import yaml
+
+    try:
+        data = yaml.safe_load(Path(path).read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({' '.join(str(exc).split())})") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: top level must be a mapping of sections, got {type(data).__name__}")
+    return data
