@@ -221,3 +221,40 @@ def _fresh_name(module: torch.nn.Module, prefix: str) -> str:
     while hasattr(module, f"{prefix}_{count}"):
         count += 1
     return f"{prefix}_{count}"
+
+
+SIZE_QUERIES = (torch.ops.aten.sym_size.int, torch.ops.aten.sym_stride.int, torch.ops.aten.sym_numel.default)
+
+
+def inplace_loop_carries(graph: torch.fx.Graph) -> None:
+    """An Inductor post-grad pass (``post_grad_custom_pre_pass``): in every ``while_loop`` body, a carry
+    whose new value is an ``index_put`` into the old one (a block's ``index_add`` into a sum, or its
+    ``index_copy`` into an output) and whose values the body reads nowhere else is updated in place, instead of
+    being copied whole once per block. Each such carry's initial value is cloned once before the loop, so
+    the loop owns the buffer it writes."""
+    module = graph.owning_module
+    loops = [
+        n for n in graph.nodes if n.op == "call_function" and n.target is torch.ops.higher_order.while_loop
+    ]
+    for node in loops:
+        body = getattr(module, node.args[1].target)
+        carries = list(node.args[2])
+        holders = [n for n in body.graph.nodes if n.op == "placeholder"][: len(carries)]
+        outputs = body.graph.output_node().args[0]
+        changed = False
+        for k, (holder, new) in enumerate(zip(holders, outputs, strict=False)):
+            if (
+                isinstance(new, torch.fx.Node)
+                and new.target is torch.ops.aten.index_put.default
+                and new.args[0] is holder
+                and all(user is new or user.target in SIZE_QUERIES for user in holder.users)
+            ):
+                new.target = torch.ops.aten.index_put_.default
+                with graph.inserting_before(node):
+                    owned = graph.call_function(torch.ops.aten.clone.default, (carries[k],))
+                owned.meta = dict(carries[k].meta)
+                carries[k] = owned
+                changed = True
+        if changed:
+            node.args = (node.args[0], node.args[1], tuple(carries), *node.args[3:])
+            body.recompile()

@@ -10,6 +10,7 @@ import torch
 from torch.fx.experimental.proxy_tensor import make_fx
 
 from mlip.kernels import TensorProduct, blocked_rows, tp_conv
+from mlip.kernels.blocks import block_rows, inplace_loop_carries, loop_blocks
 from mlip.kernels.tp_conv import torch_fast as conv
 from mlip.layers.radial import RadialMLP
 
@@ -121,3 +122,36 @@ def test_blocked_rows_equal_plain_eager_and_traced():
     for n in (13, 3, 8):
         for got, want in zip(traced(*inputs(n, n)), run(layer)(*inputs(n, n)), strict=True):
             torch.testing.assert_close(got, want, **TOL)
+
+
+def test_inplace_loop_carries_rewrites_block_sums_and_keeps_results():
+    """The Inductor pass turns the loop body's accumulating ``index_put`` (a block's ``index_add`` into
+    the sum) into ``index_put_`` on the carry, clones the initial value once, and the loop's result is
+    unchanged."""
+
+    def summed(values, index):
+        total, size = index.shape[0], 4
+
+        def body(step, out, vals, idx):
+            rows, valid = block_rows(step, size, total)
+            block = vals.index_select(0, rows) * valid[:, None].to(vals.dtype)
+            return (torch.ops.aten.index_put(out, [idx.index_select(0, rows)], block, True),)
+
+        start = values.new_zeros(7, values.shape[1])
+        (out,) = loop_blocks(body, total, size, [start], [values, index], values.device)
+        return out
+
+    g = torch.Generator().manual_seed(3)
+    values, index = (
+        torch.randn(10, 3, generator=g, dtype=torch.float64),
+        torch.randint(0, 7, (10,), generator=g),
+    )
+    traced = make_fx(summed, **SYMBOLIC)(values, index)
+    inplace_loop_carries(traced.graph)
+    traced.recompile()
+    loop = next(n for n in traced.graph.nodes if n.target is torch.ops.higher_order.while_loop)
+    body = getattr(traced, loop.args[1].target)
+    assert [n.target for n in body.graph.nodes].count(torch.ops.aten.index_put_.default) == 1
+    assert loop.args[2][1].target is torch.ops.aten.clone.default
+    expected = torch.zeros(7, 3, dtype=torch.float64).index_add_(0, index, values)
+    torch.testing.assert_close(traced(values, index), expected, **TOL)
