@@ -28,6 +28,7 @@ from dataclasses import dataclass
 
 import torch
 
+from mlip.kernels.tensor_product import formulation
 from mlip.kernels.tensor_product.descriptor import TPDescriptor, wigner_block
 from mlip.o3 import cached_constant
 
@@ -121,6 +122,16 @@ def couple(a: torch.Tensor, xt: torch.Tensor) -> torch.Tensor:
     if rows * inner * cols >= BMM_MIN:
         return torch.bmm(a, xt)
     return (a.unsqueeze(3) * xt.unsqueeze(1)).sum(2)  # [B, R, D1, U]: under BMM_MIN elements per sample
+
+
+def couple_cost(batch: int, rows: int, inner: int, cols: int, item: int) -> float:
+    """Estimated seconds of :func:`couple` on ``[B, rows, inner] @ [B, inner, cols]``
+    (:mod:`~mlip.kernels.tensor_product.formulation`'s primitives; ``item`` bytes per element)."""
+    if inner == 1:
+        return formulation.elementwise(batch * rows * cols, item)
+    if rows * inner * cols >= BMM_MIN:
+        return formulation.bmm(batch, rows, cols, inner, item)
+    return 2 * formulation.elementwise(batch * rows * inner * cols, item)
 
 
 def tensor_product_blocks(

@@ -168,15 +168,6 @@ def tensor_product_sides(
     return torch.cat(parts, dim=1) if len(parts) > 1 else parts[0]
 
 
-def _couple_cost(batch: int, rows: int, inner: int, cols: int, item: int) -> float:
-    """Estimated seconds of :func:`blocks.couple` on ``[B, rows, inner] @ [B, inner, cols]``."""
-    if inner == 1:
-        return formulation.elementwise(batch * rows * cols, item)
-    if rows * inner * cols >= per_block.BMM_MIN:
-        return formulation.bmm(batch, rows, cols, inner, item)
-    return 2 * formulation.elementwise(batch * rows * inner * cols, item)
-
-
 def cost(desc: TPDescriptor, prob: Problem) -> float:
     """Estimated forward seconds of :func:`tensor_product_sides` (:mod:`formulation`'s primitives)."""
     b, item = prob.batch, prob.item
@@ -201,7 +192,7 @@ def cost(desc: TPDescriptor, prob: Problem) -> float:
         else:
             if sp.kind == "general":
                 total += formulation.gemm(b, rows * inner, desc.irreps_in2[ins.i_in2].ir.dim, item)
-            total += _couple_cost(b, rows, inner, channels, item)
+            total += per_block.couple_cost(b, rows, inner, channels, item)
         if sp.input_side or ins.mode == "uvu":
             total += formulation.elementwise(b * ir_out.dim * mul_out, item)  # the add into the block
         elif prob.shared:

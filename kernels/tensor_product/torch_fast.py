@@ -482,11 +482,7 @@ def _blocks_cost(grouping: str):
                 b, sum(mi.ir.dim * n * g.dim for mi, n in rows), desc.irreps_in2.dim, item
             )
             for (mul_out, ir_out), n in rows:
-                r = ir_out.dim * n
-                if g.dim == 1 or r * g.dim * g.mul < per_block.BMM_MIN:
-                    total += g.dim * formulation.elementwise(b * r * g.mul, item)
-                else:
-                    total += formulation.bmm(b, r, g.mul, g.dim, item)
+                total += per_block.couple_cost(b, ir_out.dim * n, g.dim, g.mul, item)
                 if prob.shared:
                     total += formulation.gemm(b * ir_out.dim, mul_out, n * g.mul, item)
                 else:
