@@ -536,8 +536,9 @@ def tensor_product_general(
 ) -> torch.Tensor:
     """:func:`tensor_product_fast` of any descriptor, in the formulation
     :func:`~mlip.kernels.tensor_product.formulation.choose` picks among :data:`GENERAL_FORMULATIONS`
-    (``pairs``; ``blocks``, ``mul_groups`` and ``sides`` when every ``in2`` block has multiplicity 1)."""
-    chosen = formulation.choose("general", GENERAL_FORMULATIONS, desc, x, weight)
+    (``pairs``; ``blocks``, ``mul_groups``, ``sides`` and ``sides_stacked`` when every ``in2`` block has
+    multiplicity 1), for this pass (forward, or forward + backward when a graph is recorded)."""
+    chosen = formulation.choose("general", GENERAL_FORMULATIONS, desc, x, weight, y)
     return chosen.run(desc, x, y, weight)
 
 

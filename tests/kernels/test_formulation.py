@@ -216,6 +216,23 @@ def test_cache_entry_over_other_candidates_is_retuned(fresh_choices, monkeypatch
     assert set(json.loads(fresh_choices.read_text())[key]["ms"]) == set(fast.GENERAL_FORMULATIONS)
 
 
+def test_tuner_times_the_pass_of_the_call(fresh_choices, monkeypatch) -> None:
+    """A call that records a graph is tuned on forward + backward, one that does not (no input requires
+    grad, or grad mode off) on the forward alone: two cache entries, each pass its own choice."""
+    desc = _desc()
+    x, y, w = _inputs(desc, 8, True)
+    backwards = []
+    grad = torch.autograd.grad
+    monkeypatch.setattr(torch.autograd, "grad", lambda *a, **k: backwards.append(1) or grad(*a, **k))
+    with torch.no_grad():
+        formulation.choose("general", fast.GENERAL_FORMULATIONS, desc, x, w, y)
+    assert not backwards  # the forward alone was timed
+    formulation.choose("general", fast.GENERAL_FORMULATIONS, desc, x.detach(), w.detach(), y)
+    assert backwards  # y requires grad: forward + backward timed
+    keys = sorted(json.loads(fresh_choices.read_text()))
+    assert len(keys) == 2 and "|fwd|" in keys[0] + keys[1] and "|fwd+bwd|" in keys[0] + keys[1]
+
+
 def test_corrupt_cache_is_retuned(fresh_choices) -> None:
     """A corrupt cache file is tuned over; tuning also works from inside ``torch.inference_mode``."""
     fresh_choices.write_text("{not json")
