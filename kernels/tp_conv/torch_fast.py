@@ -20,6 +20,7 @@ from torch.autograd.function import once_differentiable
 
 from mlip.kernels.tensor_product import torch_fast as fast
 from mlip.kernels.tensor_product.descriptor import TPDescriptor
+from mlip.kernels.tp_conv import fused
 from mlip.kernels.tp_conv.reference import scatter_sum
 
 
@@ -33,7 +34,28 @@ def tp_conv_fast(
     num_nodes: int,
     deterministic: bool = False,
 ) -> torch.Tensor:
-    """Same contract as :func:`~mlip.kernels.tp_conv.reference.tp_conv_reference`."""
+    """Same contract as :func:`~mlip.kernels.tp_conv.reference.tp_conv_reference`: the fused compiled
+    kernels (:mod:`mlip.kernels.tp_conv.fused`) where they apply, else :func:`tp_conv_aten`."""
+    if node_feats.shape[0] == num_nodes and fused.applies(
+        desc, node_feats, edge_sh, edge_weights, edge_src, deterministic
+    ):
+        out = fused.tp_conv_fused(desc, node_feats, edge_sh, edge_weights, edge_src, edge_dst)
+        if out is not None:
+            return out
+    return tp_conv_aten(desc, node_feats, edge_sh, edge_weights, edge_src, edge_dst, num_nodes, deterministic)
+
+
+def tp_conv_aten(
+    desc: TPDescriptor,
+    node_feats: torch.Tensor,
+    edge_sh: torch.Tensor,
+    edge_weights: torch.Tensor | None,
+    edge_src: torch.Tensor,
+    edge_dst: torch.Tensor,
+    num_nodes: int,
+    deterministic: bool = False,
+) -> torch.Tensor:
+    """:func:`tp_conv_fast` in ATen ops (differentiable to any order; traced by export and compile)."""
     in_place = not deterministic or node_feats.device.type == "cpu"  # index_add_ is deterministic on CPU
     if not desc.channelwise:
         out = node_feats.new_zeros(num_nodes, desc.irreps_out.dim)

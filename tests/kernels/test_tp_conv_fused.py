@@ -1,0 +1,128 @@
+"""The fused CPU convolution (Inductor-compiled, ``kernels/tp_conv/fused.py``) against the reference to
+third order in float64, and when it runs (auto threshold, switches, traces, a failing compiler)."""
+
+import logging
+
+import pytest
+import torch
+
+from mlip.kernels import TensorProduct
+from mlip.kernels.tp_conv import fused, reference, torch_fast
+
+# two paths into one block, an unweighted path, weights that are not consecutive per output dimension
+PATHS = ("3x0e+3x1o", "0e+1o+2e", "3x0e+3x1o+3x1e+3x0e",
+         [(0, 0, 0, "uvu", True), (1, 1, 2, "uvu", True), (1, 1, 3, "uvu", True),
+          (0, 1, 1, "uvu", False), (1, 2, 1, "uvu", True), (1, 0, 1, "uvu", True)])  # fmt: skip
+NODES, EDGES = 5, 17
+
+
+def problem(seed: int = 0, dtype: torch.dtype = torch.float64):
+    desc = TensorProduct(*PATHS, shared_weights=False).descriptor
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(NODES, desc.irreps_in1.dim, generator=g, dtype=dtype).requires_grad_()
+    sh = torch.randn(EDGES, desc.irreps_in2.dim, generator=g, dtype=dtype).requires_grad_()
+    w = torch.randn(EDGES, desc.weight_numel, generator=g, dtype=dtype).requires_grad_()
+    src, dst = torch.randint(0, NODES - 1, (2, EDGES), generator=g)  # the last node sends and gets nothing
+    return desc, x, sh, w, src, dst
+
+
+def derivatives(fn, x, sh, w) -> list[torch.Tensor]:
+    """Output, first, second and third derivatives of a scalar of ``fn``'s output (each order's scalar a
+    non-linear function of the last, so no order is trivially zero)."""
+    out = fn(x, sh, w)
+    first = torch.autograd.grad((out * out.detach().sin()).sum(), (x, sh, w), create_graph=True)
+    second = torch.autograd.grad(
+        sum((g * g.detach().cos()).sum() for g in first), (x, sh, w), create_graph=True
+    )
+    third = torch.autograd.grad(sum((g * g.detach().sin()).sum() for g in second), (x, sh, w))
+    return [out, *first, *second, *third]
+
+
+def test_matches_reference_to_third_order(monkeypatch) -> None:
+    monkeypatch.setenv(fused.ENV, "1")
+    calls = []
+    original = fused._run
+    monkeypatch.setattr(fused, "_run", lambda desc, want, *a: calls.append(want) or original(desc, want, *a))
+    desc, x, sh, w, src, dst = problem()
+    got = derivatives(lambda *t: torch_fast.tp_conv_fast(desc, *t, src, dst, NODES), x, sh, w)
+    expected = derivatives(lambda *t: reference.tp_conv_reference(desc, *t, src, dst, NODES), x, sh, w)
+    assert None in calls and (True, True, True) in calls  # the compiled forward and backward ran
+    assert any(sum(want) == 2 for want in calls if want)  # and the double backward's adjoints
+    for a, b in zip(got, expected, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10 * float(b.detach().abs().max()))
+    assert not got[1][-1].any()  # a node without edges gets a zero gradient
+
+
+def test_gradcheck_and_unweighted(monkeypatch) -> None:
+    """Finite differences (first and second order), and a descriptor without weights (``w`` None)."""
+    monkeypatch.setenv(fused.ENV, "1")
+    desc, x, sh, w, src, dst = problem(seed=1)
+    args = (x[:, :], sh[:6], w[:6])
+    fn = lambda a, b, c: torch_fast.tp_conv_fast(desc, a, b, c, src[:6], dst[:6], NODES)  # noqa: E731
+    assert torch.autograd.gradcheck(fn, args)
+    assert torch.autograd.gradgradcheck(fn, args)
+    bare = TensorProduct("3x0e+3x1o", "0e+1o", "3x0e+3x1o", [(0, 0, 0, "uvu", False), (1, 1, 0, "uvu", False),
+                                                             (1, 0, 1, "uvu", False)]).descriptor  # fmt: skip
+    xb = x.detach()[:, : bare.irreps_in1.dim].requires_grad_()
+    sb = sh.detach()[:, : bare.irreps_in2.dim].requires_grad_()
+    assert fused.applies(bare, xb, sb, None, src, False)
+    got = torch_fast.tp_conv_fast(bare, xb, sb, None, src, dst, NODES)
+    torch.testing.assert_close(got, reference.tp_conv_reference(bare, xb, sb, None, src, dst, NODES))
+    bare_fn = lambda a, b: torch_fast.tp_conv_fast(bare, a, b, None, src, dst, NODES)  # noqa: E731
+    assert torch.autograd.gradgradcheck(bare_fn, (xb, sb))
+
+
+def test_when_it_runs(monkeypatch) -> None:
+    """Auto: only above ``MIN_MESSAGES``; ``0`` never; not for deterministic sums on several threads,
+    shared weights or inside a trace (make_fx sees the ATen ops and equals the reference)."""
+    desc, x, sh, w, src, dst = problem()
+    monkeypatch.setenv(fused.ENV, "auto")
+    assert not fused.applies(desc, x, sh, w, src, False)
+    monkeypatch.setattr(fused, "MIN_MESSAGES", 1)
+    assert fused.applies(desc, x, sh, w, src, False)
+    assert not fused.applies(desc, x, sh, w[0], src, False)  # shared weights
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        assert not fused.applies(desc, x, sh, w, src, True) and fused.applies(desc, x, sh, w, src, False)
+    finally:
+        torch.set_num_threads(threads)
+    monkeypatch.setenv(fused.ENV, "0")
+    assert not fused.applies(desc, x, sh, w, src, False)
+    monkeypatch.setenv(fused.ENV, "1")
+    from torch.fx.experimental.proxy_tensor import make_fx
+
+    step = lambda a, b, c, s, d: torch_fast.tp_conv_fast(desc, a, b, c, s, d, NODES)  # noqa: E731
+    traced = make_fx(step, tracing_mode="symbolic", _allow_non_fake_inputs=True)(
+        x.detach(), sh.detach(), w.detach(), src, dst
+    )
+    assert "bmm" in str(traced.graph)  # the ATen formulation
+    with torch.no_grad():
+        expected = reference.tp_conv_reference(desc, x, sh, w, src, dst, NODES)
+        torch.testing.assert_close(traced(x, sh, w, src, dst), expected)
+
+
+def test_compile_failure_falls_back(monkeypatch, caplog) -> None:
+    """A compiler that fails: one warning, the ATen result, and no second attempt for that key."""
+    monkeypatch.setenv(fused.ENV, "1")
+    monkeypatch.setattr(fused, "_FAILED", set())
+    desc, x, sh, w, src, dst = problem(dtype=torch.float32)
+
+    def broken(*args):
+        raise RuntimeError("no C++ compiler")
+
+    monkeypatch.setattr(fused, "_run", broken)
+    with caplog.at_level(logging.WARNING, logger=fused.__name__):
+        got = torch_fast.tp_conv_fast(desc, x, sh, w, src, dst, NODES)
+    assert "no C++ compiler" in caplog.text
+    assert not fused.applies(desc, x, sh, w, src, False)
+    expected = reference.tp_conv_reference(desc, x, sh, w, src, dst, NODES)
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
