@@ -17,19 +17,20 @@ backward is written the same way by hand (:func:`_backward`): per path the weigh
 ``Σ_m go[dst] t``, the coupling gradient ``Σ_u go[dst] w x[src]`` (then one GEMM against ``G^T``) and the
 node gradient ``Σ_m A w go[dst]`` scattered over ``src``.
 
-:class:`_FusedConvolution` is a custom autograd function: forward and backward run the compiled kernels;
-a backward asked to build a graph (``create_graph=True``: force training's double backward) instead
-recomputes the ATen formulation with autograd on and differentiates it, so gradients of any order stay
-exact (the compiled backward is not differentiable).
+:class:`_Convolution` and :class:`_ConvolutionBackward` are custom autograd functions: ``T(x, sh, w)`` is
+linear in ``x`` and ``sh`` and affine in ``w``, so the gradient of its adjoints is again ``T`` and its
+adjoints with one operand replaced (see :class:`_ConvolutionBackward`): derivatives of every order (force
+training's double backward included) run the compiled kernels, one compiled backward per set of wanted
+gradients.
 
 When it runs (:func:`applies`): channelwise descriptors with per-sample or no weights, eager CPU calls on
 plain tensors (never under ``torch.compile``, ``make_fx`` or ``torch.export``: their traces see the ATen
 path and fuse it themselves), ``deterministic=False`` or one thread (with several threads Inductor's
 scatter uses atomic adds, whose summation order varies), and ``MLIP_TP_INDUCTOR``: ``0`` never, ``1``
 whenever it applies, unset (``auto``) when the messages hold at least ``MIN_MESSAGES`` elements, since
-the first call of a descriptor and dtype compiles for seconds (shapes dynamic in ``E`` and ``N``; Inductor
-caches the C++ on disk, so later processes load it). A failed compile is logged once and that key runs
-the ATen path from then on.
+the first call of a descriptor and dtype compiles for seconds per kernel (shapes dynamic in ``E`` and
+``N``; Inductor caches the C++ on disk, so later processes load it in about a second). A failed first
+compile is logged once and that descriptor and dtype run the ATen path from then on.
 """
 
 from __future__ import annotations
@@ -41,12 +42,13 @@ import types
 from dataclasses import dataclass
 
 import torch
+from torch.autograd.function import once_differentiable
 
 from mlip.kernels.tensor_product.descriptor import TPDescriptor, wigner_block
 from mlip.o3 import cached_constant
 
 ENV = "MLIP_TP_INDUCTOR"
-MIN_MESSAGES = 1 << 19  # E * Σ_p d_p * U; below it the ATen path (a compile costs seconds)
+MIN_MESSAGES = 1 << 16  # E * Σ_p d_p * U; below it the ATen path (a compile costs seconds)
 _log = logging.getLogger(__name__)
 _FAILED: set[tuple] = set()
 
@@ -281,12 +283,47 @@ def tp_conv_fused(
     """:func:`~mlip.kernels.tp_conv.torch_fast.tp_conv_fast` (same contract; ``N`` = ``node_feats``' rows)
     on the compiled kernels, or ``None`` when the first compile of ``desc`` and the dtype failed (logged
     once; the caller runs the ATen path)."""
-    g = cached_constant(("tp_conv_fused", desc), lambda: coupling(desc), node_feats.dtype, node_feats.device)
-    graph = _Graph(desc, edge_src, edge_dst, g)
+    graph = _graph(desc, edge_src, edge_dst, node_feats)
+    return _guarded(
+        desc, node_feats, lambda: _Convolution.apply(graph, plan(desc), node_feats, edge_sh, edge_weights)
+    )
+
+
+def tp_conv_fused_chunked(
+    desc: TPDescriptor,
+    node_feats: torch.Tensor,
+    edge_sh: torch.Tensor,
+    weight_fn: torch.nn.Module,
+    weight_inputs: torch.Tensor,
+    edge_src: torch.Tensor,
+    edge_dst: torch.Tensor,
+    slices: list[slice],
+) -> torch.Tensor | None:
+    """:func:`~mlip.kernels.tp_conv.torch_fast.tp_conv_chunked` (same contract, edge chunks ``slices``) on
+    the compiled kernels, or ``None`` as :func:`tp_conv_fused`: the weights are made per chunk and
+    recomputed in the backward (first derivatives only)."""
+    graph = _graph(desc, edge_src, edge_dst, node_feats)
+    params = list(weight_fn.parameters())
+    return _guarded(
+        desc,
+        node_feats,
+        lambda: _ChunkedConvolution.apply(
+            graph, weight_fn, slices, node_feats, edge_sh, weight_inputs, *params
+        ),
+    )
+
+
+def _graph(desc: TPDescriptor, src: torch.Tensor, dst: torch.Tensor, like: torch.Tensor) -> _Graph:
+    g = cached_constant(("tp_conv_fused", desc), lambda: coupling(desc), like.dtype, like.device)
+    return _Graph(desc, src, dst, g)
+
+
+def _guarded(desc: TPDescriptor, like: torch.Tensor, call):
+    """``call()``, or ``None`` (logged) when the first compile for ``desc`` and the dtype fails."""
     try:
-        return _Convolution.apply(graph, plan(desc), node_feats, edge_sh, edge_weights)
+        return call()
     except Exception as error:  # noqa: BLE001 - a compiler that fails: the ATen path, said once
-        key = (desc, node_feats.dtype)
+        key = (desc, like.dtype)
         if key in _FAILED:
             raise
         _FAILED.add(key)
@@ -381,3 +418,67 @@ class _ConvolutionBackward(torch.autograd.Function):
                 if value is not None:
                     total[name] = value if total[name] is None else total[name] + value
         return None, None, None, total["x"], total["sh"], total["w"], total["grad"]
+
+
+class _ChunkedConvolution(torch.autograd.Function):
+    """The memory-bounded inference mode on the compiled kernels: per chunk of edges the weights
+    ``weight_fn(radial)`` and one compiled forward, summed into the output blocks; the backward makes each
+    chunk's weights again (with autograd, to reach ``radial`` and ``weight_fn``'s parameters) and runs the
+    compiled backward on them. First derivatives only."""
+
+    @staticmethod
+    def forward(ctx, graph, weight_fn, slices, x, sh, radial, *params):  # type: ignore[override]
+        ctx.graph, ctx.weight_fn, ctx.slices = graph, weight_fn, slices
+        ctx.save_for_backward(x, sh, radial)
+        desc, full = graph.desc, plan(graph.desc)
+        xcs = to_blocks(x, desc.irreps_in1, full.in_blocks)
+        sums = None
+        for s in slices:
+            outs = _run(full, None, xcs, sh[s], weight_fn(radial[s]), graph.src[s], graph.dst[s], graph.g)
+            sums = outs if sums is None else [a + b for a, b in zip(sums, outs, strict=True)]
+        return from_blocks(sums, desc.irreps_out, full.out_blocks, x)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad):  # type: ignore[override]
+        x, sh, radial = ctx.saved_tensors
+        graph = ctx.graph
+        desc, full = graph.desc, plan(graph.desc)
+        want_x, want_sh, want_radial = ctx.needs_input_grad[3:6]
+        wanted = ctx.needs_input_grad[6:]
+        live = [p for p, w in zip(ctx.weight_fn.parameters(), wanted, strict=True) if w]
+        want = (want_x, want_sh, want_radial or bool(live))
+        xcs = to_blocks(x, desc.irreps_in1, full.in_blocks)
+        gos = to_blocks(grad, desc.irreps_out, full.out_blocks)
+        grad_xcs = None
+        grad_sh = torch.zeros_like(sh) if want_sh else None
+        grad_radial = torch.zeros_like(radial) if want_radial else None
+        grad_params = [torch.zeros_like(p) for p in live]
+        for s in ctx.slices:
+            with torch.enable_grad():
+                rd = radial[s].detach().requires_grad_(want_radial)
+                w = ctx.weight_fn(rd)
+            gx, gs, gw = _run(full, want, xcs, sh[s], w, graph.src[s], graph.dst[s], graph.g, gos)
+            if want_x:
+                grad_xcs = gx if grad_xcs is None else [a + b for a, b in zip(grad_xcs, gx, strict=True)]
+            if want_sh:
+                grad_sh[s] = gs
+            if want[2]:
+                inputs = ([rd] if want_radial else []) + live
+                grads = list(torch.autograd.grad(w, inputs, gw, allow_unused=True))
+                if want_radial:
+                    grad_radial[s] = grads.pop(0)
+                for total, g in zip(grad_params, grads, strict=True):
+                    if g is not None:
+                        total += g
+        grad_x = from_blocks(grad_xcs, desc.irreps_in1, full.in_blocks, x) if want_x else None
+        merged = iter(grad_params)
+        return (
+            None,
+            None,
+            None,
+            grad_x,
+            grad_sh,
+            grad_radial,
+            *(next(merged) if w else None for w in wanted),
+        )

@@ -112,6 +112,13 @@ def tp_conv_chunked(
     """:func:`tp_conv_fast` with edge weights ``weight_fn(weight_inputs)`` ``[E, weight_numel]``, computed
     and used one chunk of edges at a time (``weight_inputs`` ``[E, B]``: the radial basis); channelwise
     descriptors, first derivatives with respect to every input and ``weight_fn``'s parameters."""
+    if fused.applies(desc, node_feats, edge_sh, None, edge_src, False):
+        slices = chunk_slices(desc, edge_src.numel())
+        out = fused.tp_conv_fused_chunked(
+            desc, node_feats, edge_sh, weight_fn, weight_inputs, edge_src, edge_dst, slices
+        )
+        if out is not None:
+            return out
     params = list(weight_fn.parameters())
     return _ChunkedConvolution.apply(
         node_feats, edge_sh, weight_inputs, edge_src, edge_dst, weight_fn, desc, *params
