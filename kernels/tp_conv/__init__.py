@@ -40,9 +40,8 @@ def tp_conv(
         edge_src, edge_dst: ``[E]`` int64 node indices (message from ``src`` to ``dst``).
         num_nodes: ``N``, rows of the output.
         tp: the :class:`TensorProduct` giving irreps, paths and normalization.
-        deterministic: bit-reproducible summation order (no atomics). The Triton path is always
-            deterministic, the CPU path with one thread (with several, its fused kernels sum with atomic
-            adds unless this is set); on CUDA the torch path then sorts edges and sums a padded buffer.
+        deterministic: bit-reproducible summation order (no atomics). The CPU and Triton paths are
+            always deterministic; on CUDA the torch path then sorts edges and sums a padded buffer.
         backend: overrides ``tp.backend`` (``"auto"``, ``"torch"``, ``"triton"``, ``"reference"``).
         graph: optional :class:`ConvGraph` built from these ``edge_src``/``edge_dst`` and ``num_nodes``
             (checked: same storage, shape and node count). Its destination/source-sorted edge orders are

@@ -25,8 +25,7 @@ gradients.
 
 When it runs (:func:`applies`): channelwise descriptors with per-sample or no weights, eager CPU calls on
 plain tensors (never under ``torch.compile``, ``make_fx`` or ``torch.export``: their traces see the ATen
-path and fuse it themselves), ``deterministic=False`` or one thread (with several threads Inductor's
-scatter uses atomic adds, whose summation order varies), and ``MLIP_TP_INDUCTOR``: ``0`` never, ``1``
+path and fuse it themselves), and ``MLIP_TP_INDUCTOR``: ``0`` never, ``1``
 whenever it applies, unset (``auto``) when the messages hold at least ``MIN_MESSAGES`` elements, since
 the first call of a descriptor and dtype compiles for seconds per kernel (shapes dynamic in ``E`` and
 ``N``; Inductor caches the C++ on disk, so later processes load it in about a second). A failed first
@@ -215,16 +214,17 @@ def _backward(xcs, sh, w, src, dst, g, gos, *, plan: Plan, want: tuple[bool, boo
 
 
 @functools.cache
-def _compiled(plan: Plan, want: tuple[bool, bool, bool] | None, threads: int):
-    """The compiled forward (``want`` None) or backward of ``plan``, one per ``want`` and thread count
-    (Inductor writes its OpenMP loops for the threads it sees). Each gets its own copy of the code object:
-    Dynamo keeps compiled graphs per code object, and one shared by every plan would hit its recompile
-    limit."""
+def _compiled(plan: Plan, want: tuple[bool, bool, bool] | None):
+    """The compiled forward (``want`` None) or backward of ``plan``, one per ``want``. Each gets its own
+    copy of the code object: Dynamo keeps compiled graphs per code object, and one shared by every plan
+    would hit its recompile limit. Inductor's loops run on one thread (``cpp.threads``; the GEMMs are ATen
+    calls on every thread): a scatter on several turns into atomic adds, whose summation order varies,
+    and torch 2.13 miscompiles some of those (benchmarks/notes/compile.md)."""
     base = _forward if want is None else _backward
     code = base.__code__.replace(co_name=f"{base.__name__}_{_compiled.cache_info().currsize}")
     fn = types.FunctionType(code, base.__globals__, code.co_name)
     fn.__kwdefaults__ = {"plan": plan} if want is None else {"plan": plan, "want": want}
-    return torch.compile(fn, fullgraph=True)
+    return torch.compile(fn, fullgraph=True, options={"cpp.threads": 1})
 
 
 def _run(plan: Plan, want, *tensors):
@@ -237,7 +237,7 @@ def _run(plan: Plan, want, *tensors):
             if item is not None and item.shape[0] > 1:
                 torch._dynamo.maybe_mark_dynamic(item, 0)
         args.append(items if isinstance(t, list) else items[0])
-    return _compiled(plan, want, torch.get_num_threads())(*args)
+    return _compiled(plan, want)(*args)
 
 
 def _plain(*tensors: torch.Tensor | None) -> bool:
@@ -253,14 +253,12 @@ def _plain(*tensors: torch.Tensor | None) -> bool:
     )  # fmt: skip
 
 
-def applies(desc, node_feats, edge_sh, weight, edge_src, deterministic: bool) -> bool:
+def applies(desc, node_feats, edge_sh, weight, edge_src) -> bool:
     """Whether :func:`tp_conv_fused` runs this call (see the module docstring)."""
     mode = os.environ.get(ENV, "auto")
     if mode == "0" or not desc.channelwise:
         return False
     if weight is not None and weight.dim() != 2:
-        return False
-    if deterministic and torch.get_num_threads() > 1:
         return False
     if (desc, node_feats.dtype) in _FAILED:
         return False

@@ -36,9 +36,7 @@ def tp_conv_fast(
 ) -> torch.Tensor:
     """Same contract as :func:`~mlip.kernels.tp_conv.reference.tp_conv_reference`: the fused compiled
     kernels (:mod:`mlip.kernels.tp_conv.fused`) where they apply, else :func:`tp_conv_aten`."""
-    if node_feats.shape[0] == num_nodes and fused.applies(
-        desc, node_feats, edge_sh, edge_weights, edge_src, deterministic
-    ):
+    if node_feats.shape[0] == num_nodes and fused.applies(desc, node_feats, edge_sh, edge_weights, edge_src):
         out = fused.tp_conv_fused(desc, node_feats, edge_sh, edge_weights, edge_src, edge_dst)
         if out is not None:
             return out
@@ -112,7 +110,7 @@ def tp_conv_chunked(
     """:func:`tp_conv_fast` with edge weights ``weight_fn(weight_inputs)`` ``[E, weight_numel]``, computed
     and used one chunk of edges at a time (``weight_inputs`` ``[E, B]``: the radial basis); channelwise
     descriptors, first derivatives with respect to every input and ``weight_fn``'s parameters."""
-    if fused.applies(desc, node_feats, edge_sh, None, edge_src, False):
+    if fused.applies(desc, node_feats, edge_sh, None, edge_src):
         slices = chunk_slices(desc, edge_src.numel())
         out = fused.tp_conv_fused_chunked(
             desc, node_feats, edge_sh, weight_fn, weight_inputs, edge_src, edge_dst, slices

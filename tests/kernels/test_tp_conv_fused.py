@@ -65,7 +65,7 @@ def test_gradcheck_and_unweighted(monkeypatch) -> None:
                                                              (1, 0, 1, "uvu", False)]).descriptor  # fmt: skip
     xb = x.detach()[:, : bare.irreps_in1.dim].requires_grad_()
     sb = sh.detach()[:, : bare.irreps_in2.dim].requires_grad_()
-    assert fused.applies(bare, xb, sb, None, src, False)
+    assert fused.applies(bare, xb, sb, None, src)
     got = torch_fast.tp_conv_fast(bare, xb, sb, None, src, dst, NODES)
     torch.testing.assert_close(got, reference.tp_conv_reference(bare, xb, sb, None, src, dst, NODES))
     bare_fn = lambda a, b: torch_fast.tp_conv_fast(bare, a, b, None, src, dst, NODES)  # noqa: E731
@@ -73,22 +73,16 @@ def test_gradcheck_and_unweighted(monkeypatch) -> None:
 
 
 def test_when_it_runs(monkeypatch) -> None:
-    """Auto: only above ``MIN_MESSAGES``; ``0`` never; not for deterministic sums on several threads,
-    shared weights or inside a trace (make_fx sees the ATen ops and equals the reference)."""
+    """Auto: only above ``MIN_MESSAGES``; ``0`` never; not for shared weights nor inside a trace (make_fx
+    sees the ATen ops and equals the reference)."""
     desc, x, sh, w, src, dst = problem()
     monkeypatch.setenv(fused.ENV, "auto")
-    assert not fused.applies(desc, x, sh, w, src, False)
+    assert not fused.applies(desc, x, sh, w, src)
     monkeypatch.setattr(fused, "MIN_MESSAGES", 1)
-    assert fused.applies(desc, x, sh, w, src, False)
-    assert not fused.applies(desc, x, sh, w[0], src, False)  # shared weights
-    threads = torch.get_num_threads()
-    torch.set_num_threads(2)
-    try:
-        assert not fused.applies(desc, x, sh, w, src, True) and fused.applies(desc, x, sh, w, src, False)
-    finally:
-        torch.set_num_threads(threads)
+    assert fused.applies(desc, x, sh, w, src)
+    assert not fused.applies(desc, x, sh, w[0], src)  # shared weights
     monkeypatch.setenv(fused.ENV, "0")
-    assert not fused.applies(desc, x, sh, w, src, False)
+    assert not fused.applies(desc, x, sh, w, src)
     monkeypatch.setenv(fused.ENV, "1")
     from torch.fx.experimental.proxy_tensor import make_fx
 
@@ -115,7 +109,7 @@ def test_compile_failure_falls_back(monkeypatch, caplog) -> None:
     with caplog.at_level(logging.WARNING, logger=fused.__name__):
         got = torch_fast.tp_conv_fast(desc, x, sh, w, src, dst, NODES)
     assert "no C++ compiler" in caplog.text
-    assert not fused.applies(desc, x, sh, w, src, False)
+    assert not fused.applies(desc, x, sh, w, src)
     expected = reference.tp_conv_reference(desc, x, sh, w, src, dst, NODES)
     torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
 
