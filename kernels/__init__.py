@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import torch
 
+from mlip.kernels.blocks import blocked_rows
 from mlip.kernels.gaunt import gaunt_tp
 from mlip.kernels.s2_activation import s2_activation, symmetric_product
 from mlip.kernels.tensor_product import TensorProduct, uvu_instructions
@@ -18,6 +19,7 @@ __all__ = [
     "BACKENDS",
     "ConvGraph",
     "TensorProduct",
+    "blocked_rows",
     "gaunt_tp",
     "s2_activation",
     "set_backend",

@@ -11,7 +11,7 @@ import torch
 from mlip.kernels.tensor_product.module import TensorProduct, check_dtype, resolve_backend
 from mlip.kernels.tp_conv.graph import ConvGraph
 from mlip.kernels.tp_conv.reference import tp_conv_reference
-from mlip.kernels.tp_conv.torch_fast import chunk_slices, tp_conv_chunked, tp_conv_fast
+from mlip.kernels.tp_conv.torch_fast import chunk_slices, tp_conv_blocked, tp_conv_chunked, tp_conv_fast
 
 __all__ = ["ConvGraph", "tp_conv"]
 
@@ -53,8 +53,10 @@ def tp_conv(
         chunked: with ``weight_fn``, the memory-bounded inference mode: weights and messages computed per
             chunk of edges and recomputed in the backward, first derivatives only
             (:func:`~mlip.kernels.tp_conv.torch_fast.tp_conv_chunked`). Taken on the CPU's fast torch path
-            when there is more than one chunk; elsewhere the plain path runs (on CUDA the Triton
-            ``tp_conv`` never stores per-edge messages: nothing to bound).
+            when there is more than one chunk, and for a symbolic edge count (tracing with dynamic
+            shapes: one traced loop over edge blocks, ``tp_conv_blocked``, with ``weight_fn`` frozen);
+            elsewhere the plain path runs (on CUDA the Triton ``tp_conv`` never stores per-edge
+            messages: nothing to bound).
 
     Returns ``[N, tp.irreps_out.dim]`` in the dtype of ``node_feats`` (float32 or float64).
     The Triton path never materializes per-edge messages; differentiable to any order.
@@ -73,8 +75,12 @@ def tp_conv(
         if edge_weights is None or edge_weights.shape[0] != num_edges:
             raise ValueError(f"weight_fn needs its inputs [E={num_edges}, ...] as edge_weights")
         cpu = node_feats.device.type == "cpu"
-        if chunked and cpu and path == "fast" and desc.channelwise and len(chunk_slices(desc, num_edges)) > 1:
-            return tp_conv_chunked(desc, node_feats, edge_sh, weight_fn, edge_weights, edge_src, edge_dst)
+        if chunked and cpu and path == "fast" and desc.channelwise:
+            args = (desc, node_feats, edge_sh, weight_fn, edge_weights, edge_src, edge_dst)
+            if isinstance(num_edges, torch.SymInt):
+                return tp_conv_blocked(*args)
+            if len(chunk_slices(desc, num_edges)) > 1:
+                return tp_conv_chunked(*args)
         edge_weights = weight_fn(edge_weights)
     elif chunked:
         raise ValueError("chunked=True needs weight_fn (the weights are computed per chunk of edges)")

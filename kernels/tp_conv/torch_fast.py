@@ -11,6 +11,9 @@ function (the radial MLP) evaluated per chunk of edges, and the backward recompu
 intermediates instead of storing them, so no per-edge tensor of a layer (``E x channels x Σ(2l+1)``,
 gigabytes for a 1000-atom box) exists at full size in the forward or the force backward. First
 derivatives only (``once_differentiable``): training, which differentiates forces, takes the plain path.
+:func:`tp_conv_blocked` is the same mode for a symbolic edge count (``make_fx`` / ``torch.export``
+tracing, the compiled step): the chunk loop is one traced ``while_loop`` over blocks of the same size
+(:mod:`mlip.kernels.blocks`).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from __future__ import annotations
 import torch
 from torch.autograd.function import once_differentiable
 
+from mlip.kernels import blocks
 from mlip.kernels.tensor_product import torch_fast as fast
 from mlip.kernels.tensor_product.descriptor import TPDescriptor
 from mlip.kernels.tp_conv import fused
@@ -90,11 +94,16 @@ def tp_conv_aten(
 EDGES_PER_CHUNK = 4096
 
 
-def chunk_slices(desc: TPDescriptor, num_edges: int) -> list[slice]:
-    """Edge slices of at most ``EDGES_PER_CHUNK`` edges whose ``[edges, U, K]`` message temporaries hold
-    about ``torch_fast.CHUNK_ELEMENTS`` elements (channelwise descriptors)."""
+def chunk_edges(desc: TPDescriptor) -> int:
+    """Edges per chunk: at most ``EDGES_PER_CHUNK``, with ``[edges, U, K]`` message temporaries of about
+    ``torch_fast.CHUNK_ELEMENTS`` elements (channelwise descriptors; small enough to stay in cache)."""
     widest = max(g.mul * g.width for g in fast.plan(desc))
-    step = max(1, min(EDGES_PER_CHUNK, fast.CHUNK_ELEMENTS // widest))
+    return max(1, min(EDGES_PER_CHUNK, fast.CHUNK_ELEMENTS // widest))
+
+
+def chunk_slices(desc: TPDescriptor, num_edges: int) -> list[slice]:
+    """Slices of :func:`chunk_edges` edges covering ``num_edges``."""
+    step = chunk_edges(desc)
     return [slice(s, min(s + step, num_edges)) for s in range(0, num_edges, step)]
 
 
@@ -203,3 +212,141 @@ class _ChunkedConvolution(torch.autograd.Function):
 def _accumulate(total: torch.Tensor, grad: torch.Tensor | None, index: slice) -> None:
     if grad is not None:
         total[index] += grad
+
+
+def tp_conv_blocked(
+    desc: TPDescriptor,
+    node_feats: torch.Tensor,
+    edge_sh: torch.Tensor,
+    weight_fn: torch.nn.Module,
+    weight_inputs: torch.Tensor,
+    edge_src: torch.Tensor,
+    edge_dst: torch.Tensor,
+    block: int | None = None,
+) -> torch.Tensor:
+    """:func:`tp_conv_chunked` as one traced loop over blocks of ``block`` edges (default
+    :func:`chunk_edges`, the eager chunk; the last block padded with masked copies of the last edge),
+    for symbolic edge counts; first derivatives with respect to the node features, harmonics and weight
+    inputs, with ``weight_fn``'s weights frozen."""
+    params = blocks.frozen_parameters(weight_fn)
+    return _BlockedConvolution.apply(
+        node_feats,
+        edge_sh,
+        weight_inputs,
+        edge_src,
+        edge_dst,
+        weight_fn,
+        params,
+        desc,
+        block or chunk_edges(desc),
+    )
+
+
+def _edge_block(step, size, src, dst, sh, radial):  # noqa: ANN001, ANN202
+    """One block's gathered edges; padding edges get zero harmonics, so their messages (and every
+    gradient through them) are zero."""
+    idx, valid = blocks.block_rows(step, size, src.shape[0])
+    sh_b = sh.index_select(0, idx) * valid[:, None].to(sh.dtype)
+    return idx, src.index_select(0, idx), dst.index_select(0, idx), sh_b, radial.index_select(0, idx)
+
+
+class _BlockedConvolution(torch.autograd.Function):
+    """:class:`_ChunkedConvolution`'s scheme with the chunk loops as ``while_loop`` ops: the forward
+    carries one ``[N, K, U]`` sum per run, the backward the node-feature gradients per group and the
+    ``[E, ...]`` gradients of the harmonics and the weight inputs."""
+
+    @staticmethod
+    def forward(ctx, x, sh, radial, src, dst, weight_fn, params, desc, block):  # type: ignore[override]
+        ctx.save_for_backward(x, sh, radial, src, dst)
+        ctx.weight_fn, ctx.params, ctx.desc, ctx.block = weight_fn, params, desc, block
+        groups = fast.plan(desc)
+        names, n = list(params), len(groups)
+        runs = [len(g.runs) for g in groups]
+        size = blocks.block_size(src.shape[0], block)
+        nodes = [fast.to_channels(x, desc, g) for g in groups]
+        sums = [x.new_zeros(x.shape[0], run.width, g.mul) for g in groups for run in g.runs]
+
+        def body(step, *state):  # noqa: ANN001
+            totals, xcs = state[: len(sums)], state[len(sums) : len(sums) + n]
+            sh_, radial_, src_, dst_, *ws = state[len(sums) + n :]
+            _, src_b, dst_b, sh_b, radial_b = _edge_block(step, size, src_, dst_, sh_, radial_)
+            weights = torch.func.functional_call(weight_fn, dict(zip(names, ws, strict=True)), (radial_b,))
+            msgs = [
+                msg
+                for g, xc, w in zip(groups, xcs, fast.group_weights(desc, weights), strict=True)
+                for msg in fast.messages(desc, g, xc.index_select(0, src_b), sh_b, w)
+            ]
+            return tuple(total.index_add(0, dst_b, msg) for total, msg in zip(totals, msgs, strict=True))
+
+        inputs = [*nodes, sh, radial, src, dst, *params.values()]
+        sums = iter(blocks.loop_blocks(body, src.shape[0], size, sums, inputs, x.device))
+        out: dict[int, torch.Tensor] = {}
+        for g, count in zip(groups, runs, strict=True):
+            fast.from_channels([next(sums) for _ in range(count)], desc, g, out)
+        return fast.assemble(desc, out, x.shape[0], x)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_out):  # type: ignore[override]
+        x, sh, radial, src, dst = ctx.saved_tensors
+        desc, weight_fn, names = ctx.desc, ctx.weight_fn, list(ctx.params)
+        groups = fast.plan(desc)
+        want_x, want_sh, want_radial = ctx.needs_input_grad[:3]
+        size = blocks.block_size(src.shape[0], ctx.block)
+        autograd = blocks.BodyAutograd()
+        nodes = [fast.to_channels(x, desc, g) for g in groups]
+        grad_sums = [gs for g in groups for gs in fast.to_out_channels(grad_out, desc, g)]
+        n, m = len(groups), len(grad_sums)
+
+        def body(step, *state):  # noqa: ANN001
+            grad_nodes, grad_sh, grad_radial = state[:n], state[n], state[n + 1]
+            xcs, gss = state[n + 2 : 2 * n + 2], state[2 * n + 2 : 2 * n + 2 + m]
+            sh_, radial_, src_, dst_, *ws = state[2 * n + 2 + m :]
+            with autograd():
+                idx, valid = blocks.block_rows(step, size, src_.shape[0])
+                src_b, dst_b = src_.index_select(0, idx), dst_.index_select(0, idx)
+                sh_b = sh_.index_select(0, idx).requires_grad_(want_sh)
+                radial_b = radial_.index_select(0, idx).requires_grad_(want_radial)
+                params = dict(zip(names, ws, strict=True))
+                weights = fast.group_weights(desc, torch.func.functional_call(weight_fn, params, (radial_b,)))
+                masked = sh_b * valid[:, None].to(sh_b.dtype)  # padding edges: zero messages and gradients
+                gathered = [xc.index_select(0, src_b).requires_grad_(want_x) for xc in xcs]
+                messages = [
+                    msg
+                    for g, xs, w in zip(groups, gathered, weights, strict=True)
+                    for msg in fast.messages(desc, g, xs, masked, w)
+                ]
+                inputs = [sh_b, radial_b, *gathered]
+                grads = torch.autograd.grad(
+                    messages,
+                    [t for t in inputs if t.requires_grad],
+                    [gs.index_select(0, dst_b) for gs in gss],
+                    allow_unused=True,
+                )
+            it = iter(grads)
+            found = [next(it) if t.requires_grad else None for t in inputs]
+            new_sh = grad_sh.clone() if found[0] is None else grad_sh.index_add(0, idx, found[0])
+            new_radial = grad_radial.clone() if found[1] is None else grad_radial.index_add(0, idx, found[1])
+            new_nodes = [
+                g.clone() if p is None else g.index_add(0, src_b, p)
+                for g, p in zip(grad_nodes, found[2:], strict=True)
+            ]
+            return (*new_nodes, new_sh, new_radial)
+
+        carries = [*(torch.zeros_like(xc) for xc in nodes), torch.zeros_like(sh), torch.zeros_like(radial)]
+        inputs = [*nodes, *grad_sums, sh, radial, src, dst, *ctx.params.values()]
+        *grad_nodes, grad_sh, grad_radial = blocks.loop_blocks(
+            body, src.shape[0], size, carries, inputs, x.device
+        )
+        grad_x = fast.from_in_channels(grad_nodes, desc, groups) if want_x else None
+        return (
+            grad_x,
+            grad_sh if want_sh else None,
+            grad_radial if want_radial else None,
+            None,
+            None,
+            None,
+            None,
+            None,
+            None,
+        )

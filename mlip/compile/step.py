@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from mlip.data import keys as K
+from mlip.kernels.blocks import lift_loop_constants
 
 if TYPE_CHECKING:
     from mlip.models.model import EquivariantModel
@@ -72,12 +73,13 @@ class ForceStep(torch.nn.Module):
 
 @contextlib.contextmanager
 def traceable(model: EquivariantModel) -> Iterator[EquivariantModel]:
-    """``model`` with its weights frozen and in the unchunked evaluation path (``train()`` mode: the
-    memory-bounded chunked inference layers loop in Python over edge and atom chunks, which would fix
-    the traced graph to one size); the previous mode and ``requires_grad`` flags are restored after."""
+    """``model`` in evaluation mode with its weights frozen: traced with symbolic sizes, the
+    memory-bounded chunked inference layers run as traced loops over fixed-size blocks of edges and
+    atoms (:mod:`mlip.kernels.blocks`), which need frozen weights; the previous mode and
+    ``requires_grad`` flags are restored after."""
     was_training = model.training
     flags = [p.requires_grad for p in model.parameters()]
-    model.train().requires_grad_(False)
+    model.eval().requires_grad_(False)
     try:
         yield model
     finally:
@@ -118,6 +120,7 @@ def export_step(model: EquivariantModel, device: torch.device | str = "cpu") -> 
         graph = make_fx(
             step, tracing_mode="symbolic", _allow_non_fake_inputs=True, _error_on_data_dependent_ops=True
         )(*args)
+    lift_loop_constants(graph)
     atoms, edges = torch.export.Dim("num_atoms", min=1), torch.export.Dim("num_edges", min=1)
     dynamic = ({0: atoms}, {0: atoms}, {1: edges}, {0: edges}, {0: atoms})
     return torch.export.export(graph, args, dynamic_shapes=dynamic, strict=False)

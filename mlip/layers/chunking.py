@@ -18,6 +18,8 @@ from collections.abc import Callable
 import torch
 from torch.utils.checkpoint import checkpoint
 
+from mlip.kernels import blocked_rows
+
 # rows per checkpointed chunk, by device type (others use the CPU figure)
 ROWS_PER_CHUNK = {"cpu": 64, "cuda": 4096}
 
@@ -28,10 +30,14 @@ def checkpointed_rows(
     """``fn(*inputs)`` for a row-wise ``fn`` (row ``i`` of the output depends on row ``i`` of every input
     only), evaluated over chunks of ``rows`` rows (default: ``ROWS_PER_CHUNK`` of the inputs' device),
     each under :func:`torch.utils.checkpoint.checkpoint`; the chunks' outputs are concatenated along
-    dim 0. A single chunk is evaluated directly."""
+    dim 0. A single chunk is evaluated directly. A symbolic row count (tracing with dynamic shapes, the
+    compiled step) runs :func:`mlip.kernels.blocked_rows` (one traced loop over blocks of ``rows``
+    rows; ``fn`` a module with frozen weights)."""
     if rows is None:
         rows = ROWS_PER_CHUNK.get(inputs[0].device.type, ROWS_PER_CHUNK["cpu"])
     total = inputs[0].shape[0]
+    if isinstance(total, torch.SymInt):
+        return blocked_rows(fn, *inputs, rows=rows)
     if total <= rows:
         return fn(*inputs)
     # torch.split, not slicing: the backward of a slice fills a zero gradient of the whole input per chunk

@@ -12,26 +12,15 @@ import argparse
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "config", help="YAML config (sections: train, md, select, dft, label, stop, output; see the docs)"
+    from mlip.train.typed_config import add_run_arguments
+
+    add_run_arguments(
+        parser,
+        sections="train, md, select, dft, label, stop, output; see the docs",
+        override_example="select.frames=5",
+        resume_help="continue the run in output.dir from its state.json",
+        overwrite_help="replace an earlier run in output.dir (deletes its rounds and labelled frames)",
     )
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a config field, e.g. --set select.frames=5 (repeatable)",
-    )
-    parser.add_argument(
-        "--resume", action="store_true", help="continue the run in output.dir from its state.json"
-    )
-    parser.add_argument(
-        "--overwrite",
-        action="store_true",
-        help="replace an earlier run in output.dir (deletes its rounds and labelled frames)",
-    )
-    parser.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
 
 
 def main(args: argparse.Namespace) -> int:

@@ -6,26 +6,17 @@ import argparse
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "config", help="YAML config (sections: data, model, loss, optim, schedule, train, output)"
+    from mlip.train.typed_config import add_run_arguments
+
+    add_run_arguments(
+        parser,
+        sections="data, model, loss, optim, schedule, train, output",
+        override_example="optim.lr=1e-3",
+        resume_help=(
+            "continue from output.dir/checkpoint_last.pt (model and data fields of the config must match)"
+        ),
+        overwrite_help="replace an earlier run in output.dir (deletes its outputs)",
     )
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a config field, e.g. --set optim.lr=1e-3 (repeatable)",
-    )
-    parser.add_argument(
-        "--resume",
-        action="store_true",
-        help="continue from output.dir/checkpoint_last.pt (model and data fields of the config must match)",
-    )
-    parser.add_argument(
-        "--overwrite", action="store_true", help="replace an earlier run in output.dir (deletes its outputs)"
-    )
-    parser.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
 
 
 def main(args: argparse.Namespace) -> int:

@@ -7,6 +7,7 @@ parsed as YAML scalars.
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import types
 import typing
@@ -134,3 +135,27 @@ def read_mapping(path: str | Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: top level must be a mapping of sections, got {type(data).__name__}")
     return data
+
+
+def add_run_arguments(
+    parser: argparse.ArgumentParser,
+    sections: str,
+    override_example: str,
+    resume_help: str,
+    overwrite_help: str,
+) -> None:
+    """The arguments of a verb that runs from a YAML config into an output folder: ``config`` (its
+    ``sections`` named in the help), ``--set KEY=VALUE`` (repeatable, into ``overrides``), ``--resume``,
+    ``--overwrite`` and ``--print-config``."""
+    parser.add_argument("config", help=f"YAML config (sections: {sections})")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help=f"override a config field, e.g. --set {override_example} (repeatable)",
+    )
+    parser.add_argument("--resume", action="store_true", help=resume_help)
+    parser.add_argument("--overwrite", action="store_true", help=overwrite_help)
+    parser.add_argument("--print-config", action="store_true", help="print the resolved config and exit")

@@ -25,6 +25,8 @@ from mlip.compile import CompiledModel, PackageError, export_step, read_metadata
 from mlip.compile.graphs import cuda_graph
 from mlip.data.atomic_data import DataError, collate, from_atoms
 from mlip.data.neighbors import SkinNeighborList, add_neighbors
+from mlip.kernels.tp_conv import torch_fast as conv
+from mlip.layers import chunking
 from mlip.models import create, load
 
 R_MAX = 3.0
@@ -35,6 +37,7 @@ CONFIGS = {
     "gridnet": dict(channels=4, num_layers=2, lmax=2, num_splines=8),
 }
 COMPILED = ("mace", "nequip")
+CONVOLUTIONS = {"mace": 2, "nequip": 2, "gridnet": 2}
 TOL = dict(rtol=0, atol=1e-10)
 
 
@@ -62,21 +65,29 @@ STRUCTURES = {
 
 @pytest.fixture(scope="module")
 def packages(tmp_path_factory) -> dict[str, tuple[str, str]]:
-    """name -> (model file, package) for the compiled models, written by ``mlip compile``."""
+    """name -> (model file, package) for the compiled models, written by ``mlip compile``; with blocks of
+    16 edges and 5 atoms, so the traced chunk loops run several blocks (and pad the last) on every test
+    structure but the water molecule (one short block)."""
     folder = tmp_path_factory.mktemp("pt2")
     out = {}
-    for name in COMPILED:
-        source, package = folder / f"{name}.safetensors", folder / f"{name}.pt2"
-        build(name).save(source)
-        assert cli.main(["compile", str(source), "-o", str(package)]) == 0
-        out[name] = (str(source), str(package))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(conv, "EDGES_PER_CHUNK", 16)
+        patch.setattr(chunking, "ROWS_PER_CHUNK", {"cpu": 5})
+        for name in COMPILED:
+            source, package = folder / f"{name}.safetensors", folder / f"{name}.pt2"
+            build(name).save(source)
+            assert cli.main(["compile", str(source), "-o", str(package)]) == 0
+            out[name] = (str(source), str(package))
     return out
 
 
 @pytest.mark.parametrize("name", sorted(CONFIGS))
 def test_step_exports_with_dynamic_atoms_and_edges(name):
-    """make_fx(symbolic, error on data-dependent ops) + torch.export: no host sync, no fixed size."""
+    """make_fx(symbolic, error on data-dependent ops) + torch.export: no host sync, no fixed size; the
+    convolutions keep their chunked inference mode (traced loops over edge blocks)."""
     program = export_step(build(name))
+    loops = [n for n in program.graph.nodes if n.target is torch.ops.higher_order.while_loop]
+    assert len(loops) >= 2 * CONVOLUTIONS[name]  # forward and backward of each
     shapes = [node.meta["val"].shape for node in program.graph.nodes if node.op == "placeholder"][-5:]
     positions, species, edge_index, shifts, mask = shapes
     assert all(isinstance(d, torch.SymInt) for d in (positions[0], edge_index[1]))
