@@ -229,9 +229,9 @@ SIZE_QUERIES = (torch.ops.aten.sym_size.int, torch.ops.aten.sym_stride.int, torc
 def inplace_loop_carries(graph: torch.fx.Graph) -> None:
     """An Inductor post-grad pass (``post_grad_custom_pre_pass``): in every ``while_loop`` body, a carry
     whose new value is an ``index_put`` into the old one (a block's ``index_add`` into a sum, or its
-    ``index_copy`` into an output) and whose values the body reads nowhere else is updated in place, instead of
-    being copied whole once per block. Each such carry's initial value is cloned once before the loop, so
-    the loop owns the buffer it writes."""
+    ``index_copy`` into an output) and whose values the body reads nowhere else is updated in place,
+    instead of being copied whole once per block. Each such carry's initial value is cloned once before
+    the loop, so the loop owns the buffer it writes."""
     module = graph.owning_module
     loops = [
         n for n in graph.nodes if n.op == "call_function" and n.target is torch.ops.higher_order.while_loop

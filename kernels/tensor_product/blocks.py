@@ -28,6 +28,7 @@ from dataclasses import dataclass
 
 import torch
 
+from mlip.kernels.tensor_product import formulation
 from mlip.kernels.tensor_product.descriptor import TPDescriptor, wigner_block
 from mlip.o3 import cached_constant
 
@@ -123,6 +124,16 @@ def couple(a: torch.Tensor, xt: torch.Tensor) -> torch.Tensor:
     return (a.unsqueeze(3) * xt.unsqueeze(1)).sum(2)  # [B, R, D1, U]: under BMM_MIN elements per sample
 
 
+def couple_cost(batch: int, rows: int, inner: int, cols: int, item: int) -> float:
+    """Estimated seconds of :func:`couple` on ``[B, rows, inner] @ [B, inner, cols]``
+    (:mod:`~mlip.kernels.tensor_product.formulation`'s primitives; ``item`` bytes per element)."""
+    if inner == 1:
+        return formulation.elementwise(batch * rows * cols, item)
+    if rows * inner * cols >= BMM_MIN:
+        return formulation.bmm(batch, rows, cols, inner, item)
+    return 2 * formulation.elementwise(batch * rows * inner * cols, item)
+
+
 def tensor_product_blocks(
     desc: TPDescriptor, x: torch.Tensor, y: torch.Tensor, weight: torch.Tensor | None, grouping: str
 ) -> torch.Tensor:
@@ -135,7 +146,7 @@ def tensor_product_blocks(
     shared = weight is not None and weight.dim() == 1
     acc: dict[int, torch.Tensor] = {}  # output block -> [B, d, mul]
     for g in block_plan(desc, grouping):
-        parts = [xs[b].view(batch, g.mul, -1).transpose(1, 2) for b in g.in1_blocks]
+        parts = [xs[b].view(batch, g.mul, desc.irreps_in1[b].ir.dim).transpose(1, 2) for b in g.in1_blocks]
         xt = parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)  # [B, D1, U]
         coupling = cached_constant(
             ("tp_blocks", desc, grouping, g), lambda g=g: _coupling(desc, g), x.dtype, x.device
@@ -158,7 +169,7 @@ def tensor_product_blocks(
                     elif w is None:
                         value = tp
                     else:  # uvu with mul2 == 1: w [(B,) U, 1]
-                        value = tp * (w.view(-1) if shared else w.view(batch, 1, -1))
+                        value = tp * (w.view(-1) if shared else w.view(batch, 1, w.shape[1]))
                     total = value if total is None else total + value
             acc[k] = total if k not in acc else acc[k] + total
     parts = [

@@ -9,7 +9,8 @@ fastest depends on the descriptor's shape, the dtype and the CPU. :func:`choose`
    every applicable formulation on random inputs of the call's shape (batch clamped to
    ``TUNE_BATCH``), three interleaved rounds, best of each, and stores the winner in a JSON file keyed by
    CPU model, torch version, threads, family, dtype, weights and descriptor (:func:`cache_path`), so a
-   later process on the same CPU model reads it instead. ``MLIP_TP_TUNE=0`` turns tuning off (the test
+   later process on the same CPU model reads it instead (unless the entry was timed over another set of
+   candidates, e.g. before a formulation was added). ``MLIP_TP_TUNE=0`` turns tuning off (the test
    suite does, for reproducible choices).
 3. Otherwise (tuning off, CUDA, or inside ``torch.compile`` / ``make_fx`` / ``torch.export`` traces,
    where nothing may be timed) the cost model decides: each formulation estimates its own time from the
@@ -73,10 +74,10 @@ class Formulation:
 # Rough single-core figures of a current x86 server core (seconds, FLOP/s, bytes/s); only ratios matter.
 OP_S = 4e-6  # dispatch and allocation of one ATen op
 GEMM_FLOPS = {4: 8e10, 8: 4e10}
-BMM_ENTRY_S = 1e-7  # per matrix of a batched GEMM
-BMM_EFFICIENCY = 0.25  # of the GEMM rate, for the small matrices of per-sample products
+BMM_ENTRY_S = 3e-8  # per matrix of a batched GEMM
+BMM_EFFICIENCY = 0.3  # of the GEMM rate, for the small matrices of per-sample products
 NAIVE_MAC_S = 2e-9  # ATen's scalar batched kernel (product size below 400)
-BYTES_S = 1e10
+BYTES_S = 2e10
 
 
 def gemm(m: int, n: int, k: int, item: int) -> float:
@@ -183,7 +184,12 @@ def _tuned(family: str, candidates: Mapping[str, Formulation], desc: TPDescripto
     """The cached or freshly measured fastest candidate (written to the cache file when possible)."""
     path, key = cache_path(), cache_key(family, desc, prob)
     entry = _read_cache(path).get(key)
-    if isinstance(entry, dict) and entry.get("choice") in candidates:
+    # an entry timed over another set of candidates (a formulation added since) is tuned again
+    if (
+        isinstance(entry, dict)
+        and entry.get("choice") in candidates
+        and set(entry.get("ms", ())) == set(candidates)
+    ):
         return entry["choice"]
     times = time_candidates(candidates, desc, prob)
     choice = min(times, key=times.get)

@@ -42,7 +42,7 @@ from dataclasses import dataclass
 import torch
 
 from mlip.kernels.tensor_product import blocks as per_block
-from mlip.kernels.tensor_product import formulation
+from mlip.kernels.tensor_product import formulation, sides
 from mlip.kernels.tensor_product.descriptor import TPDescriptor, wigner_block
 from mlip.kernels.tensor_product.formulation import Formulation, Problem
 from mlip.o3 import Irreps, cached_constant
@@ -420,8 +420,8 @@ def tensor_product_pairs(
             w = torch.cat([weights[p] for p in fully], dim=0)
             # one copy to [B * d, P] and a GEMM: matmul of the transposed view would run a bmm against
             # weights expanded over the batch (2x slower, benchmarks/notes/tp_cpu_profile.md)
-            t = t.transpose(1, 2).reshape(batch * ir_out.dim, -1)
-            total = (t @ w).view(batch, ir_out.dim, -1).transpose(1, 2)  # [B, W, d]
+            t = t.transpose(1, 2).reshape(batch * ir_out.dim, t.shape[1])
+            total = (t @ w).view(batch, ir_out.dim, mul_out).transpose(1, 2)  # [B, W, d]
         elif fully:  # per sample: one bmm [B, d, UV] @ [B, UV, W] per path (no copy of the weights)
             total = sum(torch.bmm(products[p].transpose(1, 2), weights[p]) for p in fully).transpose(1, 2)
         for p in paths:
@@ -482,11 +482,7 @@ def _blocks_cost(grouping: str):
                 b, sum(mi.ir.dim * n * g.dim for mi, n in rows), desc.irreps_in2.dim, item
             )
             for (mul_out, ir_out), n in rows:
-                r = ir_out.dim * n
-                if g.dim == 1 or r * g.dim * g.mul < per_block.BMM_MIN:
-                    total += g.dim * formulation.elementwise(b * r * g.mul, item)
-                else:
-                    total += formulation.bmm(b, r, g.mul, g.dim, item)
+                total += per_block.couple_cost(b, ir_out.dim * n, g.dim, g.mul, item)
                 if prob.shared:
                     total += formulation.gemm(b * ir_out.dim, mul_out, n * g.mul, item)
                 else:
@@ -494,6 +490,24 @@ def _blocks_cost(grouping: str):
         return total
 
     return cost
+
+
+SIDES_CHUNK_BYTES = 1 << 22
+
+
+def tensor_product_sides_chunked(
+    desc: TPDescriptor, x: torch.Tensor, y: torch.Tensor, weight: torch.Tensor | None
+) -> torch.Tensor:
+    """:func:`sides.tensor_product_sides` over batch chunks whose input or output takes at most about
+    ``SIDES_CHUNK_BYTES``: cache-sized temporaries, none of them large enough for the allocator to map
+    fresh pages (and pay their page faults) on every call."""
+    width = max(desc.irreps_in1.dim, desc.irreps_out.dim) * x.element_size()
+    sizes = chunk_sizes(x.shape[0], max(256, SIDES_CHUNK_BYTES // width))
+    parts = [
+        sides.tensor_product_sides(desc, xs, ys, w)
+        for xs, ys, w in zip(x.split(sizes), y.split(sizes), split_weights(weight, sizes), strict=True)
+    ]
+    return parts[0] if len(parts) == 1 else torch.cat(parts, dim=0)
 
 
 GENERAL_FORMULATIONS: dict[str, Formulation] = {
@@ -507,6 +521,7 @@ GENERAL_FORMULATIONS: dict[str, Formulation] = {
         )
         for name in per_block.GROUPINGS
     },
+    "sides": Formulation("sides", tensor_product_sides_chunked, sides.supports, sides.cost),
 }
 
 
@@ -515,7 +530,7 @@ def tensor_product_general(
 ) -> torch.Tensor:
     """:func:`tensor_product_fast` of any descriptor, in the formulation
     :func:`~mlip.kernels.tensor_product.formulation.choose` picks among :data:`GENERAL_FORMULATIONS`
-    (``pairs``; ``blocks`` and ``mul_groups`` when every ``in2`` block has multiplicity 1)."""
+    (``pairs``; ``blocks``, ``mul_groups`` and ``sides`` when every ``in2`` block has multiplicity 1)."""
     chosen = formulation.choose("general", GENERAL_FORMULATIONS, desc, x, weight)
     return chosen.run(desc, x, y, weight)
 

@@ -1,4 +1,4 @@
-"""The general fast-torch formulations (pairs, blocks, mul_groups) against the reference (output, first
+"""The general fast-torch formulations (pairs, blocks, mul_groups, sides) against the reference (output, first
 and second derivatives, float64), and the per-shape choice: forced, tuned and cached per CPU model, the
 cost model under tracing, a corrupt cache file."""
 
@@ -9,7 +9,7 @@ import torch
 from torch.fx.experimental.proxy_tensor import make_fx
 
 from mlip.kernels import TensorProduct
-from mlip.kernels.tensor_product import blocks, formulation
+from mlip.kernels.tensor_product import blocks, formulation, sides
 from mlip.kernels.tensor_product import torch_fast as fast
 
 # uvw paths between unequal multiplicities, uvu paths (one unweighted), several paths per output block,
@@ -72,6 +72,21 @@ def test_descriptor_exercises_every_branch() -> None:
     assert shapes == {"mul", "loop", "bmm"}
 
 
+def test_sides_plan_exercises_every_kind() -> None:
+    """The test descriptor has every coupling kind of the ``sides`` formulation (l2 = 0, l1 = 0,
+    l_out = 0, general) and weight GEMMs on both sides; ``uvu`` paths stay on the output side."""
+    desc = _desc()
+    plan = sides.side_plan(desc)
+    assert {sp.kind for sp in plan} == set(sides.KINDS)
+    assert {sp.input_side for sp in plan} == {True, False}
+    assert not any(sp.input_side for sp in plan if desc.instructions[sp.path].mode == "uvu")
+    for sp in plan:  # the special kinds' scale is the one non-zero value of their coupling
+        if sp.kind != "general":
+            ins = desc.instructions[sp.path]
+            cg = blocks.wigner_block(ins, desc, torch.float64, torch.device("cpu"))
+            assert cg.abs().max().item() == pytest.approx(abs(sp.scale), rel=1e-12)
+
+
 @pytest.mark.parametrize("shared", [True, False])
 @pytest.mark.parametrize("name", list(fast.GENERAL_FORMULATIONS))
 def test_formulation_matches_reference(name: str, shared: bool) -> None:
@@ -83,6 +98,32 @@ def test_formulation_matches_reference(name: str, shared: bool) -> None:
     got = _with_grads(lambda a, b, c: run(desc, a, b, c), *args)
     expected = _with_grads(ref, *args)
     for a, b in zip(got, expected, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-11, atol=1e-11)
+
+
+@pytest.mark.parametrize("shared", [True, False])
+@pytest.mark.parametrize("name", list(fast.GENERAL_FORMULATIONS))
+def test_formulation_on_an_empty_batch(name: str, shared: bool) -> None:
+    """No samples: an empty output, and gradients of the inputs' shapes (zero for shared weights)."""
+    desc = _desc()
+    x, y, w = _inputs(desc, 0, shared)
+    out = fast.GENERAL_FORMULATIONS[name].run(desc, x, y, w)
+    assert out.shape == (0, desc.irreps_out.dim)
+    grads = torch.autograd.grad(out.sum(), (x, y, w))
+    assert [g.shape for g in grads] == [x.shape, y.shape, w.shape]
+    assert not grads[2].any()
+
+
+@pytest.mark.parametrize("shared", [True, False])
+def test_sides_in_chunks_matches_reference(shared: bool, monkeypatch) -> None:
+    """``sides`` over several batch chunks (the smallest chunk, 256 rows): output, gradients and double
+    gradients equal the reference's (float64)."""
+    monkeypatch.setattr(fast, "SIDES_CHUNK_BYTES", 0)
+    desc = _desc()
+    ref = TensorProduct(IN1, IN2, OUT, INSTRUCTIONS, shared_weights=shared, backend="reference")
+    args = _inputs(desc, 600, shared)
+    got = _with_grads(lambda a, b, c: fast.GENERAL_FORMULATIONS["sides"].run(desc, a, b, c), *args)
+    for a, b in zip(got, _with_grads(ref, *args), strict=True):
         torch.testing.assert_close(a, b, rtol=1e-11, atol=1e-11)
 
 
@@ -136,12 +177,33 @@ def test_tuner_caches_per_cpu_model(fresh_choices, monkeypatch) -> None:
     assert entry["choice"] == chosen.name and set(entry["ms"]) == set(fast.GENERAL_FORMULATIONS)
     # a later process: the memo is empty and the cache names another formulation
     other = next(n for n in fast.GENERAL_FORMULATIONS if n != chosen.name)
-    fresh_choices.write_text(json.dumps({key: {"choice": other, "ms": {}}}))
+    fresh_choices.write_text(json.dumps({key: {"choice": other, "ms": entry["ms"]}}))
     monkeypatch.setattr(formulation, "_CHOSEN", {})
     monkeypatch.setattr(formulation, "time_candidates", lambda *a, **k: pytest.fail("timed again"))
     assert (
         formulation.choose("general", fast.GENERAL_FORMULATIONS, desc, x.detach(), w.detach()).name == other
     )
+
+
+def test_cache_entry_over_other_candidates_is_retuned(fresh_choices, monkeypatch) -> None:
+    """An entry timed before a formulation was added (its timings name fewer candidates) is tuned again,
+    so the new formulation gets its chance."""
+    desc = _desc()
+    x, _, w = _inputs(desc, 8, True)
+    formulation.choose("general", fast.GENERAL_FORMULATIONS, desc, x.detach(), w.detach())
+    ((key, entry),) = json.loads(fresh_choices.read_text()).items()
+    older = {n: t for n, t in entry["ms"].items() if n != "sides"}
+    fresh_choices.write_text(json.dumps({key: {"choice": next(iter(older)), "ms": older}}))
+    monkeypatch.setattr(formulation, "_CHOSEN", {})
+    timed = []
+    monkeypatch.setattr(
+        formulation,
+        "time_candidates",
+        lambda cands, *a, **k: timed.append(set(cands)) or dict.fromkeys(cands, 1.0),
+    )
+    formulation.choose("general", fast.GENERAL_FORMULATIONS, desc, x.detach(), w.detach())
+    assert timed == [set(fast.GENERAL_FORMULATIONS)]
+    assert set(json.loads(fresh_choices.read_text())[key]["ms"]) == set(fast.GENERAL_FORMULATIONS)
 
 
 def test_corrupt_cache_is_retuned(fresh_choices) -> None:
