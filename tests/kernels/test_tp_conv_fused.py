@@ -2,6 +2,7 @@
 third order in float64, and when it runs (auto threshold, switches, traces, a failing compiler)."""
 
 import logging
+import shutil
 
 import pytest
 import torch
@@ -14,6 +15,10 @@ PATHS = ("3x0e+3x1o", "0e+1o+2e", "3x0e+3x1o+3x1e+3x0e",
          [(0, 0, 0, "uvu", True), (1, 1, 2, "uvu", True), (1, 1, 3, "uvu", True),
           (0, 1, 1, "uvu", False), (1, 2, 1, "uvu", True), (1, 0, 1, "uvu", True)])  # fmt: skip
 NODES, EDGES = 5, 17
+# Inductor's C++ needs a compiler; without one the ATen fallback runs (test_compile_failure_falls_back)
+compiles = pytest.mark.skipif(
+    not any(shutil.which(c) for c in ("g++", "c++", "clang++")), reason="no C++ compiler for Inductor"
+)
 
 
 def problem(seed: int = 0, dtype: torch.dtype = torch.float64):
@@ -38,6 +43,7 @@ def derivatives(fn, x, sh, w) -> list[torch.Tensor]:
     return [out, *first, *second, *third]
 
 
+@compiles
 def test_matches_reference_to_third_order(monkeypatch) -> None:
     monkeypatch.setenv(fused.ENV, "1")
     calls = []
@@ -53,6 +59,7 @@ def test_matches_reference_to_third_order(monkeypatch) -> None:
     assert not got[1][-1].any()  # a node without edges gets a zero gradient
 
 
+@compiles
 def test_gradcheck_and_unweighted(monkeypatch) -> None:
     """Finite differences (first and second order), and a descriptor without weights (``w`` None)."""
     monkeypatch.setenv(fused.ENV, "1")
@@ -122,6 +129,7 @@ def _one_thread():
     torch.set_num_threads(threads)
 
 
+@compiles
 def test_chunked_inference_mode(monkeypatch) -> None:
     """``tp_conv(..., weight_fn=, chunked=True)`` on the compiled kernels (weights per chunk of edges,
     recomputed in the backward) equals the reference in output and first derivatives for every input and
@@ -155,6 +163,7 @@ def test_chunked_inference_mode(monkeypatch) -> None:
         torch.testing.assert_close(got, expected, atol=1e-12, rtol=0)
 
 
+@compiles
 def test_model_force_training_equals_aten(monkeypatch) -> None:
     """A MACE on the compiled convolution: energy, forces and the force loss's gradient with respect to
     the weights (the double backward of training) equal the ATen path's in float64; so do eval mode's
