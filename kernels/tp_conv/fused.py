@@ -26,10 +26,12 @@ gradients.
 When it runs (:func:`applies`): channelwise descriptors with per-sample or no weights, eager CPU calls on
 plain tensors (never under ``torch.compile``, ``make_fx`` or ``torch.export``: their traces see the ATen
 path and fuse it themselves), and ``MLIP_TP_INDUCTOR``: ``0`` never, ``1``
-whenever it applies, unset (``auto``) when the messages hold at least ``MIN_MESSAGES`` elements, since
+whenever it applies, unset (``auto``) when torch runs on one thread (the kernels are single-threaded,
+while the ATen path uses every thread) and the messages hold at least ``MIN_MESSAGES`` elements, since
 the first call of a descriptor and dtype compiles for seconds per kernel (shapes dynamic in ``E`` and
-``N``; Inductor caches the C++ on disk, so later processes load it in about a second). A failed first
-compile is logged once and that descriptor and dtype run the ATen path from then on.
+``N``; Inductor caches the C++ on disk, so later processes load it in about a second). The first compile
+of a process says so in one logged line. A failed first compile is logged once and that descriptor and
+dtype run the ATen path from then on.
 """
 
 from __future__ import annotations
@@ -220,6 +222,12 @@ def _compiled(plan: Plan, want: tuple[bool, bool, bool] | None):
     would hit its recompile limit. Inductor's loops run on one thread (``cpp.threads``; the GEMMs are ATen
     calls on every thread): a scatter on several turns into atomic adds, whose summation order varies,
     and torch 2.13 miscompiles some of those (benchmarks/notes/compile.md)."""
+    if _compiled.cache_info().currsize == 0:
+        _log.warning(
+            "compiling the fused CPU convolution kernels (once per model shape, about a minute; Inductor "
+            "caches them on disk for later runs; %s=0 turns them off)",
+            ENV,
+        )
     base = _forward if want is None else _backward
     code = base.__code__.replace(co_name=f"{base.__name__}_{_compiled.cache_info().currsize}")
     fn = types.FunctionType(code, base.__globals__, code.co_name)
@@ -266,6 +274,8 @@ def applies(desc, node_feats, edge_sh, weight, edge_src) -> bool:
         return False
     if mode == "1":
         return True
+    if torch.get_num_threads() != 1:
+        return False
     messages = edge_src.numel() * sum(p.dim * p.mul for p in plan(desc).paths)
     return messages >= MIN_MESSAGES
 
