@@ -15,3 +15,6 @@ if not torch.cuda.is_available():
 # the fast torch kernels' formulation tuner times candidates on first use: tests take the cost model's
 # deterministic choice instead (tests/kernels/test_formulation.py turns the tuner on where it tests it)
 os.environ.setdefault("MLIP_TP_TUNE", "0")
+# the fused CPU convolution compiles (seconds) on first use above a size: tests run the ATen path unless
+# they test the fused one (tests/kernels/test_tp_conv_fused.py)
+os.environ.setdefault("MLIP_TP_INDUCTOR", "0")

@@ -24,6 +24,7 @@ from torch.autograd.function import once_differentiable
 from mlip.kernels import blocks
 from mlip.kernels.tensor_product import torch_fast as fast
 from mlip.kernels.tensor_product.descriptor import TPDescriptor
+from mlip.kernels.tp_conv import fused
 from mlip.kernels.tp_conv.reference import scatter_sum
 
 
@@ -37,7 +38,26 @@ def tp_conv_fast(
     num_nodes: int,
     deterministic: bool = False,
 ) -> torch.Tensor:
-    """Same contract as :func:`~mlip.kernels.tp_conv.reference.tp_conv_reference`."""
+    """Same contract as :func:`~mlip.kernels.tp_conv.reference.tp_conv_reference`: the fused compiled
+    kernels (:mod:`mlip.kernels.tp_conv.fused`) where they apply, else :func:`tp_conv_aten`."""
+    if node_feats.shape[0] == num_nodes and fused.applies(desc, node_feats, edge_sh, edge_weights, edge_src):
+        out = fused.tp_conv_fused(desc, node_feats, edge_sh, edge_weights, edge_src, edge_dst)
+        if out is not None:
+            return out
+    return tp_conv_aten(desc, node_feats, edge_sh, edge_weights, edge_src, edge_dst, num_nodes, deterministic)
+
+
+def tp_conv_aten(
+    desc: TPDescriptor,
+    node_feats: torch.Tensor,
+    edge_sh: torch.Tensor,
+    edge_weights: torch.Tensor | None,
+    edge_src: torch.Tensor,
+    edge_dst: torch.Tensor,
+    num_nodes: int,
+    deterministic: bool = False,
+) -> torch.Tensor:
+    """:func:`tp_conv_fast` in ATen ops (differentiable to any order; traced by export and compile)."""
     in_place = not deterministic or node_feats.device.type == "cpu"  # index_add_ is deterministic on CPU
     if not desc.channelwise:
         out = node_feats.new_zeros(num_nodes, desc.irreps_out.dim)
@@ -99,6 +119,13 @@ def tp_conv_chunked(
     """:func:`tp_conv_fast` with edge weights ``weight_fn(weight_inputs)`` ``[E, weight_numel]``, computed
     and used one chunk of edges at a time (``weight_inputs`` ``[E, B]``: the radial basis); channelwise
     descriptors, first derivatives with respect to every input and ``weight_fn``'s parameters."""
+    if fused.applies(desc, node_feats, edge_sh, None, edge_src):
+        slices = chunk_slices(desc, edge_src.numel())
+        out = fused.tp_conv_fused_chunked(
+            desc, node_feats, edge_sh, weight_fn, weight_inputs, edge_src, edge_dst, slices
+        )
+        if out is not None:
+            return out
     params = list(weight_fn.parameters())
     return _ChunkedConvolution.apply(
         node_feats, edge_sh, weight_inputs, edge_src, edge_dst, weight_fn, desc, *params
