@@ -301,8 +301,8 @@ def time_row(shape, dtype_name: str, kind: str, edges: int, args, backends, peer
     row = {"dtype": dtype_name, "pass": kind, "edges": edges, "weights": "shared" if shared else "per-sample"}
     if args.clock != "wall":
         row["clock"] = args.clock
-    if not shape[3]:  # the general path's formulation (tuned or cost model), as the timed calls took it
-        x, w = data[0], data[2]
+    if not shape[3]:  # the general path's formulation (tuned or cost model) for this pass, as timed
+        x, w = (t.detach().requires_grad_(kind != "fwd") for t in (data[0], data[2]))
         desc = build_tp(shape, shared=shared).descriptor
         row["formulation"] = choose("general", torch_fast.GENERAL_FORMULATIONS, desc, x, w).name
     row.update({f"{b}_ms": t * 1e3 for b, t in times.items()})

@@ -5,10 +5,12 @@ fastest depends on the descriptor's shape, the dtype and the CPU. :func:`choose`
 ``(family, descriptor, dtype, device, weights shared or not, threads)`` and keeps it for the process:
 
 1. ``MLIP_TP_FORMULATION=name`` forces a formulation of that name wherever it applies (benchmarks' A/B).
-2. On the CPU, in eager mode, with plain tensors, the first call *tunes*: it times forward + backward of
-   every applicable formulation on random inputs of the call's shape (batch clamped to
-   ``TUNE_BATCH``), three interleaved rounds, best of each, and stores the winner in a JSON file keyed by
-   CPU model, torch version, threads, family, dtype, weights and descriptor (:func:`cache_path`), so a
+2. On the CPU, in eager mode, with plain tensors, the first call *tunes*: it times every applicable
+   formulation on random inputs of the call's shape (batch clamped to ``TUNE_BATCH``), three interleaved
+   rounds, best of each: forward + backward when the call records a graph (grad mode on and an input
+   that requires grad), else the forward alone (inference takes the fastest forward, which can be
+   another formulation), and stores the winner in a JSON file keyed by
+   CPU model, torch version, threads, family, dtype, weights, pass and descriptor (:func:`cache_path`), so a
    later process on the same CPU model reads it instead (unless the entry was timed over another set of
    candidates, e.g. before a formulation was added). ``MLIP_TP_TUNE=0`` turns tuning off (the test
    suite does, for reproducible choices).
@@ -53,6 +55,7 @@ class Problem:
     device: str
     shared: bool | None  # None: no weights
     threads: int
+    grad: bool = True  # the call records a graph: tune on forward + backward, else on the forward
 
     @property
     def item(self) -> int:
@@ -98,12 +101,14 @@ def elementwise(numel: int, item: int, operands: int = 3) -> float:
 
 
 # ------------------------------------------------------------------------------------ the choice
-def problem_of(x: torch.Tensor, weight: torch.Tensor | None) -> Problem:
-    """The problem of a call; a symbolic batch (a trace with dynamic shapes) counts as ``TRACE_BATCH``
-    rows, without reading its value (``int()`` would specialize the traced graph to one size)."""
+def problem_of(x: torch.Tensor, weight: torch.Tensor | None, y: torch.Tensor | None = None) -> Problem:
+    """The problem of a call (``y``, the second operand, only for whether it requires grad); a symbolic
+    batch (a trace with dynamic shapes) counts as ``TRACE_BATCH`` rows, without reading its value
+    (``int()`` would specialize the traced graph to one size)."""
     shared = None if weight is None else weight.dim() == 1
     batch = TRACE_BATCH if isinstance(x.shape[0], torch.SymInt) else int(x.shape[0])
-    return Problem(batch, x.dtype, x.device.type, shared, torch.get_num_threads())
+    grad = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (x, y, weight))
+    return Problem(batch, x.dtype, x.device.type, shared, torch.get_num_threads(), grad)
 
 
 def _tunable(x: torch.Tensor, weight: torch.Tensor | None) -> bool:
@@ -122,8 +127,10 @@ def choose(
     desc: TPDescriptor,
     x: torch.Tensor,
     weight: torch.Tensor | None,
+    y: torch.Tensor | None = None,
 ) -> Formulation:
-    """The formulation of ``family`` for ``desc`` on inputs like ``x`` and ``weight`` (see the module)."""
+    """The formulation of ``family`` for ``desc`` on inputs like ``x``, ``weight`` and ``y`` (see the
+    module)."""
     candidates = {n: f for n, f in formulations.items() if f.supports(desc)}
     if not candidates:
         raise ValueError(f"no {family} formulation supports this descriptor")
@@ -132,8 +139,8 @@ def choose(
         return candidates[forced]
     if len(candidates) == 1:
         return next(iter(candidates.values()))
-    prob = problem_of(x, weight)
-    key = (family, desc, prob.dtype, prob.device, prob.shared, prob.threads)
+    prob = problem_of(x, weight, y)
+    key = (family, desc, prob.dtype, prob.device, prob.shared, prob.threads, prob.grad)
     if key in _CHOSEN:
         return candidates[_CHOSEN[key]]
     if _tunable(x, weight):
@@ -168,7 +175,7 @@ def cache_key(family: str, desc: TPDescriptor, prob: Problem) -> str:
     weights = {None: "none", True: "shared", False: "per-sample"}[prob.shared]
     return "|".join(
         [cpu_model(), f"torch {torch.__version__}", f"threads {prob.threads}", family,
-         str(prob.dtype), weights, descriptor_key(desc)]
+         str(prob.dtype), weights, "fwd+bwd" if prob.grad else "fwd", descriptor_key(desc)]
     )  # fmt: skip
 
 
@@ -208,7 +215,8 @@ def _tuned(family: str, candidates: Mapping[str, Formulation], desc: TPDescripto
 def time_candidates(
     candidates: Mapping[str, Formulation], desc: TPDescriptor, prob: Problem, rounds: int = 3
 ) -> dict[str, float]:
-    """Best-of-``rounds`` seconds of forward + backward (gradients of every input) per candidate, rounds
+    """Best-of-``rounds`` seconds of forward + backward (gradients of every input; the forward alone when
+    ``prob.grad`` is false) per candidate, rounds
     interleaved so a busy machine slows every candidate alike; random inputs of the problem's shape.
     Measures CPU time with one thread (waits for a core left out), wall time with more."""
     with torch.inference_mode(False):
@@ -233,8 +241,12 @@ def _time_candidates(
 
     def once(f: Formulation) -> float:
         start = clock()
-        out = f.run(desc, x, y, weight)
-        torch.autograd.grad(out.square().sum(), leaves)
+        if prob.grad:
+            out = f.run(desc, x, y, weight)
+            torch.autograd.grad(out.square().sum(), leaves)
+        else:
+            with torch.no_grad():
+                f.run(desc, x, y, weight)
         return clock() - start
 
     best = {n: float("inf") for n in candidates}

@@ -20,6 +20,11 @@ couples ``a [B, d1, C]`` with ``y_j`` by :func:`couple_path`:
   ``x_i [B * d1, U] @ [U, Σ W]`` against the side-by-side weights of its input-side paths, then each
   path's columns are coupled into its output block: ``d1 * U * W`` multiply-adds instead of ``d * U * W``.
 
+With ``stack=True`` (formulation ``sides_stacked``) the output-side ``general`` paths of one ``in1`` block
+share one ``M = y @ G_stack [B, Σ d, d1]`` and one per-sample product (:func:`general_stacks`), each path
+reading its rows: fewer tiny ``bmm`` calls (whose cost is mostly per sample and call, not per row) in every
+pass, for one copy of each path's rows before its GEMM.
+
 Per-sample weights make each GEMM one ``bmm`` per path; ``uvu`` paths multiply ``t_p`` by their weights.
 Output blocks are written into e3nn's ``[B, W * d]`` at the end. Gradients of every order come from
 autograd.
@@ -57,6 +62,12 @@ def supports(desc: TPDescriptor) -> bool:
     return per_block.supports(desc)
 
 
+def supports_stacked(desc: TPDescriptor) -> bool:
+    """:func:`supports`, and some ``in1`` block has two output-side ``general`` paths to stack (else
+    ``stack=True`` computes exactly what ``sides`` does)."""
+    return supports(desc) and bool(general_stacks(desc))
+
+
 def _kind(cg: torch.Tensor) -> tuple[str, float]:
     """The coupling kind of ``cg [d1, d2, d]`` and its scale (``0.0`` for ``general``)."""
     for kind, axis in (("x", 1), ("y", 0), ("dot", 2)):
@@ -86,6 +97,43 @@ def _coupling(desc: TPDescriptor, p: int) -> torch.Tensor:
     return cg.permute(1, 2, 0).reshape(cg.shape[1], -1)
 
 
+@functools.cache
+def general_stacks(desc: TPDescriptor) -> dict[int, tuple[SidePath, ...]]:
+    """Per ``in1`` block, its output-side ``general`` paths, where there are at least two."""
+    stacks: dict[int, list[SidePath]] = {}
+    for sp in side_plan(desc):
+        if sp.kind == "general" and not sp.input_side:
+            stacks.setdefault(desc.instructions[sp.path].i_in1, []).append(sp)
+    return {i: tuple(paths) for i, paths in stacks.items() if len(paths) > 1}
+
+
+def _stacked_coupling(desc: TPDescriptor, paths: tuple[SidePath, ...]) -> torch.Tensor:
+    """``G [dim2, Σ_p d_p * d1]`` (float64): each path's :func:`_coupling` in the rows of its ``in2``
+    block, the paths side by side."""
+    offsets = [0]
+    for mi in desc.irreps_in2:
+        offsets.append(offsets[-1] + mi.dim)
+    blocks = []
+    for sp in paths:
+        j, g = desc.instructions[sp.path].i_in2, _coupling(desc, sp.path)
+        full = g.new_zeros(desc.irreps_in2.dim, g.shape[1])
+        full[offsets[j] : offsets[j + 1]] = g
+        blocks.append(full)
+    return torch.cat(blocks, dim=1)
+
+
+def couple_stack(desc: TPDescriptor, i: int, a: torch.Tensor, y: torch.Tensor) -> list[torch.Tensor]:
+    """The couplings ``[B, d_p, C]`` (views of one product) of the paths ``general_stacks(desc)[i]``,
+    ``a [B, d1, C]`` the ``in1`` block, ``y [B, dim2]`` all of ``in2``."""
+    paths = general_stacks(desc)[i]
+    coupling = cached_constant(
+        ("tp_sides_stack", desc, i), lambda: _stacked_coupling(desc, paths), a.dtype, a.device
+    )
+    dims = [desc.irreps_out[desc.instructions[sp.path].i_out].ir.dim for sp in paths]
+    m = (y @ coupling).view(a.shape[0], sum(dims), a.shape[1])
+    return list(per_block.couple(m, a).split(dims, dim=1))
+
+
 def couple_path(desc: TPDescriptor, sp: SidePath, a: torch.Tensor, y2: torch.Tensor) -> torch.Tensor:
     """Couple ``a [B, d1, C]`` (any strides) with ``y2 [B, d2]`` along path ``sp``: ``[B, d, C]``."""
     if sp.kind == "x":
@@ -102,7 +150,7 @@ def couple_path(desc: TPDescriptor, sp: SidePath, a: torch.Tensor, y2: torch.Ten
 
 
 def tensor_product_sides(
-    desc: TPDescriptor, x: torch.Tensor, y: torch.Tensor, weight: torch.Tensor | None
+    desc: TPDescriptor, x: torch.Tensor, y: torch.Tensor, weight: torch.Tensor | None, stack: bool = False
 ) -> torch.Tensor:
     """The tensor product (contract of
     :func:`~mlip.kernels.tensor_product.reference.tensor_product_reference`) in the ``sides`` formulation
@@ -131,6 +179,9 @@ def tensor_product_sides(
         group.append(sp)
 
     acc: dict[int, torch.Tensor] = {}  # output block -> [B, d, mul_out]
+    stacked: dict[int, torch.Tensor] = {}  # path -> its coupling, from couple_stack
+    for i, paths in general_stacks(desc).items() if stack else ():
+        stacked.update(zip((sp.path for sp in paths), couple_stack(desc, i, feature(i), y), strict=True))
 
     def add(k: int, value: torch.Tensor) -> None:
         acc[k] = value if k not in acc else acc[k] + value
@@ -152,7 +203,9 @@ def tensor_product_sides(
         mul_out, ir_out = desc.irreps_out[k]
         for sp in paths:
             ins, w = desc.instructions[sp.path], weights[sp.path]
-            t = couple_path(desc, sp, feature(ins.i_in1), ys[ins.i_in2])
+            t = stacked.get(sp.path)
+            if t is None:
+                t = couple_path(desc, sp, feature(ins.i_in1), ys[ins.i_in2])
             if ins.mode == "uvw" and shared:
                 product = flat(t) @ w if k not in acc else torch.addmm(flat(acc[k]), flat(t), w)
                 acc[k] = product.view(batch, ir_out.dim, mul_out)
@@ -168,9 +221,11 @@ def tensor_product_sides(
     return torch.cat(parts, dim=1) if len(parts) > 1 else parts[0]
 
 
-def cost(desc: TPDescriptor, prob: Problem) -> float:
+def cost(desc: TPDescriptor, prob: Problem, stack: bool = False) -> float:
     """Estimated forward seconds of :func:`tensor_product_sides` (:mod:`formulation`'s primitives)."""
     b, item = prob.batch, prob.item
+    stacks = general_stacks(desc) if stack else {}
+    in_stack = {sp.path for paths in stacks.values() for sp in paths}
     total = formulation.elementwise(b * desc.irreps_out.dim, item, 2)  # to e3nn's layout
     copied = {ins.i_in1 for ins in desc.instructions if desc.irreps_in1[ins.i_in1].ir.dim > 1}
     total += sum(formulation.elementwise(b * desc.irreps_in1[i].dim, item, 2) for i in copied)
@@ -182,6 +237,12 @@ def cost(desc: TPDescriptor, prob: Problem) -> float:
             total += formulation.gemm(b * ir.dim, sum(widths), mul, item)
         else:
             total += sum(formulation.bmm(b, ir.dim, w, mul, item) for w in widths)
+    for i, paths in stacks.items():  # one y @ G and one product per stack, then each path's rows copied
+        mul1, ir1 = desc.irreps_in1[i]
+        rows = [desc.irreps_out[desc.instructions[sp.path].i_out].ir.dim for sp in paths]
+        total += formulation.gemm(b, sum(rows) * ir1.dim, desc.irreps_in2.dim, item)
+        total += per_block.couple_cost(b, sum(rows), ir1.dim, mul1, item)
+        total += sum(formulation.elementwise(b * d * mul1, item, 2) for d in rows)
     for sp in side_plan(desc):
         ins = desc.instructions[sp.path]
         (mul1, ir1), (mul_out, ir_out) = desc.irreps_in1[ins.i_in1], desc.irreps_out[ins.i_out]
@@ -189,7 +250,7 @@ def cost(desc: TPDescriptor, prob: Problem) -> float:
         rows, inner = (1, ir1.dim) if sp.kind == "dot" else (ir_out.dim, ir1.dim)
         if sp.kind in ("x", "y"):  # the y factor is tiny: one operand in, one out
             total += formulation.elementwise(b * ir_out.dim * channels, item, 2)
-        else:
+        elif sp.path not in in_stack:  # (stacked paths: counted per stack above)
             if sp.kind == "general":
                 total += formulation.gemm(b, rows * inner, desc.irreps_in2[ins.i_in2].ir.dim, item)
             total += per_block.couple_cost(b, rows, inner, channels, item)

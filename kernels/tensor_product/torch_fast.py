@@ -496,7 +496,7 @@ SIDES_CHUNK_BYTES = 1 << 22
 
 
 def tensor_product_sides_chunked(
-    desc: TPDescriptor, x: torch.Tensor, y: torch.Tensor, weight: torch.Tensor | None
+    desc: TPDescriptor, x: torch.Tensor, y: torch.Tensor, weight: torch.Tensor | None, stack: bool = False
 ) -> torch.Tensor:
     """:func:`sides.tensor_product_sides` over batch chunks whose input or output takes at most about
     ``SIDES_CHUNK_BYTES``: cache-sized temporaries, none of them large enough for the allocator to map
@@ -504,7 +504,7 @@ def tensor_product_sides_chunked(
     width = max(desc.irreps_in1.dim, desc.irreps_out.dim) * x.element_size()
     sizes = chunk_sizes(x.shape[0], max(256, SIDES_CHUNK_BYTES // width))
     parts = [
-        sides.tensor_product_sides(desc, xs, ys, w)
+        sides.tensor_product_sides(desc, xs, ys, w, stack=stack)
         for xs, ys, w in zip(x.split(sizes), y.split(sizes), split_weights(weight, sizes), strict=True)
     ]
     return parts[0] if len(parts) == 1 else torch.cat(parts, dim=0)
@@ -522,6 +522,12 @@ GENERAL_FORMULATIONS: dict[str, Formulation] = {
         for name in per_block.GROUPINGS
     },
     "sides": Formulation("sides", tensor_product_sides_chunked, sides.supports, sides.cost),
+    "sides_stacked": Formulation(
+        "sides_stacked",
+        functools.partial(tensor_product_sides_chunked, stack=True),
+        sides.supports_stacked,
+        functools.partial(sides.cost, stack=True),
+    ),
 }
 
 
@@ -530,8 +536,9 @@ def tensor_product_general(
 ) -> torch.Tensor:
     """:func:`tensor_product_fast` of any descriptor, in the formulation
     :func:`~mlip.kernels.tensor_product.formulation.choose` picks among :data:`GENERAL_FORMULATIONS`
-    (``pairs``; ``blocks``, ``mul_groups`` and ``sides`` when every ``in2`` block has multiplicity 1)."""
-    chosen = formulation.choose("general", GENERAL_FORMULATIONS, desc, x, weight)
+    (``pairs``; ``blocks``, ``mul_groups``, ``sides`` and ``sides_stacked`` when every ``in2`` block has
+    multiplicity 1), for this pass (forward, or forward + backward when a graph is recorded)."""
+    chosen = formulation.choose("general", GENERAL_FORMULATIONS, desc, x, weight, y)
     return chosen.run(desc, x, y, weight)
 
 

@@ -11,6 +11,7 @@ from torch.fx.experimental.proxy_tensor import make_fx
 from mlip.kernels import TensorProduct
 from mlip.kernels.tensor_product import blocks, formulation, sides
 from mlip.kernels.tensor_product import torch_fast as fast
+from mlip.kernels.tensor_product.configs import shape_instructions
 
 # uvw paths between unequal multiplicities, uvu paths (one unweighted), several paths per output block,
 # an output block no path writes, 1-, 3- and 5-dimensional in1 blocks, in2 of multiplicity 1: every branch
@@ -80,6 +81,8 @@ def test_sides_plan_exercises_every_kind() -> None:
     assert {sp.kind for sp in plan} == set(sides.KINDS)
     assert {sp.input_side for sp in plan} == {True, False}
     assert not any(sp.input_side for sp in plan if desc.instructions[sp.path].mode == "uvu")
+    stacks = sides.general_stacks(desc)  # sides_stacked has an in1 block with several general paths
+    assert stacks and all(len(paths) > 1 for paths in stacks.values()) and sides.supports_stacked(desc)
     for sp in plan:  # the special kinds' scale is the one non-zero value of their coupling
         if sp.kind != "general":
             ins = desc.instructions[sp.path]
@@ -114,15 +117,22 @@ def test_formulation_on_an_empty_batch(name: str, shared: bool) -> None:
     assert not grads[2].any()
 
 
+def test_sides_stacked_only_where_it_stacks() -> None:
+    """Without two output-side general paths on one in1 block, ``sides_stacked`` is no candidate."""
+    desc = TensorProduct(*shape_instructions("4x0e+4x1o", "0e+1o", "4x0e+4x1o", False)).descriptor
+    assert sides.supports(desc) and not sides.general_stacks(desc) and not sides.supports_stacked(desc)
+
+
+@pytest.mark.parametrize("name", ["sides", "sides_stacked"])
 @pytest.mark.parametrize("shared", [True, False])
-def test_sides_in_chunks_matches_reference(shared: bool, monkeypatch) -> None:
-    """``sides`` over several batch chunks (the smallest chunk, 256 rows): output, gradients and double
-    gradients equal the reference's (float64)."""
+def test_sides_in_chunks_matches_reference(name: str, shared: bool, monkeypatch) -> None:
+    """``sides`` and ``sides_stacked`` over several batch chunks (the smallest chunk, 256 rows): output,
+    gradients and double gradients equal the reference's (float64)."""
     monkeypatch.setattr(fast, "SIDES_CHUNK_BYTES", 0)
     desc = _desc()
     ref = TensorProduct(IN1, IN2, OUT, INSTRUCTIONS, shared_weights=shared, backend="reference")
     args = _inputs(desc, 600, shared)
-    got = _with_grads(lambda a, b, c: fast.GENERAL_FORMULATIONS["sides"].run(desc, a, b, c), *args)
+    got = _with_grads(lambda a, b, c: fast.GENERAL_FORMULATIONS[name].run(desc, a, b, c), *args)
     for a, b in zip(got, _with_grads(ref, *args), strict=True):
         torch.testing.assert_close(a, b, rtol=1e-11, atol=1e-11)
 
@@ -204,6 +214,23 @@ def test_cache_entry_over_other_candidates_is_retuned(fresh_choices, monkeypatch
     formulation.choose("general", fast.GENERAL_FORMULATIONS, desc, x.detach(), w.detach())
     assert timed == [set(fast.GENERAL_FORMULATIONS)]
     assert set(json.loads(fresh_choices.read_text())[key]["ms"]) == set(fast.GENERAL_FORMULATIONS)
+
+
+def test_tuner_times_the_pass_of_the_call(fresh_choices, monkeypatch) -> None:
+    """A call that records a graph is tuned on forward + backward, one that does not (no input requires
+    grad, or grad mode off) on the forward alone: two cache entries, each pass its own choice."""
+    desc = _desc()
+    x, y, w = _inputs(desc, 8, True)
+    backwards = []
+    grad = torch.autograd.grad
+    monkeypatch.setattr(torch.autograd, "grad", lambda *a, **k: backwards.append(1) or grad(*a, **k))
+    with torch.no_grad():
+        formulation.choose("general", fast.GENERAL_FORMULATIONS, desc, x, w, y)
+    assert not backwards  # the forward alone was timed
+    formulation.choose("general", fast.GENERAL_FORMULATIONS, desc, x.detach(), w.detach(), y)
+    assert backwards  # y requires grad: forward + backward timed
+    keys = sorted(json.loads(fresh_choices.read_text()))
+    assert len(keys) == 2 and "|fwd|" in keys[0] + keys[1] and "|fwd+bwd|" in keys[0] + keys[1]
 
 
 def test_corrupt_cache_is_retuned(fresh_choices) -> None:
