@@ -50,6 +50,10 @@ from mlip.o3 import cached_constant
 
 ENV = "MLIP_TP_INDUCTOR"
 MIN_MESSAGES = 1 << 16  # E * Σ_p d_p * U; below it the ATen path (a compile costs seconds)
+# the inference mode's chunks at most: each chunk's kernels write node-sized outputs that are then summed
+# (a cost of atoms x chunks); the fused kernels keep no per-edge messages, so only the chunk's edge
+# weights grow with its size
+MAX_CHUNKS = 16
 _log = logging.getLogger(__name__)
 _FAILED: set[tuple] = set()
 

@@ -101,9 +101,12 @@ def chunk_edges(desc: TPDescriptor) -> int:
     return max(1, min(EDGES_PER_CHUNK, fast.CHUNK_ELEMENTS // widest))
 
 
-def chunk_slices(desc: TPDescriptor, num_edges: int) -> list[slice]:
-    """Slices of :func:`chunk_edges` edges covering ``num_edges``."""
+def chunk_slices(desc: TPDescriptor, num_edges: int, max_chunks: int | None = None) -> list[slice]:
+    """Slices of :func:`chunk_edges` edges covering ``num_edges``; larger ones when that would make more
+    than ``max_chunks`` of them."""
     step = chunk_edges(desc)
+    if max_chunks is not None:
+        step = max(step, -(-num_edges // max_chunks))
     return [slice(s, min(s + step, num_edges)) for s in range(0, num_edges, step)]
 
 
@@ -120,7 +123,7 @@ def tp_conv_chunked(
     and used one chunk of edges at a time (``weight_inputs`` ``[E, B]``: the radial basis); channelwise
     descriptors, first derivatives with respect to every input and ``weight_fn``'s parameters."""
     if fused.applies(desc, node_feats, edge_sh, None, edge_src):
-        slices = chunk_slices(desc, edge_src.numel())
+        slices = chunk_slices(desc, edge_src.numel(), fused.MAX_CHUNKS)
         out = fused.tp_conv_fused_chunked(
             desc, node_feats, edge_sh, weight_fn, weight_inputs, edge_src, edge_dst, slices
         )

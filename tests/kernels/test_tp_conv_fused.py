@@ -156,14 +156,19 @@ def test_chunked_inference_mode(monkeypatch) -> None:
     radial = torch.randn(edges, 4, generator=g, dtype=torch.float64, requires_grad=True)
     src, dst = torch.randint(0, nodes, (2, edges), generator=g)
     probe = torch.randn(nodes, tp.irreps_out.dim, generator=g, dtype=torch.float64)
-    results = []
-    for backend, chunked in (("torch", True), ("reference", False)):
+
+    def run(backend, chunked):
         out = tp_conv(x, sh, radial, src, dst, nodes, tp, backend=backend, weight_fn=mlp, chunked=chunked)
-        grads = torch.autograd.grad((out * probe).sum(), [x, sh, radial, *mlp.parameters()])
-        results.append((out, *grads))
-    assert calls.count(None) == 5 and calls.count((True, True, True)) == 5  # 5 chunks, forward and backward
-    for got, expected in zip(*results, strict=True):
-        torch.testing.assert_close(got, expected, atol=1e-12, rtol=0)
+        return out, *torch.autograd.grad((out * probe).sum(), [x, sh, radial, *mlp.parameters()])
+
+    expected = run("reference", False)
+    for max_chunks, chunks in ((16, 5), (2, 2)):  # 5 chunks of 5 edges; at most 2: 2 of 12
+        monkeypatch.setattr(fused, "MAX_CHUNKS", max_chunks)
+        calls.clear()
+        got = run("torch", True)
+        assert calls.count(None) == chunks and calls.count((True, True, True)) == chunks  # forward, backward
+        for a, b in zip(got, expected, strict=True):
+            torch.testing.assert_close(a, b, atol=1e-12, rtol=0)
 
 
 @compiles
