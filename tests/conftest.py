@@ -8,6 +8,7 @@ machine the kernels compile and the same tests run at full speed.
 
 import os
 
+import pytest
 import torch
 
 if not torch.cuda.is_available():
@@ -18,3 +19,25 @@ os.environ.setdefault("MLIP_TP_TUNE", "0")
 # the fused CPU convolution compiles (seconds) on first use above a size: tests run the ATen path unless
 # they test the fused one (tests/kernels/test_tp_conv_fused.py)
 os.environ.setdefault("MLIP_TP_INDUCTOR", "0")
+
+
+@pytest.fixture
+def chunked_conv_problem():
+    """A channelwise convolution with two multiplicity groups and an unweighted path, its radial MLP
+    (float64) and inputs that require grad: ``(tp, mlp, x, sh, radial, src, dst, probe)``, 6 nodes and
+    23 edges (several chunks at a small chunk size)."""
+    from mlip.kernels import TensorProduct
+    from mlip.layers.radial import RadialMLP
+
+    tp = TensorProduct("3x0e+3x1o+2x1e", "0e+1o", "3x1o+3x0e+2x1e+2x0o",
+                       [(0, 1, 0, "uvu", False), (1, 0, 0, "uvu", True), (1, 1, 1, "uvu", True),
+                        (0, 0, 1, "uvu", True), (2, 1, 3, "uvu", True), (2, 0, 2, "uvu", True)])  # fmt: skip
+    g = torch.Generator().manual_seed(0)
+    mlp = RadialMLP([4, 8, tp.weight_numel]).double()
+    nodes, edges = 6, 23
+    x = torch.randn(nodes, tp.irreps_in1.dim, generator=g, dtype=torch.float64, requires_grad=True)
+    sh = torch.randn(edges, tp.irreps_in2.dim, generator=g, dtype=torch.float64, requires_grad=True)
+    radial = torch.randn(edges, 4, generator=g, dtype=torch.float64, requires_grad=True)
+    src, dst = torch.randint(0, nodes, (2, edges), generator=g)
+    probe = torch.randn(nodes, tp.irreps_out.dim, generator=g, dtype=torch.float64)
+    return tp, mlp, x, sh, radial, src, dst, probe

@@ -133,29 +133,19 @@ def _one_thread():
 
 
 @compiles
-def test_chunked_inference_mode(monkeypatch) -> None:
+def test_chunked_inference_mode(monkeypatch, chunked_conv_problem) -> None:
     """``tp_conv(..., weight_fn=, chunked=True)`` on the compiled kernels (weights per chunk of edges,
     recomputed in the backward) equals the reference in output and first derivatives for every input and
     the weight function's parameters, with two multiplicities and an unweighted path."""
     from mlip.kernels import tp_conv
-    from mlip.layers.radial import RadialMLP
 
     monkeypatch.setenv(fused.ENV, "1")
     monkeypatch.setattr(torch_fast, "EDGES_PER_CHUNK", 5)
     calls = []
     original = fused._run
     monkeypatch.setattr(fused, "_run", lambda plan, want, *a: calls.append(want) or original(plan, want, *a))
-    tp = TensorProduct("3x0e+3x1o+2x1e", "0e+1o", "3x1o+3x0e+2x1e+2x0o",
-                       [(0, 1, 0, "uvu", False), (1, 0, 0, "uvu", True), (1, 1, 1, "uvu", True),
-                        (0, 0, 1, "uvu", True), (2, 1, 3, "uvu", True), (2, 0, 2, "uvu", True)])  # fmt: skip
-    g = torch.Generator().manual_seed(0)
-    mlp = RadialMLP([4, 8, tp.weight_numel]).double()
-    nodes, edges = 6, 23
-    x = torch.randn(nodes, tp.irreps_in1.dim, generator=g, dtype=torch.float64, requires_grad=True)
-    sh = torch.randn(edges, tp.irreps_in2.dim, generator=g, dtype=torch.float64, requires_grad=True)
-    radial = torch.randn(edges, 4, generator=g, dtype=torch.float64, requires_grad=True)
-    src, dst = torch.randint(0, nodes, (2, edges), generator=g)
-    probe = torch.randn(nodes, tp.irreps_out.dim, generator=g, dtype=torch.float64)
+    tp, mlp, x, sh, radial, src, dst, probe = chunked_conv_problem
+    nodes = x.shape[0]
 
     def run(backend, chunked):
         out = tp_conv(x, sh, radial, src, dst, nodes, tp, backend=backend, weight_fn=mlp, chunked=chunked)

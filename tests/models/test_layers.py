@@ -127,26 +127,16 @@ def test_symmetric_contraction_equivariant():
     assert_equivariant(fn, "0e+1o+2e+0e+1o+2e", "0e+1o+2e+0e+1o+2e", batch=3)
 
 
-def test_chunked_convolution_equals_plain_with_two_multiplicities(monkeypatch):
+def test_chunked_convolution_equals_plain_with_two_multiplicities(monkeypatch, chunked_conv_problem):
     """The memory-bounded inference convolution (channel layout per multiplicity group, edges in chunks)
     gives the plain autograd path's output and first derivatives for every input and MLP parameter."""
-    from mlip.kernels import TensorProduct, tp_conv
+    from mlip.kernels import tp_conv
     from mlip.kernels.tp_conv import torch_fast as conv
-    from mlip.layers.radial import RadialMLP
 
     monkeypatch.setattr(conv, "EDGES_PER_CHUNK", 5)
-    tp = TensorProduct("3x0e+3x1o+2x1e", "0e+1o", "3x1o+3x0e+2x1e+2x0o",
-                       [(0, 1, 0, "uvu", False), (1, 0, 0, "uvu", True), (1, 1, 1, "uvu", True),
-                        (0, 0, 1, "uvu", True), (2, 1, 3, "uvu", True), (2, 0, 2, "uvu", True)])  # fmt: skip
+    tp, mlp, x, sh, radial, src, dst, probe = chunked_conv_problem
+    nodes = x.shape[0]
     assert len(conv.fast.plan(tp.descriptor)) == 2
-    g = torch.Generator().manual_seed(0)
-    mlp = RadialMLP([4, 8, tp.weight_numel]).double()
-    nodes, edges = 6, 23
-    x = torch.randn(nodes, tp.irreps_in1.dim, generator=g, dtype=torch.float64, requires_grad=True)
-    sh = torch.randn(edges, tp.irreps_in2.dim, generator=g, dtype=torch.float64, requires_grad=True)
-    radial = torch.randn(edges, 4, generator=g, dtype=torch.float64, requires_grad=True)
-    src, dst = torch.randint(0, nodes, (2, edges), generator=g)
-    probe = torch.randn(nodes, tp.irreps_out.dim, generator=g, dtype=torch.float64)
     results = []
     for chunked in (False, True):
         out = tp_conv(x, sh, radial, src, dst, nodes, tp, weight_fn=mlp, chunked=chunked)
