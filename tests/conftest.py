@@ -22,16 +22,23 @@ os.environ.setdefault("MLIP_TP_INDUCTOR", "0")
 
 
 @pytest.fixture
-def chunked_conv_problem():
-    """A channelwise convolution with two multiplicity groups and an unweighted path, its radial MLP
-    (float64) and inputs that require grad: ``(tp, mlp, x, sh, radial, src, dst, probe)``, 6 nodes and
-    23 edges (several chunks at a small chunk size)."""
+def two_group_tp():
+    """A channelwise ``TensorProduct`` with two multiplicities (two channel groups) and an unweighted
+    path (the weights' column of ones)."""
     from mlip.kernels import TensorProduct
+
+    paths = [(0, 1, 0, "uvu", False), (1, 0, 0, "uvu", True), (1, 1, 1, "uvu", True),
+             (0, 0, 1, "uvu", True), (2, 1, 3, "uvu", True), (2, 0, 2, "uvu", True)]  # fmt: skip
+    return TensorProduct("3x0e+3x1o+2x1e", "0e+1o", "3x1o+3x0e+2x1e+2x0o", paths)
+
+
+@pytest.fixture
+def chunked_conv_problem(two_group_tp):
+    """``two_group_tp``, a radial MLP for its weights (float64) and inputs that require grad: ``(tp, mlp,
+    x, sh, radial, src, dst, probe)``, 6 nodes and 23 edges (several chunks at a small chunk size)."""
     from mlip.layers.radial import RadialMLP
 
-    tp = TensorProduct("3x0e+3x1o+2x1e", "0e+1o", "3x1o+3x0e+2x1e+2x0o",
-                       [(0, 1, 0, "uvu", False), (1, 0, 0, "uvu", True), (1, 1, 1, "uvu", True),
-                        (0, 0, 1, "uvu", True), (2, 1, 3, "uvu", True), (2, 0, 2, "uvu", True)])  # fmt: skip
+    tp = two_group_tp
     g = torch.Generator().manual_seed(0)
     mlp = RadialMLP([4, 8, tp.weight_numel]).double()
     nodes, edges = 6, 23

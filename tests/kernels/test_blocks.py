@@ -20,13 +20,6 @@ TOL = dict(atol=1e-12, rtol=0)
 SYMBOLIC = dict(tracing_mode="symbolic", _error_on_data_dependent_ops=True, _allow_non_fake_inputs=True)
 
 
-def two_group_tp() -> TensorProduct:
-    """Two multiplicities (two channel groups) and unweighted paths (the weights' column of ones)."""
-    paths = [(0, 1, 0, "uvu", False), (1, 0, 0, "uvu", True), (1, 1, 1, "uvu", True),
-             (0, 0, 1, "uvu", True), (2, 1, 3, "uvu", True), (2, 0, 2, "uvu", True)]  # fmt: skip
-    return TensorProduct("3x0e+3x1o+2x1e", "0e+1o", "3x1o+3x0e+2x1e+2x0o", paths)
-
-
 def conv_inputs(tp: TensorProduct, nodes: int, edges: int, seed: int):
     g = torch.Generator().manual_seed(seed)
     x = torch.randn(nodes, tp.irreps_in1.dim, generator=g, dtype=torch.float64)
@@ -48,8 +41,8 @@ def with_grads(fn):
     return run
 
 
-def test_blocked_convolution_equals_plain_eager_and_traced():
-    tp = two_group_tp()
+def test_blocked_convolution_equals_plain_eager_and_traced(two_group_tp):
+    tp = two_group_tp
     assert len(conv.fast.plan(tp.descriptor)) == 2
     mlp = RadialMLP([4, 8, tp.weight_numel]).double().requires_grad_(False)
 
@@ -75,8 +68,8 @@ def test_blocked_convolution_equals_plain_eager_and_traced():
                 torch.testing.assert_close(got, want, **TOL)
 
 
-def test_blocked_convolution_refuses_trainable_weights():
-    tp = two_group_tp()
+def test_blocked_convolution_refuses_trainable_weights(two_group_tp):
+    tp = two_group_tp
     mlp = RadialMLP([4, 8, tp.weight_numel]).double()
     x, sh, radial, src, dst, _ = conv_inputs(tp, 6, 23, seed=0)
     with pytest.raises(ValueError, match="frozen weights"):
