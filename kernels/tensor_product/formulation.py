@@ -11,9 +11,10 @@ fastest depends on the descriptor's shape, the dtype and the CPU. :func:`choose`
    that requires grad), else the forward alone (inference takes the fastest forward, which can be
    another formulation), and stores the winner in a JSON file keyed by
    CPU model, torch version, threads, family, dtype, weights, pass and descriptor (:func:`cache_path`), so a
-   later process on the same CPU model reads it instead (unless the entry was timed over another set of
-   candidates, e.g. before a formulation was added). ``MLIP_TP_TUNE=0`` turns tuning off (the test
-   suite does, for reproducible choices).
+   later process on the same CPU model reads it instead (the fastest of this call's candidates, so an
+   entry that also timed a formulation not offered here, e.g. a compiled one below its size threshold,
+   still answers; one that lacks a candidate, e.g. timed before a formulation was added, is tuned again).
+   ``MLIP_TP_TUNE=0`` turns tuning off (the test suite does, for reproducible choices).
 3. Otherwise (tuning off, CUDA, or inside ``torch.compile`` / ``make_fx`` / ``torch.export`` traces,
    where nothing may be timed) the cost model decides: each formulation estimates its own time from the
    primitives below (:func:`gemm`, :func:`bmm`, :func:`elementwise`), deterministic for a given shape.
@@ -65,12 +66,15 @@ class Problem:
 @dataclass(frozen=True)
 class Formulation:
     """``run(desc, x, y, weight)`` (the kernel's contract), ``supports(desc)``, and ``cost(desc, problem)``:
-    the estimated seconds of one forward (only the ranking between formulations matters)."""
+    the estimated seconds of one forward (only the ranking between formulations matters). ``offered(desc,
+    x, y, weight)``, when given, also decides per call whether it is a candidate (a compiled formulation:
+    eager calls of some size only)."""
 
     name: str
     run: Callable[..., torch.Tensor]
     supports: Callable[[TPDescriptor], bool]
     cost: Callable[[TPDescriptor, Problem], float]
+    offered: Callable[..., bool] | None = None
 
 
 # ------------------------------------------------------------------------------------ cost model
@@ -131,7 +135,11 @@ def choose(
 ) -> Formulation:
     """The formulation of ``family`` for ``desc`` on inputs like ``x``, ``weight`` and ``y`` (see the
     module)."""
-    candidates = {n: f for n, f in formulations.items() if f.supports(desc)}
+    candidates = {
+        n: f
+        for n, f in formulations.items()
+        if f.supports(desc) and (f.offered is None or f.offered(desc, x, y, weight))
+    }
     if not candidates:
         raise ValueError(f"no {family} formulation supports this descriptor")
     forced = os.environ.get(FORCE_ENV)
@@ -140,7 +148,7 @@ def choose(
     if len(candidates) == 1:
         return next(iter(candidates.values()))
     prob = problem_of(x, weight, y)
-    key = (family, desc, prob.dtype, prob.device, prob.shared, prob.threads, prob.grad)
+    key = (family, desc, prob.dtype, prob.device, prob.shared, prob.threads, prob.grad, tuple(candidates))
     if key in _CHOSEN:
         return candidates[_CHOSEN[key]]
     if _tunable(x, weight):
@@ -191,13 +199,11 @@ def _tuned(family: str, candidates: Mapping[str, Formulation], desc: TPDescripto
     """The cached or freshly measured fastest candidate (written to the cache file when possible)."""
     path, key = cache_path(), cache_key(family, desc, prob)
     entry = _read_cache(path).get(key)
-    # an entry timed over another set of candidates (a formulation added since) is tuned again
-    if (
-        isinstance(entry, dict)
-        and entry.get("choice") in candidates
-        and set(entry.get("ms", ())) == set(candidates)
-    ):
-        return entry["choice"]
+    # an entry timed over every candidate (and maybe more: one not offered to this call) answers; one
+    # that lacks a candidate (a formulation added since) is tuned again
+    timed = entry.get("ms") if isinstance(entry, dict) else None
+    if isinstance(timed, dict) and set(candidates) <= set(timed):
+        return entry["choice"] if entry.get("choice") in candidates else min(candidates, key=timed.get)
     times = time_candidates(candidates, desc, prob)
     choice = min(times, key=times.get)
     data = _read_cache(path)

@@ -42,7 +42,7 @@ from dataclasses import dataclass
 import torch
 
 from mlip.kernels.tensor_product import blocks as per_block
-from mlip.kernels.tensor_product import formulation, sides
+from mlip.kernels.tensor_product import formulation, fused, sides
 from mlip.kernels.tensor_product.descriptor import TPDescriptor, wigner_block
 from mlip.kernels.tensor_product.formulation import Formulation, Problem
 from mlip.o3 import Irreps, cached_constant
@@ -528,6 +528,13 @@ GENERAL_FORMULATIONS: dict[str, Formulation] = {
         sides.supports_stacked,
         functools.partial(sides.cost, stack=True),
     ),
+    "fused": Formulation(
+        "fused",
+        functools.partial(fused.tensor_product_fused, fallback=tensor_product_sides_chunked),
+        sides.supports,
+        fused.cost,
+        fused.applies,
+    ),
 }
 
 
@@ -536,8 +543,9 @@ def tensor_product_general(
 ) -> torch.Tensor:
     """:func:`tensor_product_fast` of any descriptor, in the formulation
     :func:`~mlip.kernels.tensor_product.formulation.choose` picks among :data:`GENERAL_FORMULATIONS`
-    (``pairs``; ``blocks``, ``mul_groups``, ``sides`` and ``sides_stacked`` when every ``in2`` block has
-    multiplicity 1), for this pass (forward, or forward + backward when a graph is recorded)."""
+    (``pairs``; when every ``in2`` block has multiplicity 1 also ``blocks``, ``mul_groups``, ``sides``,
+    ``sides_stacked`` and, on the eager CPU calls where :func:`fused.applies`, the compiled ``fused``),
+    for this pass (forward, or forward + backward when a graph is recorded)."""
     chosen = formulation.choose("general", GENERAL_FORMULATIONS, desc, x, weight, y)
     return chosen.run(desc, x, y, weight)
 

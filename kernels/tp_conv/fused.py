@@ -17,39 +17,34 @@ backward is written the same way by hand (:func:`_backward`): per path the weigh
 ``Σ_m go[dst] t``, the coupling gradient ``Σ_u go[dst] w x[src]`` (then one GEMM against ``G^T``) and the
 node gradient ``Σ_m A w go[dst]`` scattered over ``src``.
 
-:class:`_Convolution` and :class:`_ConvolutionBackward` are custom autograd functions: ``T(x, sh, w)`` is
-linear in ``x`` and ``sh`` and affine in ``w``, so the gradient of its adjoints is again ``T`` and its
-adjoints with one operand replaced (see :class:`_ConvolutionBackward`): derivatives of every order (force
-training's double backward included) run the compiled kernels, one compiled backward per set of wanted
-gradients.
+``T(x, sh, w)`` is linear in ``x`` and ``sh`` and affine in ``w``: :class:`_Operator` hands its compiled
+forward and adjoints to :mod:`mlip.kernels.trilinear`, whose autograd functions give derivatives of every
+order (force training's double backward included) on the compiled kernels, one compiled backward per set
+of wanted gradients.
 
 When it runs (:func:`applies`): channelwise descriptors with per-sample or no weights, eager CPU calls on
 plain tensors (never under ``torch.compile``, ``make_fx`` or ``torch.export``: their traces see the ATen
-path and fuse it themselves), and ``MLIP_TP_INDUCTOR``: ``0`` never, ``1``
-whenever it applies, unset (``auto``) when torch runs on one thread (the kernels are single-threaded,
-while the ATen path uses every thread) and the messages hold at least ``MIN_MESSAGES`` elements, since
-the first call of a descriptor and dtype compiles for seconds per kernel (shapes dynamic in ``E`` and
-``N``; Inductor caches the C++ on disk, so later processes load it in about a second). The first compile
-of a process says so in one logged line. A failed first compile is logged once and that descriptor and
-dtype run the ATen path from then on.
+path and fuse it themselves), and :mod:`mlip.kernels.inductor`'s rule (``MLIP_TP_INDUCTOR``; in ``auto``
+one torch thread and at least ``MIN_MESSAGES`` message elements), shapes dynamic in ``E`` and ``N``. A
+failed first compile is logged once and that descriptor and dtype run the ATen path from then on.
 """
 
 from __future__ import annotations
 
 import functools
 import logging
-import os
-import types
 from dataclasses import dataclass
 
 import torch
 from torch.autograd.function import once_differentiable
 
+from mlip.kernels import inductor
 from mlip.kernels.tensor_product.descriptor import TPDescriptor, wigner_block
+from mlip.kernels.trilinear import Trilinear
 from mlip.o3 import cached_constant
 
-ENV = "MLIP_TP_INDUCTOR"
-MIN_MESSAGES = 1 << 16  # E * Σ_p d_p * U; below it the ATen path (a compile costs seconds)
+ENV = inductor.ENV
+MIN_MESSAGES = inductor.MIN_MESSAGES  # E * Σ_p d_p * U; below it the ATen path (a compile costs seconds)
 # the inference mode's chunks at most: each chunk's kernels write node-sized outputs that are then summed
 # (a cost of atoms x chunks); the fused kernels keep no per-edge messages, so only the chunk's edge
 # weights grow with its size
@@ -221,67 +216,30 @@ def _backward(xcs, sh, w, src, dst, g, gos, *, plan: Plan, want: tuple[bool, boo
 
 @functools.cache
 def _compiled(plan: Plan, want: tuple[bool, bool, bool] | None):
-    """The compiled forward (``want`` None) or backward of ``plan``, one per ``want``. Each gets its own
-    copy of the code object: Dynamo keeps compiled graphs per code object, and one shared by every plan
-    would hit its recompile limit. Inductor's loops run on one thread (``cpp.threads``; the GEMMs are ATen
-    calls on every thread): a scatter on several turns into atomic adds, whose summation order varies,
-    and torch 2.13 miscompiles some of those (benchmarks/notes/compile.md)."""
-    if _compiled.cache_info().currsize == 0:
-        _log.warning(
-            "compiling the fused CPU convolution kernels (once per model shape, about a minute; Inductor "
-            "caches them on disk for later runs; %s=0 turns them off)",
-            ENV,
-        )
-    base = _forward if want is None else _backward
-    code = base.__code__.replace(co_name=f"{base.__name__}_{_compiled.cache_info().currsize}")
-    fn = types.FunctionType(code, base.__globals__, code.co_name)
-    fn.__kwdefaults__ = {"plan": plan} if want is None else {"plan": plan, "want": want}
-    return torch.compile(fn, fullgraph=True, options={"cpp.threads": 1})
+    """The compiled forward (``want`` None) or backward of ``plan``, one per ``want``
+    (:func:`mlip.kernels.inductor.compile_kernel`)."""
+    if want is None:
+        return inductor.compile_kernel(_forward, "convolution", plan=plan)
+    return inductor.compile_kernel(_backward, "convolution", plan=plan, want=want)
 
 
 def _run(plan: Plan, want, *tensors):
     """The compiled kernel on ``tensors``, dynamic in the edge and node counts only (every other size is
     the descriptor's: static, so loops over ``d1``, ``d`` and ``U`` are unrolled and vectorized)."""
-    args = []
-    for t in tensors:  # detached: the kernels never record a graph (guards on requires_grad would recompile)
-        items = [None if i is None else i.detach() for i in (t if isinstance(t, list) else [t])]
-        for item in items:
-            if item is not None and item.shape[0] > 1:
-                torch._dynamo.maybe_mark_dynamic(item, 0)
-        args.append(items if isinstance(t, list) else items[0])
-    return _compiled(plan, want)(*args)
-
-
-def _plain(*tensors: torch.Tensor | None) -> bool:
-    """Eager call on plain CPU tensors with concrete shapes (no trace, no fake or functional tensors)."""
-    if torch.compiler.is_compiling() or torch.jit.is_tracing():
-        return False
-    if torch.utils._python_dispatch._get_current_dispatch_mode() is not None:
-        return False
-    return all(
-        t is None or (type(t) is torch.Tensor and t.device.type == "cpu" and
-                      not any(isinstance(s, torch.SymInt) for s in t.shape))
-        for t in tensors
-    )  # fmt: skip
+    return inductor.call_dynamic(_compiled(plan, want), *tensors)
 
 
 def applies(desc, node_feats, edge_sh, weight, edge_src) -> bool:
     """Whether :func:`tp_conv_fused` runs this call (see the module docstring)."""
-    mode = os.environ.get(ENV, "auto")
-    if mode == "0" or not desc.channelwise:
+    if inductor.mode() == "0" or not desc.channelwise:
         return False
     if weight is not None and weight.dim() != 2:
         return False
     if (desc, node_feats.dtype) in _FAILED:
         return False
-    if edge_src.numel() == 0 or not _plain(node_feats, edge_sh, weight, edge_src):
+    if edge_src.numel() == 0 or not inductor.plain(node_feats, edge_sh, weight, edge_src):
         return False
-    if mode == "1":
-        return True
-    if torch.get_num_threads() != 1:
-        return False
-    messages = edge_src.numel() * sum(p.dim * p.mul for p in plan(desc).paths)
-    return messages >= MIN_MESSAGES
+    return inductor.worth_it(edge_src.numel() * sum(p.dim * p.mul for p in plan(desc).paths), MIN_MESSAGES)
 
 
 def tp_conv_fused(
@@ -295,10 +253,8 @@ def tp_conv_fused(
     """:func:`~mlip.kernels.tp_conv.torch_fast.tp_conv_fast` (same contract; ``N`` = ``node_feats``' rows)
     on the compiled kernels, or ``None`` when the first compile of ``desc`` and the dtype failed (logged
     once; the caller runs the ATen path)."""
-    graph = _graph(desc, edge_src, edge_dst, node_feats)
-    return _guarded(
-        desc, node_feats, lambda: _Convolution.apply(graph, plan(desc), node_feats, edge_sh, edge_weights)
-    )
+    op = _Operator(_graph(desc, edge_src, edge_dst, node_feats), plan(desc))
+    return _guarded(desc, node_feats, lambda: Trilinear.apply(op, node_feats, edge_sh, edge_weights))
 
 
 def tp_conv_fused_chunked(
@@ -332,17 +288,7 @@ def _graph(desc: TPDescriptor, src: torch.Tensor, dst: torch.Tensor, like: torch
 
 def _guarded(desc: TPDescriptor, like: torch.Tensor, call):
     """``call()``, or ``None`` (logged) when the first compile for ``desc`` and the dtype fails."""
-    try:
-        return call()
-    except Exception as error:  # noqa: BLE001 - a compiler that fails: the ATen path, said once
-        key = (desc, like.dtype)
-        if key in _FAILED:
-            raise
-        _FAILED.add(key)
-        _log.warning(
-            "fused CPU convolution not compiled (%s: %s); the ATen path runs", type(error).__name__, error
-        )
-        return None
+    return inductor.guarded(_FAILED, (desc, like.dtype), call, "convolution", _log)
 
 
 @dataclass(frozen=True, eq=False)
@@ -355,81 +301,30 @@ class _Graph:
     g: torch.Tensor
 
 
-class _Convolution(torch.autograd.Function):
-    """``T(x, sh, w)`` over the paths of ``plan``: linear in ``x`` and ``sh``, affine in ``w`` (linear with
-    ``plan.weighted_only``). Its backward is :class:`_ConvolutionBackward`, whose own backward is again
-    ``T`` and ``T``'s adjoints, so derivatives of every order run the compiled kernels."""
+@dataclass(frozen=True, eq=False)
+class _Operator:
+    """``T(x, sh, w)`` over the paths of ``plan`` (:mod:`mlip.kernels.trilinear`'s operator): linear in
+    ``x`` and ``sh``, affine in ``w`` (linear with ``plan.weighted_only``)."""
 
-    @staticmethod
-    def forward(ctx, graph, plan, x, sh, w):  # type: ignore[override]
-        ctx.graph, ctx.plan = graph, plan
-        ctx.save_for_backward(x, sh, w)
-        desc = graph.desc
-        xcs = to_blocks(x, desc.irreps_in1, plan.in_blocks)
-        outs = _run(plan, None, xcs, sh, w, graph.src, graph.dst, graph.g)
-        return from_blocks(outs, desc.irreps_out, plan.out_blocks, x)
+    graph: _Graph
+    plan: Plan
 
-    @staticmethod
-    def backward(ctx, grad):  # type: ignore[override]
-        x, sh, w = ctx.saved_tensors
-        want = tuple(ctx.needs_input_grad[2:5])
-        return (None, None, *_ConvolutionBackward.apply(ctx.graph, ctx.plan, want, x, sh, w, grad))
+    def forward(self, x, sh, w):
+        desc = self.graph.desc
+        xcs = to_blocks(x, desc.irreps_in1, self.plan.in_blocks)
+        outs = _run(self.plan, None, xcs, sh, w, self.graph.src, self.graph.dst, self.graph.g)
+        return from_blocks(outs, desc.irreps_out, self.plan.out_blocks, x)
 
+    def adjoints(self, want, x, sh, w, grad):
+        desc, graph, plan_ = self.graph.desc, self.graph, self.plan
+        xcs = to_blocks(x, desc.irreps_in1, plan_.in_blocks)
+        gos = to_blocks(grad, desc.irreps_out, plan_.out_blocks)
+        gxcs, gsh, gw = _run(plan_, want, xcs, sh, w, graph.src, graph.dst, graph.g, gos)
+        gx = None if gxcs is None else from_blocks(gxcs, desc.irreps_in1, plan_.in_blocks, x)
+        return gx, gsh, gw
 
-def _adjoints(graph: _Graph, plan: Plan, want, x, sh, w, grad):
-    """``(T_x^*, T_sh^*, T_w^*)`` at ``(x, sh, w)`` for the output gradient ``grad``, those ``want`` asks
-    for (compiled; ``None`` for the others)."""
-    desc = graph.desc
-    xcs = to_blocks(x, desc.irreps_in1, plan.in_blocks)
-    gos = to_blocks(grad, desc.irreps_out, plan.out_blocks)
-    gxcs, gsh, gw = _run(plan, want, xcs, sh, w, graph.src, graph.dst, graph.g, gos)
-    gx = None if gxcs is None else from_blocks(gxcs, desc.irreps_in1, plan.in_blocks, x)
-    return gx, gsh, gw
-
-
-class _ConvolutionBackward(torch.autograd.Function):
-    """``(T_x^*, T_sh^*, T_w^*)(x, sh, w, grad)``, the adjoints of :class:`_Convolution`.
-
-    Its backward: ``<gg_x, T_x^*(sh, w, grad)> = <T(gg_x, sh, w), grad>`` (``T`` linear in ``x``) has the
-    gradients ``T_sh^*(gg_x, w, grad)`` in ``sh``, ``T_w^*(gg_x, sh, grad)`` in ``w`` and ``T(gg_x, sh,
-    w)`` in ``grad``; likewise for ``gg_sh``. ``T`` is only affine in ``w`` (unweighted paths do not read
-    it), so the ``gg_w`` term runs on the weighted paths alone (``plan(desc, weighted_only=True)``)."""
-
-    @staticmethod
-    def forward(ctx, graph, plan, want, x, sh, w, grad):  # type: ignore[override]
-        ctx.graph, ctx.plan = graph, plan
-        ctx.save_for_backward(x, sh, w, grad)
-        if not any(want):
-            return None, None, None
-        return _adjoints(graph, plan, want, x, sh, w, grad)
-
-    @staticmethod
-    def backward(ctx, gg_x, gg_sh, gg_w):  # type: ignore[override]
-        x, sh, w, grad = ctx.saved_tensors
-        graph, full = ctx.graph, ctx.plan
-        need = dict(zip(("x", "sh", "w", "grad"), ctx.needs_input_grad[3:7], strict=True))
-        need["w"] = need["w"] and w is not None
-        total: dict[str, torch.Tensor | None] = {"x": None, "sh": None, "w": None, "grad": None}
-        terms = (  # (gg, the operands with gg in its slot, the plan, the adjoints the term gives)
-            (gg_x, lambda v: (v, sh, w), full, ("sh", "w")),
-            (gg_sh, lambda v: (x, v, w), full, ("x", "w")),
-            (gg_w, lambda v: (x, sh, v), plan(graph.desc, weighted_only=True), ("x", "sh")),
-        )
-        for gg, operands, term_plan, names in terms:
-            if gg is None:
-                continue
-            xa, sa, wa = operands(gg)
-            values = {}
-            if need["grad"]:
-                values["grad"] = _Convolution.apply(graph, term_plan, xa, sa, wa)
-            want = tuple(name in names and need[name] for name in ("x", "sh", "w"))
-            if any(want):
-                adjoints = _ConvolutionBackward.apply(graph, term_plan, want, xa, sa, wa, grad)
-                values.update(zip(("x", "sh", "w"), adjoints, strict=True))
-            for name, value in values.items():
-                if value is not None:
-                    total[name] = value if total[name] is None else total[name] + value
-        return None, None, None, total["x"], total["sh"], total["w"], total["grad"]
+    def weighted(self):
+        return _Operator(self.graph, plan(self.graph.desc, weighted_only=True))
 
 
 class _ChunkedConvolution(torch.autograd.Function):

@@ -1,15 +1,18 @@
-"""The general fast-torch formulations (pairs, blocks, mul_groups, sides) against the reference (output, first
-and second derivatives, float64), and the per-shape choice: forced, tuned and cached per CPU model, the
-cost model under tracing, a corrupt cache file."""
+"""The general fast-torch formulations (pairs, blocks, mul_groups, sides, sides_stacked, fused) against the
+reference (output, first and second derivatives, float64; ``fused`` on its compiled kernels in
+:func:`test_fused_matches_reference`), and the per-shape choice: forced, tuned and cached per CPU model, the
+cost model under tracing, a corrupt cache file, a compiled formulation offered per call."""
 
 import json
+import logging
+import shutil
 
 import pytest
 import torch
 from torch.fx.experimental.proxy_tensor import make_fx
 
-from mlip.kernels import TensorProduct
-from mlip.kernels.tensor_product import blocks, formulation, sides
+from mlip.kernels import TensorProduct, inductor
+from mlip.kernels.tensor_product import blocks, formulation, fused, sides
 from mlip.kernels.tensor_product import torch_fast as fast
 from mlip.kernels.tensor_product.configs import shape_instructions
 
@@ -36,6 +39,8 @@ def _instructions() -> list[tuple]:
 
 
 INSTRUCTIONS = _instructions()
+# the formulations a call is offered with the compiled ones off (the fresh_choices fixture sets that)
+OFFERED = [n for n, f in fast.GENERAL_FORMULATIONS.items() if f.offered is None]
 
 
 def _desc():
@@ -163,10 +168,12 @@ def fresh_choices(monkeypatch, tmp_path):
     monkeypatch.setenv(formulation.CACHE_ENV, str(tmp_path / "tp.json"))
     monkeypatch.setenv(formulation.TUNE_ENV, "1")
     monkeypatch.delenv(formulation.FORCE_ENV, raising=False)
+    monkeypatch.setenv(inductor.ENV, "0")
     return tmp_path / "tp.json"
 
 
 def test_forced_formulation(fresh_choices, monkeypatch) -> None:
+    monkeypatch.setenv(inductor.ENV, "1")  # the compiled formulation offered too
     desc = _desc()
     x, _, w = _inputs(desc, 3, True)
     for name in fast.GENERAL_FORMULATIONS:
@@ -184,9 +191,9 @@ def test_tuner_caches_per_cpu_model(fresh_choices, monkeypatch) -> None:
     data = json.loads(fresh_choices.read_text())
     ((key, entry),) = data.items()
     assert formulation.cpu_model() in key and torch.__version__ in key and "shared" in key
-    assert entry["choice"] == chosen.name and set(entry["ms"]) == set(fast.GENERAL_FORMULATIONS)
+    assert entry["choice"] == chosen.name and set(entry["ms"]) == set(OFFERED)
     # a later process: the memo is empty and the cache names another formulation
-    other = next(n for n in fast.GENERAL_FORMULATIONS if n != chosen.name)
+    other = next(n for n in OFFERED if n != chosen.name)
     fresh_choices.write_text(json.dumps({key: {"choice": other, "ms": entry["ms"]}}))
     monkeypatch.setattr(formulation, "_CHOSEN", {})
     monkeypatch.setattr(formulation, "time_candidates", lambda *a, **k: pytest.fail("timed again"))
@@ -212,8 +219,8 @@ def test_cache_entry_over_other_candidates_is_retuned(fresh_choices, monkeypatch
         lambda cands, *a, **k: timed.append(set(cands)) or dict.fromkeys(cands, 1.0),
     )
     formulation.choose("general", fast.GENERAL_FORMULATIONS, desc, x.detach(), w.detach())
-    assert timed == [set(fast.GENERAL_FORMULATIONS)]
-    assert set(json.loads(fresh_choices.read_text())[key]["ms"]) == set(fast.GENERAL_FORMULATIONS)
+    assert timed == [set(OFFERED)]
+    assert set(json.loads(fresh_choices.read_text())[key]["ms"]) == set(OFFERED)
 
 
 def test_tuner_times_the_pass_of_the_call(fresh_choices, monkeypatch) -> None:
@@ -257,3 +264,133 @@ def test_trace_uses_the_cost_model(fresh_choices, monkeypatch) -> None:
         a, b, c = (t.detach() for t in _inputs(tp.descriptor, batch, True, seed=batch))
         torch.testing.assert_close(traced(a, b, c), ref(a, b, c), rtol=1e-11, atol=1e-11)
     assert not fresh_choices.exists()
+
+
+# ------------------------------------------------------------------------------------ fused (compiled)
+# every coupling kind of the fused formulation (l2 = 0, l1 = 0, l_out = 0, general) on both weight sides,
+# two output-side paths stacked into one GEMM, two input-side paths sharing one, a uvu path and an
+# unweighted one; small, since each compiled kernel costs seconds
+FUSED_PATHS = ("3x0e+2x1o", "0e+1o+2e", "3x0e+3x1o+2x1e+2x2e",
+               [(0, 0, 0, "uvu", False), (1, 1, 0, "uvw", True), (0, 1, 1, "uvw", True),
+                (1, 0, 1, "uvw", True), (1, 2, 1, "uvw", True), (1, 1, 2, "uvu", True),
+                (1, 1, 3, "uvw", True), (0, 2, 3, "uvw", True)])  # fmt: skip
+compiles = pytest.mark.skipif(
+    not any(shutil.which(c) for c in ("g++", "c++", "clang++")), reason="no C++ compiler for Inductor"
+)
+
+
+@pytest.fixture
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_fused_plan_exercises_every_kind() -> None:
+    desc = TensorProduct(*FUSED_PATHS).descriptor
+    plan = fused.fused_plan(desc)
+    assert {(p.kind, p.input_side) for p in plan if p.mode == "uvw"} == {
+        ("dot", False),
+        ("y", True),
+        ("x", False),
+        ("general", False),
+        ("general", True),
+    }
+    assert {p.mode for p in plan} == {"uvu", "uvw"} and len(fused.fused_plan(desc, True)) == len(plan) - 1
+    stacked = [p for p in plan if p.i_out == 1 and p.mode == "uvw" and not p.input_side]
+    assert len(stacked) == 2 and len([p for p in plan if p.input_side and p.i_in1 == 0]) == 2
+
+
+@compiles
+def test_fused_matches_reference(monkeypatch, one_thread) -> None:
+    """On its compiled kernels: output, gradients and double gradients equal the reference's (float64,
+    shared weights), at two batch sizes on the same kernels (dynamic batch)."""
+    monkeypatch.setenv(inductor.ENV, "1")
+    calls = []
+    original = fused._run
+    monkeypatch.setattr(
+        fused, "_run", lambda name, key, *a, **k: calls.append((name, key)) or original(name, key, *a, **k)
+    )
+    tp = TensorProduct(*FUSED_PATHS, shared_weights=True)
+    ref = TensorProduct(*FUSED_PATHS, shared_weights=True, backend="reference")
+    run = fast.GENERAL_FORMULATIONS["fused"].run
+    for batch in (6, 9):
+        args = _inputs(tp.descriptor, batch, True, seed=batch)
+        assert fused.applies(tp.descriptor, *args)
+        got = _with_grads(lambda a, b, c: run(tp.descriptor, a, b, c), *args)
+        for a, b in zip(got, _with_grads(ref, *args), strict=True):
+            torch.testing.assert_close(a, b, rtol=1e-11, atol=1e-11)
+    names = [name for name, _ in calls]
+    assert "product" in names and ("adjoints", (tp.descriptor, False, (True, True, True))) in calls
+    assert any(name == "adjoints" and sum(key[2]) == 2 for name, key in calls)  # the double backward's
+    assert any(name != "transposed" and key[1] for name, key in calls)  # the weighted paths alone (gg_w)
+
+
+def test_fused_when_it_runs(monkeypatch, one_thread) -> None:
+    """Auto: one thread and at least ``MIN_MESSAGES`` elements; ``0`` never; not for per-sample weights,
+    a single sample, nor inside a trace; the choice offers it only where it runs."""
+    desc = TensorProduct(*FUSED_PATHS).descriptor
+    x, y, w = _inputs(desc, 8, True)
+    monkeypatch.setenv(inductor.ENV, "auto")
+    assert not fused.applies(desc, x, y, w)
+    monkeypatch.setattr(inductor, "MIN_MESSAGES", 1)
+    assert fused.applies(desc, x, y, w)
+    torch.set_num_threads(2)
+    assert not fused.applies(desc, x, y, w)
+    torch.set_num_threads(1)
+    assert not fused.applies(desc, x, y, _inputs(desc, 8, False)[2])  # per-sample weights
+    assert not fused.applies(desc, x[:1], y[:1], w)
+    monkeypatch.setenv(inductor.ENV, "0")
+    assert not fused.applies(desc, x, y, w)
+    monkeypatch.setenv(inductor.ENV, "1")
+    assert fused.applies(desc, x, y, w)
+    # in a trace (even forced) it is not offered: the traced graph is ATen ops, equal to the reference
+    monkeypatch.setenv(formulation.FORCE_ENV, "fused")
+    monkeypatch.setattr(fused, "_run", lambda *a, **k: pytest.fail("compiled kernels in a trace"))
+    step = lambda a, b, c: fast.tensor_product_general(desc, a, b, c)  # noqa: E731
+    traced = make_fx(step, tracing_mode="symbolic", _allow_non_fake_inputs=True)(
+        x.detach(), y.detach(), w.detach()
+    )
+    ref = TensorProduct(*FUSED_PATHS, shared_weights=True, backend="reference")
+    a, b, c = (t.detach() for t in _inputs(desc, 5, True, seed=3))
+    torch.testing.assert_close(traced(a, b, c), ref(a, b, c), rtol=1e-11, atol=1e-11)
+
+
+def test_fused_compile_failure_falls_back(monkeypatch, caplog, one_thread) -> None:
+    """A compiler that fails: one warning, the ``sides`` result, and no second attempt for that key."""
+    monkeypatch.setenv(inductor.ENV, "1")
+    monkeypatch.setattr(fused, "_FAILED", set())
+    desc = TensorProduct(*FUSED_PATHS).descriptor
+    x, y, w = _inputs(desc, 5, True)
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("no C++ compiler")
+
+    monkeypatch.setattr(fused, "_run", broken)
+    with caplog.at_level(logging.WARNING, logger=fused.__name__):
+        got = fast.GENERAL_FORMULATIONS["fused"].run(desc, x, y, w)
+    assert "no C++ compiler" in caplog.text and not fused.applies(desc, x, y, w)
+    ref = TensorProduct(*FUSED_PATHS, shared_weights=True, backend="reference")
+    torch.testing.assert_close(got, ref(x, y, w), rtol=1e-11, atol=1e-11)
+
+
+def test_cache_entry_answers_a_call_without_its_compiled_candidate(fresh_choices, monkeypatch) -> None:
+    """An entry timed with ``fused`` offered answers a later call where it is not (a small batch), with
+    the fastest of that call's candidates, and is not tuned again."""
+    desc = _desc()
+    x, _, w = _inputs(desc, 8, True)
+    monkeypatch.setenv(inductor.ENV, "1")
+    monkeypatch.setattr(
+        formulation,
+        "time_candidates",
+        lambda cands, *a, **k: {n: (0.5 if n == "fused" else 1.0 + len(n)) for n in cands},
+    )
+    assert (
+        formulation.choose("general", fast.GENERAL_FORMULATIONS, desc, x.detach(), w.detach()).name == "fused"
+    )
+    monkeypatch.setenv(inductor.ENV, "0")
+    monkeypatch.setattr(formulation, "_CHOSEN", {})
+    monkeypatch.setattr(formulation, "time_candidates", lambda *a, **k: pytest.fail("tuned again"))
+    chosen = formulation.choose("general", fast.GENERAL_FORMULATIONS, desc, x.detach(), w.detach())
+    assert chosen.name == min(OFFERED, key=len)

@@ -1,0 +1,332 @@
+"""The ``fused`` formulation of a tensor product whose ``in2`` blocks all have multiplicity 1 and whose
+weights are shared (issue 23): the per-sample couplings as Inductor-generated C++, the weights as one ATen
+GEMM per output block.
+
+The ``sides`` formulation (:mod:`~mlip.kernels.tensor_product.sides`) runs every path's coupling as its
+own ATen ops (tiny per-sample ``bmm`` or broadcast products, inner dimensions 1-7) with layout copies
+around them; their count, not any one op, limits it. Here the same function is written per path with the
+batch last: ``x`` and ``y`` transposed once (``xt [dim1, B]``, ``yt [dim2, B]``: each ``in1`` block a view
+``[U, d1, B]``), so every coupling is a loop vectorized over the batch with contiguous loads, and
+:func:`torch.compile` (Inductor, C++, one thread) fuses the couplings, leaving the weight GEMMs to BLAS.
+Path ``p`` (``in1`` block ``x_p``, ``in2`` block ``y_p``, output block ``o`` of dimension ``d``) couples
+``v [C, d1, B]`` as ``c_p(v)[c, m, b] = Σ_i A_p[m, i, b] v[c, i, b]`` with ``A_p = G_p^T y_p`` (the path's
+``coef * wigner_3j``; every general path's ``A`` from one GEMM ``G^T yt``), unrolled over ``i``; paths
+with an ``l = 0`` side take the scaled identity, outer or dot product instead (:func:`sides.side_plan`):
+
+- *output side* (``d <= d1``): the ``c_p(x_p)`` of one output block stacked, ``t_o [Σ_p U, d * B]``, and
+  ONE GEMM ``W_o^T [W, Σ_p U] @ t_o`` against the paths' stacked weights gives the block transposed,
+  ``[W, d, B]``: already e3nn's row order, so the output needs one 2-D transpose at the end;
+- *input side* (``d1 < d``): per ``in1`` block one GEMM ``[Σ_p W, U] @ x_i [U, d1 * B]`` against its
+  input-side paths' weights side by side, then ``c_p`` of each path's rows, added into its block;
+- ``uvu`` paths: ``c_p(x_p)`` times the path's weights (per channel), added into its block.
+
+The GEMMs run in the orientation that is fast for float64 on the CPUs measured (long ``N``). The
+transposes in and out are compiled kernels of their own (inside the product's, Inductor would inline them
+as strided loads). The backward is the compiled vector-Jacobian product of the same function
+(``torch.func.vjp`` traced by Dynamo: the GEMMs' transposes and the couplings' adjoints, fused likewise),
+one kernel per set of wanted gradients; :mod:`mlip.kernels.trilinear` gives every derivative order on
+these kernels (the product is linear in ``x`` and ``y``, affine in the weights). When it runs:
+:func:`applies` (eager CPU calls, :func:`mlip.kernels.inductor.worth_it`: one thread and enough work,
+``MLIP_TP_INDUCTOR``); per-sample weights run ``sides`` (read with the batch last they would be strided);
+a failed compile is logged once and the caller's fallback runs.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+from mlip.kernels import inductor
+from mlip.kernels.tensor_product import blocks as per_block
+from mlip.kernels.tensor_product import formulation, sides
+from mlip.kernels.tensor_product.descriptor import TPDescriptor
+from mlip.kernels.tensor_product.formulation import Problem
+from mlip.kernels.trilinear import Trilinear
+from mlip.o3 import cached_constant
+
+CHUNK_BYTES = 1 << 24  # batch chunks whose input or output takes at most about this (bounded temporaries)
+_log = logging.getLogger(__name__)
+_FAILED: set[tuple] = set()  # (descriptor, dtype) whose first compile failed: sides runs
+
+
+@dataclass(frozen=True)
+class FusedPath:
+    """One path: its blocks and dimensions, coupling kind and scale (:data:`sides.KINDS`), weight side,
+    and the first column of ``A = y @ G`` (``general`` paths; ``-1`` otherwise)."""
+
+    path: int
+    i_in1: int
+    i_in2: int
+    i_out: int
+    d1: int
+    dim: int
+    mode: str
+    kind: str
+    scale: float
+    input_side: bool
+    column: int
+
+
+@functools.cache
+def fused_plan(desc: TPDescriptor, weighted_only: bool = False) -> tuple[FusedPath, ...]:
+    """The paths of ``desc`` (which satisfies :func:`sides.supports`); ``weighted_only``: those with
+    weights (the product minus its weight-free part, linear in the weights)."""
+    out, column = [], 0
+    for sp in sides.side_plan(desc):
+        ins = desc.instructions[sp.path]
+        if weighted_only and not ins.has_weight:
+            continue
+        d1, dim = desc.irreps_in1[ins.i_in1].ir.dim, desc.irreps_out[ins.i_out].ir.dim
+        col = column if sp.kind == "general" else -1
+        out.append(FusedPath(sp.path, ins.i_in1, ins.i_in2, ins.i_out, d1, dim, ins.mode, sp.kind,
+                             sp.scale, sp.input_side, col))  # fmt: skip
+        column += dim * d1 if sp.kind == "general" else 0
+    return tuple(out)
+
+
+def coupling(desc: TPDescriptor) -> torch.Tensor:
+    """``G [dim2, Σ_p d_p * d1_p]`` (float64) over the ``general`` paths: ``G[j, column + m * d1 + i] =
+    coef * C[i, j, m]`` in the rows of the path's ``in2`` block (zero elsewhere)."""
+    s2 = desc.irreps_in2.slices()
+    blocks = [torch.zeros(desc.irreps_in2.dim, 0, dtype=torch.float64)]
+    for p in fused_plan(desc):
+        if p.kind == "general":
+            block = torch.zeros(desc.irreps_in2.dim, p.dim * p.d1, dtype=torch.float64)
+            block[s2[p.i_in2]] = sides._coupling(desc, p.path)
+            blocks.append(block)
+    return torch.cat(blocks, dim=1)
+
+
+def _couple(p: FusedPath, v: torch.Tensor, y2: torch.Tensor, at: torch.Tensor | None) -> torch.Tensor:
+    """``c_p(v)``: ``v [C, d1, B]`` coupled with the path's ``in2`` block ``y2 [d2, B]`` (``at = G^T y``
+    for ``general`` paths): ``[C, d, B]``, unrolled over ``d1`` (fused by Inductor, vectorized over B)."""
+    if p.kind == "x":  # l2 = 0
+        return v * (p.scale * y2)[None]
+    if p.kind == "y":  # l1 = 0
+        return (p.scale * y2)[None] * v
+    if p.kind == "dot":  # l_out = 0
+        return sum(v[:, i : i + 1] * (p.scale * y2[i]) for i in range(p.d1))
+    coef = at[p.column : p.column + p.dim * p.d1].view(p.dim, p.d1, -1)
+    return sum(coef[None, :, i] * v[:, None, i] for i in range(p.d1))
+
+
+def product(
+    xt: torch.Tensor,
+    yt: torch.Tensor,
+    weight: torch.Tensor | None,
+    g: torch.Tensor,
+    *,
+    desc: TPDescriptor,
+    plan: tuple[FusedPath, ...],
+) -> torch.Tensor:
+    """The product over the paths ``plan`` (module docstring) as the kernels compile it, batch last:
+    ``xt [dim1, B]`` and ``yt [dim2, B]`` (the inputs transposed), shared ``weight [weight_numel]`` (or
+    ``None``), ``g`` :func:`coupling` in the dtype; returns the output transposed, ``[dim_out, B]``."""
+    batch = xt.shape[1]
+    xs = [v.view(mi.mul, mi.ir.dim, batch) for v, mi in zip(xt.split([mi.dim for mi in desc.irreps_in1]),
+                                                            desc.irreps_in1, strict=True)]  # fmt: skip
+    ys = yt.split([mi.dim for mi in desc.irreps_in2])
+    weights = per_block.path_weights(desc, weight)  # uvw [U, W], uvu [U, 1]
+    at = g.t() @ yt if g.shape[1] else None
+
+    products: dict[int, torch.Tensor] = {}  # input-side path -> w^T x [W, d1, B]
+    for i in sorted({p.i_in1 for p in plan if p.input_side}):
+        paths = [p for p in plan if p.input_side and p.i_in1 == i]
+        ws = [weights[p.path] for p in paths]
+        v = xs[i]
+        full = (torch.cat(ws, dim=1) if len(ws) > 1 else ws[0]).t() @ v.view(v.shape[0], -1)
+        parts = full.view(-1, v.shape[1], batch).split([w.shape[1] for w in ws])
+        products.update(zip((p.path for p in paths), parts, strict=True))
+
+    out = []
+    for k, (mul_out, ir) in enumerate(desc.irreps_out):
+        total = None
+        gemm = [p for p in plan if p.i_out == k and p.mode == "uvw" and not p.input_side]
+        if gemm:  # the paths' couplings side by side, one GEMM against their stacked weights
+            ts = [_couple(p, xs[p.i_in1], ys[p.i_in2], at) for p in gemm]
+            t = torch.cat(ts) if len(ts) > 1 else ts[0]
+            w = torch.cat([weights[p.path] for p in gemm]) if len(gemm) > 1 else weights[gemm[0].path]
+            total = (w.t() @ t.view(t.shape[0], -1)).view(mul_out, ir.dim, batch)
+        for p in plan:
+            if p.i_out != k or p in gemm:
+                continue
+            if p.input_side:
+                term = _couple(p, products[p.path], ys[p.i_in2], at)
+            else:  # uvu: weights [U, 1] per channel
+                term = _couple(p, xs[p.i_in1], ys[p.i_in2], at)
+                if weights[p.path] is not None:
+                    term = term * weights[p.path].view(-1, 1, 1)
+            total = term if total is None else total + term
+        out.append(yt.new_zeros(mul_out * ir.dim, batch) if total is None else total.view(-1, batch))
+    return torch.cat(out) if len(out) > 1 else out[0]
+
+
+def adjoints(
+    xt: torch.Tensor,
+    yt: torch.Tensor,
+    weight: torch.Tensor | None,
+    g: torch.Tensor,
+    gradt: torch.Tensor,
+    *,
+    desc: TPDescriptor,
+    plan: tuple[FusedPath, ...],
+    want: tuple[bool, bool, bool],
+) -> tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]:
+    """``(grad_xt, grad_yt, grad_weight)`` of :func:`product` for the transposed output gradient
+    ``gradt [dim_out, B]``, those ``want`` asks for (``None`` for the others): its vector-Jacobian
+    product, traced by Dynamo into the compiled backward (the parts of the forward it does not need
+    left out)."""
+    names = [n for n, wanted in zip(("xt", "yt", "weight"), want, strict=True) if wanted]
+    given = {"xt": xt, "yt": yt, "weight": weight}
+
+    def of_wanted(*values):
+        args = {**given, **dict(zip(names, values, strict=True))}
+        return product(args["xt"], args["yt"], args["weight"], g, desc=desc, plan=plan)
+
+    _, vjp = torch.func.vjp(of_wanted, *(given[n] for n in names))
+    got = dict(zip(names, vjp(gradt), strict=True))
+    return got.get("xt"), got.get("yt"), got.get("weight")
+
+
+def _transposed(*tensors: torch.Tensor | None) -> list[torch.Tensor | None]:
+    """Each 2-D tensor transposed into a contiguous copy (``None`` kept): Inductor's tiled transposes,
+    compiled on their own (inside the product's kernels they would be inlined as strided loads)."""
+    return [None if t is None else t.t().contiguous() for t in tensors]
+
+
+@functools.cache
+def _kernel(name: str, key: tuple):
+    """The compiled kernel ``name`` for ``key``: ``"transposed"`` for the arguments' ``None`` pattern
+    (``count`` booleans) and the batch dimension, ``"product"`` for
+    ``(desc, weighted_only)``, ``"adjoints"`` for ``(desc, weighted_only, want)``. Each has one fixed
+    structure: its compiled graphs keep guards on tensors only (argument counts and ``None`` are not
+    checked), so one kernel never serves two structures."""
+    if name == "transposed":
+        return inductor.compile_kernel(_transposed, "tensor product")
+    desc, weighted_only = key[0], key[1]
+    static = {"desc": desc, "plan": fused_plan(desc, weighted_only)}
+    if name == "product":
+        return inductor.compile_kernel(product, "tensor product", **static)
+    return inductor.compile_kernel(adjoints, "tensor product", **static, want=key[2])
+
+
+def _run(name: str, key: tuple, *tensors, dims: tuple):
+    """:func:`_kernel` on ``tensors``, dynamic in the batch (dimension ``dims[n]`` of argument ``n``;
+    tests wrap this to see which kernels ran)."""
+    return inductor.call_dynamic(_kernel(name, key), *tensors, dims=dims)
+
+
+def _transpose(*tensors: torch.Tensor | None, batch_dim: int) -> list[torch.Tensor | None]:
+    """:func:`_transposed` of ``tensors`` whose batch is dimension ``batch_dim``."""
+    key = (*(t is None for t in tensors), batch_dim)
+    return _run("transposed", key, *tensors, dims=(batch_dim,) * len(tensors))
+
+
+@dataclass(frozen=True)
+class _Operator:
+    """The product of ``desc`` (over its weighted paths with ``weighted_only``) as
+    :mod:`mlip.kernels.trilinear`'s operator: linear in ``x`` and ``y``, affine in the weights."""
+
+    desc: TPDescriptor
+    weighted_only: bool = False
+
+    def _g(self, like: torch.Tensor) -> torch.Tensor:
+        return cached_constant(("tp_fused", self.desc), lambda: coupling(self.desc), like.dtype, like.device)
+
+    def forward(self, x, y, w):
+        xt, yt = _transpose(x, y, batch_dim=0)
+        key = (self.desc, self.weighted_only)
+        (out,) = _transpose(_run("product", key, xt, yt, w, self._g(x), dims=(1, 1, None, None)), batch_dim=1)
+        return out
+
+    def adjoints(self, want, x, y, w, grad):
+        want = (want[0], want[1], want[2] and w is not None)
+        xt, yt, gradt = _transpose(x, y, grad, batch_dim=0)
+        key = (self.desc, self.weighted_only, want)
+        gxt, gyt, gw = _run("adjoints", key, xt, yt, w, self._g(x), gradt, dims=(1, 1, None, None, 1))
+        gx, gy = _transpose(gxt, gyt, batch_dim=1)
+        return gx, gy, gw
+
+    def weighted(self):
+        return _Operator(self.desc, weighted_only=True)
+
+
+def messages(desc: TPDescriptor, batch: int) -> int:
+    """Elements of the coupled products of one call (what :func:`mlip.kernels.inductor.worth_it` weighs)."""
+    return batch * sum(p.dim * desc.irreps_in1[p.i_in1].mul for p in fused_plan(desc))
+
+
+def applies(desc: TPDescriptor, x: torch.Tensor, y: torch.Tensor, weight: torch.Tensor | None) -> bool:
+    """Whether :func:`tensor_product_fused` runs the compiled kernels for this call: eager, plain CPU
+    tensors, shared weights (or none), at least two samples, no failed compile for the descriptor and
+    dtype, and :func:`mlip.kernels.inductor.worth_it`."""
+    if inductor.mode() == "0" or x.shape[0] < 2 or (desc, x.dtype) in _FAILED:
+        return False
+    if weight is not None and weight.dim() != 1:
+        return False
+    return inductor.plain(x, y, weight) and inductor.worth_it(messages(desc, x.shape[0]))
+
+
+def tensor_product_fused(
+    desc: TPDescriptor,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    weight: torch.Tensor | None,
+    fallback: Callable[..., torch.Tensor] = sides.tensor_product_sides,
+) -> torch.Tensor:
+    """The tensor product (contract of
+    :func:`~mlip.kernels.tensor_product.reference.tensor_product_reference`) on the compiled kernels where
+    :func:`applies` (over batch chunks of about ``CHUNK_BYTES`` inputs or outputs), else (and after a
+    failed first compile, logged once) ``fallback``."""
+    if applies(desc, x, y, weight):
+        width = max(desc.irreps_in1.dim, desc.irreps_out.dim) * x.element_size()
+        rows = max(256, CHUNK_BYTES // width)
+
+        def call():
+            op = _Operator(desc)
+            parts = [
+                Trilinear.apply(op, a, b, weight) for a, b in zip(x.split(rows), y.split(rows), strict=True)
+            ]
+            return torch.cat(parts) if len(parts) > 1 else parts[0]
+
+        out = inductor.guarded(_FAILED, (desc, x.dtype), call, "tensor product", _log)
+        if out is not None:
+            return out
+    return fallback(desc, x, y, weight)
+
+
+KERNEL_S = 3e-5  # one call of a compiled kernel (wrapper, guards)
+
+
+def cost(desc: TPDescriptor, prob: Problem) -> float:
+    """Estimated forward seconds (:mod:`formulation`'s primitives): three compiled calls and the layout
+    copies, the GEMMs, and one pass over each path's coupled product (vectorized, ``d1`` multiply-adds per
+    element)."""
+    b, item, plan = prob.batch, prob.item, fused_plan(desc)
+    total = 3 * KERNEL_S + formulation.elementwise(b * (desc.irreps_in1.dim + desc.irreps_out.dim), item, 2)
+    for i in {p.i_in1 for p in plan if p.input_side}:
+        mul, ir = desc.irreps_in1[i]
+        widths = [desc.irreps_out[p.i_out].mul for p in plan if p.input_side and p.i_in1 == i]
+        if prob.shared:
+            total += formulation.gemm(b * ir.dim, sum(widths), mul, item)
+        else:
+            total += sum(formulation.bmm(b, ir.dim, w, mul, item) for w in widths)
+    for k, (mul_out, ir) in enumerate(desc.irreps_out):
+        gemm = [
+            desc.irreps_in1[p.i_in1].mul
+            for p in plan
+            if p.i_out == k and p.mode == "uvw" and not p.input_side
+        ]
+        if gemm and prob.shared:
+            total += formulation.gemm(b * ir.dim, mul_out, sum(gemm), item)
+        else:
+            total += sum(formulation.bmm(b, ir.dim, mul_out, u, item) for u in gemm)
+    for p in plan:
+        channels = desc.irreps_out[p.i_out].mul if p.input_side else desc.irreps_in1[p.i_in1].mul
+        inner = 1 if p.kind in ("x", "y") else p.d1
+        total += (b * p.dim * channels * item * (1 + inner / 4)) / formulation.BYTES_S
+    return total
