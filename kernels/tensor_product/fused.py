@@ -165,6 +165,26 @@ def product(
     return torch.cat(out) if len(out) > 1 else out[0]
 
 
+def _couple_adjoints(
+    p: FusedPath, v: torch.Tensor, y2: torch.Tensor, at: torch.Tensor | None, g: torch.Tensor, want_v: bool
+) -> tuple[torch.Tensor | None, torch.Tensor]:
+    """The adjoints of :func:`_couple` for its output gradient ``g [C, d, B]``: in ``v`` (``[C, d1, B]``,
+    when ``want_v``) and in ``y2`` (``[d2, B]``; for ``general`` paths in ``A_p``, ``[d * d1, B]``)."""
+    if p.kind == "x":
+        gv = g * (p.scale * y2)[None] if want_v else None
+        return gv, p.scale * (g * v).sum((0, 1))[None]
+    if p.kind == "y":
+        gv = sum(g[:, m : m + 1] * (p.scale * y2[m]) for m in range(p.dim)) if want_v else None
+        return gv, p.scale * (g * v).sum(0)
+    if p.kind == "dot":
+        gv = g * (p.scale * y2)[None] if want_v else None
+        return gv, p.scale * (g * v).sum(0)
+    coef = at[p.column : p.column + p.dim * p.d1].view(p.dim, p.d1, -1)
+    gv = sum(coef[None, m] * g[:, m : m + 1] for m in range(p.dim)) if want_v else None
+    ga = torch.stack([(g[:, m : m + 1] * v).sum(0) for m in range(p.dim)])  # [d, d1, B]
+    return gv, ga.view(p.dim * p.d1, -1)
+
+
 def adjoints(
     xt: torch.Tensor,
     yt: torch.Tensor,
@@ -177,19 +197,99 @@ def adjoints(
     want: tuple[bool, bool, bool],
 ) -> tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]:
     """``(grad_xt, grad_yt, grad_weight)`` of :func:`product` for the transposed output gradient
-    ``gradt [dim_out, B]``, those ``want`` asks for (``None`` for the others): its vector-Jacobian
-    product, traced by Dynamo into the compiled backward (the parts of the forward it does not need
-    left out)."""
-    names = [n for n, wanted in zip(("xt", "yt", "weight"), want, strict=True) if wanted]
-    given = {"xt": xt, "yt": yt, "weight": weight}
+    ``gradt [dim_out, B]``, those ``want`` asks for (``None`` for the others), written by hand in the same
+    layout: the GEMMs' transposes and each coupling's adjoints (:func:`_couple_adjoints`)."""
+    want_x, want_y, want_w = want[0], want[1], want[2] and weight is not None
+    batch = xt.shape[1]
+    xs = [v.view(mi.mul, mi.ir.dim, batch) for v, mi in zip(xt.split([mi.dim for mi in desc.irreps_in1]),
+                                                            desc.irreps_in1, strict=True)]  # fmt: skip
+    ys = yt.split([mi.dim for mi in desc.irreps_in2])
+    gs = [v.view(mi.mul, mi.ir.dim, batch) for v, mi in zip(gradt.split([mi.dim for mi in desc.irreps_out]),
+                                                            desc.irreps_out, strict=True)]  # fmt: skip
+    weights = per_block.path_weights(desc, weight)
+    at = g.t() @ yt if g.shape[1] else None
+    gx: dict[int, torch.Tensor] = {}
+    gy: dict[int, torch.Tensor] = {}
+    ga: dict[int, torch.Tensor] = {}  # general path -> its A's gradient [d * d1, B]
+    gw: dict[int, torch.Tensor] = {}
 
-    def of_wanted(*values):
-        args = {**given, **dict(zip(names, values, strict=True))}
-        return product(args["xt"], args["yt"], args["weight"], g, desc=desc, plan=plan)
+    def add(store: dict, key: int, value: torch.Tensor | None) -> None:
+        if value is not None:
+            store[key] = value if key not in store else store[key] + value
 
-    _, vjp = torch.func.vjp(of_wanted, *(given[n] for n in names))
-    got = dict(zip(names, vjp(gradt), strict=True))
-    return got.get("xt"), got.get("yt"), got.get("weight")
+    def into_y(p: FusedPath, value: torch.Tensor) -> None:
+        if p.kind == "general":
+            ga[p.path] = value
+        else:
+            add(gy, p.i_in2, value)
+
+    for k, (mul_out, ir) in enumerate(desc.irreps_out):
+        gk = gs[k]
+        gemm = [p for p in plan if p.i_out == k and p.mode == "uvw" and not p.input_side]
+        if gemm:
+            w = torch.cat([weights[p.path] for p in gemm]) if len(gemm) > 1 else weights[gemm[0].path]
+            gt = (
+                (w @ gk.view(mul_out, -1))
+                .view(w.shape[0], ir.dim, batch)
+                .split([desc.irreps_in1[p.i_in1].mul for p in gemm])
+            )
+            if want_w:
+                ts = [_couple(p, xs[p.i_in1], ys[p.i_in2], at) for p in gemm]
+                t = torch.cat(ts) if len(ts) > 1 else ts[0]
+                full = t.view(t.shape[0], -1) @ gk.view(mul_out, -1).t()
+                gw.update(zip((p.path for p in gemm), full.split([len(tp) for tp in ts]), strict=True))
+            for p, gtp in zip(gemm, gt, strict=True):
+                gv, g2 = _couple_adjoints(p, xs[p.i_in1], ys[p.i_in2], at, gtp, want_x)
+                add(gx, p.i_in1, gv)
+                into_y(p, g2)
+        for p in plan:
+            if p.i_out != k or p in gemm or p.input_side:
+                continue
+            v, wp = xs[p.i_in1], weights[p.path]  # uvu: weights [U, 1] per channel
+            gtp = gk if wp is None else gk * wp.view(-1, 1, 1)
+            if want_w and wp is not None:
+                gw[p.path] = (gk * _couple(p, v, ys[p.i_in2], at)).sum((1, 2))[:, None]
+            gv, g2 = _couple_adjoints(p, v, ys[p.i_in2], at, gtp, want_x)
+            add(gx, p.i_in1, gv)
+            into_y(p, g2)
+
+    for i in sorted({p.i_in1 for p in plan if p.input_side}):  # input side: x_i @ [w_p ...]
+        paths = [p for p in plan if p.input_side and p.i_in1 == i]
+        ws = [weights[p.path] for p in paths]
+        wcat = torch.cat(ws, dim=1) if len(ws) > 1 else ws[0]
+        v = xs[i]
+        products = (
+            (wcat.t() @ v.view(v.shape[0], -1)).view(-1, v.shape[1], batch).split([w.shape[1] for w in ws])
+        )
+        gps = []
+        for p, product_p in zip(paths, products, strict=True):
+            gp, g2 = _couple_adjoints(p, product_p, ys[p.i_in2], at, gs[p.i_out], want_x or want_w)
+            gps.append(gp)
+            into_y(p, g2)
+        if want_x or want_w:
+            gp = torch.cat(gps) if len(gps) > 1 else gps[0]  # [Σ W, d1, B]
+            if want_x:
+                add(gx, i, (wcat @ gp.view(gp.shape[0], -1)).view(v.shape))
+            if want_w:
+                full = v.view(v.shape[0], -1) @ gp.view(gp.shape[0], -1).t()  # [U, Σ W]
+                gw.update(
+                    zip((p.path for p in paths), full.split([w.shape[1] for w in ws], dim=1), strict=True)
+                )
+
+    grad_x = grad_y = grad_w = None
+    if want_x:
+        grad_x = torch.cat([gx[i].reshape(-1, batch) if i in gx else xt.new_zeros(mi.dim, batch)
+                            for i, mi in enumerate(desc.irreps_in1)])  # fmt: skip
+    if want_y:
+        grad_y = torch.cat([gy[j] if j in gy else yt.new_zeros(mi.dim, batch)
+                            for j, mi in enumerate(desc.irreps_in2)])  # fmt: skip
+        if ga:  # the general paths' A = G^T y: one GEMM back to every in2 block
+            grad_y = grad_y + g @ torch.cat([ga[p.path] for p in plan if p.kind == "general"])
+    if want_w:
+        pieces = [gw[n].reshape(-1) if n in gw else weight.new_zeros(ins.weight_numel)
+                  for n, ins in enumerate(desc.instructions) if ins.has_weight]  # fmt: skip
+        grad_w = torch.cat(pieces)
+    return grad_x, grad_y, grad_w
 
 
 def _transposed(*tensors: torch.Tensor | None) -> list[torch.Tensor | None]:
