@@ -22,13 +22,13 @@ with an ``l = 0`` side take the scaled identity, outer or dot product instead (:
 
 The GEMMs run in the orientation that is fast for float64 on the CPUs measured (long ``N``). The
 transposes in and out are compiled kernels of their own (inside the product's, Inductor would inline them
-as strided loads). The backward is the compiled vector-Jacobian product of the same function
-(``torch.func.vjp`` traced by Dynamo: the GEMMs' transposes and the couplings' adjoints, fused likewise),
-one kernel per set of wanted gradients; :mod:`mlip.kernels.trilinear` gives every derivative order on
-these kernels (the product is linear in ``x`` and ``y``, affine in the weights). When it runs:
-:func:`applies` (eager CPU calls, :func:`mlip.kernels.inductor.worth_it`: one thread and enough work,
-``MLIP_TP_INDUCTOR``); per-sample weights run ``sides`` (read with the batch last they would be strided);
-a failed compile is logged once and the caller's fallback runs.
+as strided loads). The backward (:func:`adjoints`) is written by hand in the same layout (the GEMMs'
+transposes, each coupling's adjoints; the compiled vector-Jacobian product of :func:`product` spent twice
+as long outside its GEMMs), one kernel per set of wanted gradients; :mod:`mlip.kernels.trilinear` gives
+every derivative order on these kernels (the product is linear in ``x`` and ``y``, affine in the
+weights). When it runs: :func:`applies` (eager CPU calls, :func:`mlip.kernels.inductor.worth_it`: one
+thread and enough work, ``MLIP_TP_INDUCTOR``); per-sample weights run ``sides`` (read with the batch last
+they would be strided); a failed compile is logged once and the caller's fallback runs.
 """
 
 from __future__ import annotations
