@@ -33,9 +33,8 @@ thread the kernels are several times faster than the ATen path, so a second thre
 it, while on a many-core machine the ATen path may win) and the messages hold at least ``MIN_MESSAGES``
 elements, since the first call of a descriptor and dtype compiles for seconds per kernel (shapes dynamic
 in ``E`` and ``N``; Inductor caches the C++ on disk, so later processes load it in about a second). The
-first compile
-of a process says so in one logged line. A failed first compile is logged once and that descriptor and
-dtype run the ATen path from then on.
+first compile of a process says so in one logged line. A failed first compile is logged once and that
+descriptor and dtype run the ATen path from then on.
 """
 
 from __future__ import annotations
