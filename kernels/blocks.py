@@ -161,7 +161,8 @@ class _BlockedRows(torch.autograd.Function):
                 g.clone() if p is None else g.index_add(0, idx, p) for g, p in zip(grads, parts, strict=True)
             )
 
-        zeros = [torch.zeros_like(inputs[i]) for i in live]
+        # contiguous: the body's index_add returns contiguous sums whatever the input's strides
+        zeros = [torch.zeros_like(inputs[i], memory_format=torch.contiguous_format) for i in live]
         grads = iter(loop_blocks(body, total, size, zeros, [*inputs, grad_out, *values], grad_out.device))
         return (None, None, None, *(next(grads) if w else None for w in wanted))
 

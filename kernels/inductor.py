@@ -1,15 +1,22 @@
-"""What the Inductor-compiled CPU kernels share (issue 23): when they may run, how one is compiled and
-called, and the fallback when a compile fails.
+"""What the Inductor-compiled CPU kernels of this package share (issue 23): the workaround options every
+CPU compile needs, when the fused eager kernels may run, how one is compiled and called, and the fallback
+when a compile fails.
 
-Users: the fused channelwise convolution (:mod:`mlip.kernels.tp_conv.fused`) and the fused tensor
-product formulation (:mod:`mlip.kernels.tensor_product.fused`). Both compile plain torch functions with
-:func:`torch.compile` (Inductor, C++, one thread) on eager CPU calls only, dynamic in the batch (edges,
-nodes, samples) so every other size is a constant of the generated loops.
+Options (:func:`inductor_options`, for the fused kernels, ``EquivariantModel.compile_energies`` and the
+AOTInductor packages of :mod:`mlip.compile.package`): with more than one thread, Inductor's C++ turns
+scatter-adds (``index_add``) inside loops into atomic vector adds at wrong offsets: wrong results and
+writes past the buffer (benchmarks/notes/compile.md). So Inductor's own C++ kernels run on one thread
+(``cpp.threads = 1``); the matrix products stay ATen calls and still use every thread. The setting only
+concerns generated C++ (CPU) code.
 
-``MLIP_TP_INDUCTOR`` (:data:`ENV`): ``0`` never, ``1`` whenever a kernel applies, unset (``auto``) when
-torch runs on one thread (the kernels are single-threaded, while the ATen paths use every thread) and the
-call holds at least ``MIN_MESSAGES`` elements of work, since the first call of a shape compiles for
-seconds per kernel (Inductor caches the C++ on disk, so later processes load it in about a second).
+The fused eager kernels (the channelwise convolution, :mod:`mlip.kernels.tp_conv.fused`, and the tensor
+product formulation :mod:`mlip.kernels.tensor_product.fused`) compile plain torch functions with
+:func:`torch.compile` on eager CPU calls only, dynamic in the batch (edges, nodes, samples) so every other
+size is a constant of the generated loops. ``MLIP_TP_INDUCTOR`` (:data:`ENV`): ``0`` never, ``1``
+whenever a kernel applies, unset (``auto``) when torch runs on few enough threads (the kernels are
+single-threaded, while the ATen paths use every thread) and the call holds at least ``MIN_MESSAGES``
+elements of work, since the first call of a shape compiles for seconds per kernel (Inductor caches the
+C++ on disk, so later processes load it in about a second).
 """
 
 from __future__ import annotations
@@ -18,8 +25,11 @@ import logging
 import os
 import types
 from collections.abc import Callable
+from typing import Any
 
 import torch
+
+CPU_WORKAROUNDS: dict[str, Any] = {"cpp.threads": 1}
 
 ENV = "MLIP_TP_INDUCTOR"
 MIN_MESSAGES = 1 << 16  # coupled product elements per call; fewer: the ATen path (a compile costs seconds)
@@ -27,18 +37,27 @@ _log = logging.getLogger(__name__)
 _COMPILED = 0  # kernels compiled by this process (names each one's code object)
 
 
+def inductor_options(mode: str | None = None, options: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The ``options`` of ``torch.compile(..., options=)`` for ``mode`` (its Inductor settings, which
+    ``torch.compile`` cannot take together with ``options``) with :data:`CPU_WORKAROUNDS`; the caller's
+    ``options`` win over both."""
+    base = torch._inductor.list_mode_options(mode) if mode is not None else {}
+    return {**base, **CPU_WORKAROUNDS, **(options or {})}
+
+
 def mode() -> str:
     """``"0"``, ``"1"`` or ``"auto"`` (:data:`ENV`)."""
     return os.environ.get(ENV, "auto")
 
 
-def worth_it(messages: int, minimum: int | None = None) -> bool:
-    """In ``auto`` mode: one torch thread and at least ``minimum`` (default ``MIN_MESSAGES``) elements of
-    work (``"1"``: always; ``"0"``: never)."""
+def worth_it(messages: int, minimum: int | None = None, max_threads: int = 1) -> bool:
+    """In ``auto`` mode: at most ``max_threads`` torch threads and at least ``minimum`` (default
+    ``MIN_MESSAGES``) elements of work (``"1"``: always; ``"0"``: never)."""
     value = mode()
     if value != "auto":
         return value == "1"
-    return torch.get_num_threads() == 1 and messages >= (MIN_MESSAGES if minimum is None else minimum)
+    enough = messages >= (MIN_MESSAGES if minimum is None else minimum)
+    return torch.get_num_threads() <= max_threads and enough
 
 
 def plain(*tensors: torch.Tensor | None) -> bool:
@@ -58,8 +77,7 @@ def compile_kernel(base: Callable, what: str, **static) -> Callable:
     """``base`` with the keyword arguments ``static`` fixed, compiled. Each kernel gets its own copy of the
     code object: Dynamo keeps compiled graphs per code object, and one shared by every shape would hit its
     recompile limit. Inductor's loops run on one thread (``cpp.threads``; the GEMMs are ATen calls on every
-    thread): a scatter on several turns into atomic adds, whose summation order varies, and torch 2.13
-    miscompiles some of those (benchmarks/notes/compile.md). Only the guards on tensors are kept (the
+    thread, :data:`CPU_WORKAROUNDS`). Only the guards on tensors are kept (the
     static arguments never change for one kernel, and checking every guard on them cost about 0.2 ms per
     call). The first compile of a process is logged."""
     global _COMPILED
@@ -74,7 +92,7 @@ def compile_kernel(base: Callable, what: str, **static) -> Callable:
     _COMPILED += 1
     fn = types.FunctionType(code, base.__globals__, code.co_name)
     fn.__kwdefaults__ = {**(base.__kwdefaults__ or {}), **static}
-    options = {"cpp.threads": 1, "guard_filter_fn": torch.compiler.keep_tensor_guards_unsafe}
+    options = inductor_options(options={"guard_filter_fn": torch.compiler.keep_tensor_guards_unsafe})
     return torch.compile(fn, fullgraph=True, options=options)
 
 

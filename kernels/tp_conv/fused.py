@@ -24,9 +24,14 @@ of wanted gradients.
 
 When it runs (:func:`applies`): channelwise descriptors with per-sample or no weights, eager CPU calls on
 plain tensors (never under ``torch.compile``, ``make_fx`` or ``torch.export``: their traces see the ATen
-path and fuse it themselves), and :mod:`mlip.kernels.inductor`'s rule (``MLIP_TP_INDUCTOR``; in ``auto``
-one torch thread and at least ``MIN_MESSAGES`` message elements), shapes dynamic in ``E`` and ``N``. A
-failed first compile is logged once and that descriptor and dtype run the ATen path from then on.
+path and fuse it themselves; the traced chunk loop of the compiled step runs the same per-path
+formulation, :class:`TracedBlocks`, which AOTInductor compiles inside its package), and
+:mod:`mlip.kernels.inductor`'s rule (``MLIP_TP_INDUCTOR``: ``0`` never, ``1`` whenever it applies, unset
+(``auto``) when torch runs on at most ``MAX_THREADS`` threads (the kernels are single-threaded and the
+ATen path uses every thread; at one thread the kernels are several times faster than the ATen path, so a
+second thread does not make up for it, while on a many-core machine the ATen path may win) and the
+messages hold at least ``MIN_MESSAGES`` elements), shapes dynamic in ``E`` and ``N``. A failed first
+compile is logged once and that descriptor and dtype run the ATen path from then on.
 """
 
 from __future__ import annotations
@@ -45,6 +50,8 @@ from mlip.o3 import cached_constant
 
 ENV = inductor.ENV
 MIN_MESSAGES = inductor.MIN_MESSAGES  # E * Σ_p d_p * U; below it the ATen path (a compile costs seconds)
+# torch threads at most for ``auto``: more were never measured (benchmarks/notes/tp_cpu_profile.md)
+MAX_THREADS = 2
 # the inference mode's chunks at most: each chunk's kernels write node-sized outputs that are then summed
 # (a cost of atoms x chunks); the fused kernels keep no per-edge messages, so only the chunk's edge
 # weights grow with its size
@@ -143,6 +150,17 @@ def _contract(coef: torch.Tensor, xs: torch.Tensor) -> torch.Tensor:
     return sum(coef[:, :, i, None] * xs[:, None, i, :] for i in range(coef.shape[2]))
 
 
+def _coef(a: torch.Tensor, p: Path) -> torch.Tensor:
+    """Path ``p``'s coupling per edge ``[E, d, d1]`` from ``A = sh @ G``."""
+    return a[:, p.column : p.column + p.dim * p.d1].view(-1, p.dim, p.d1)
+
+
+def _message(p: Path, a: torch.Tensor, xs: torch.Tensor, w: torch.Tensor | None) -> torch.Tensor:
+    """Path ``p``'s weighted messages ``[E, d, U]`` from its gathered ``in1`` block ``xs [E, d1, U]``."""
+    t = _contract(_coef(a, p), xs)
+    return t * w[:, None, p.weight : p.weight + p.mul] if p.weight >= 0 else t
+
+
 def _forward(xcs, sh, w, src, dst, g, *, plan: Plan):
     """Per output block ``[N, d, U]`` (see the module docstring) from the ``in1`` blocks ``xcs``
     (:func:`to_blocks`); traced by Dynamo, never run eagerly."""
@@ -151,10 +169,7 @@ def _forward(xcs, sh, w, src, dst, g, *, plan: Plan):
     num_nodes = xcs[0].shape[0]
     sums: dict[int, torch.Tensor] = {}
     for p in filter(plan.runs, plan.paths):
-        coef = a[:, p.column : p.column + p.dim * p.d1].view(-1, p.dim, p.d1)
-        t = _contract(coef, xc[p.i_in1][src])  # [E, d, U]
-        if p.weight >= 0:
-            t = t * w[:, None, p.weight : p.weight + p.mul]
+        t = _message(p, a, xc[p.i_in1][src], w)
         total = sums.get(p.i_out)
         total = t.new_zeros(num_nodes, p.dim, p.mul) if total is None else total
         sums[p.i_out] = total.index_add(0, dst, t)
@@ -167,6 +182,34 @@ def _or_zeros(values: dict, block: int, rows: int, like: torch.Tensor, plan: Pla
         return values[block]
     p = next(p for p in plan.paths if getattr(p, side) == block)
     return like.new_zeros(rows, p.dim if side == "i_out" else p.d1, p.mul)
+
+
+def _path_grads(p: Path, a, xs, gm, w, want_x: bool, want_sh: bool, want_w: bool):
+    """Path ``p``'s per-edge adjoints for its gathered ``in1`` block ``xs [E, d1, U]`` and gathered output
+    gradient ``gm [E, d, U]``: ``(grad_w [E, U], grad_a [E, d * d1], grad_xs [E, d1, U])``, ``None`` where
+    not wanted (``grad_w`` also for an unweighted path)."""
+    coef = _coef(a, p)
+    grad_w = None
+    if p.weight >= 0:
+        if want_w:
+            grad_w = (gm * _contract(coef, xs)).sum(1)
+        gm = gm * w[:, None, p.weight : p.weight + p.mul]
+    grad_a = (gm[:, :, None, :] * xs[:, None, :, :]).sum(-1).reshape(-1, p.dim * p.d1) if want_sh else None
+    grad_xs = sum(coef[:, m, :, None] * gm[:, m, None, :] for m in range(p.dim)) if want_x else None
+    return grad_w, grad_a, grad_xs
+
+
+def _weight_columns(grad_w: dict[int, torch.Tensor], w: torch.Tensor) -> torch.Tensor:
+    """The weight gradient ``[E, numel]`` from the paths' ``{first column: [E, U]}`` (zeros elsewhere)."""
+    columns, col = [], 0
+    for start in sorted(grad_w):
+        if start > col:
+            columns.append(w.new_zeros(w.shape[0], start - col))
+        columns.append(grad_w[start])
+        col = start + grad_w[start].shape[1]
+    if col < w.shape[1]:
+        columns.append(w.new_zeros(w.shape[0], w.shape[1] - col))
+    return torch.cat(columns, dim=1)
 
 
 def _backward(xcs, sh, w, src, dst, g, gos, *, plan: Plan, want: tuple[bool, bool, bool]):
@@ -183,17 +226,12 @@ def _backward(xcs, sh, w, src, dst, g, gos, *, plan: Plan, want: tuple[bool, boo
         if not plan.runs(p):
             grad_a.append(sh.new_zeros(sh.shape[0], p.dim * p.d1))
             continue
-        xs = xc[p.i_in1][src]  # [E, d1, U]
-        gm = go[p.i_out][dst]  # [E, d, U]
-        coef = a[:, p.column : p.column + p.dim * p.d1].view(-1, p.dim, p.d1)
-        if p.weight >= 0:
-            if want_w:
-                grad_w[p.weight] = (gm * _contract(coef, xs)).sum(1)  # [E, U]
-            gm = gm * w[:, None, p.weight : p.weight + p.mul]
+        gw, ga, gxs = _path_grads(p, a, xc[p.i_in1][src], go[p.i_out][dst], w, want_x, want_sh, want_w)
+        if gw is not None:
+            grad_w[p.weight] = gw
         if want_sh:
-            grad_a.append((gm[:, :, None, :] * xs[:, None, :, :]).sum(-1).reshape(-1, p.dim * p.d1))
+            grad_a.append(ga)
         if want_x:
-            gxs = sum(coef[:, m, :, None] * gm[:, m, None, :] for m in range(p.dim))  # [E, d1, U]
             total = grad_xc.get(p.i_in1)
             total = gxs.new_zeros(num_nodes, p.d1, p.mul) if total is None else total
             grad_xc[p.i_in1] = total.index_add(0, src, gxs)
@@ -201,17 +239,7 @@ def _backward(xcs, sh, w, src, dst, g, gos, *, plan: Plan, want: tuple[bool, boo
         [_or_zeros(grad_xc, b, num_nodes, xcs[0], plan, "i_in1") for b in plan.in_blocks] if want_x else None
     )
     grad_sh = torch.cat(grad_a, dim=1) @ g.t() if want_sh else None
-    if not want_w:
-        return grad_x, grad_sh, None
-    columns, col = [], 0
-    for start in sorted(grad_w):
-        if start > col:
-            columns.append(w.new_zeros(w.shape[0], start - col))
-        columns.append(grad_w[start])
-        col = start + grad_w[start].shape[1]
-    if col < w.shape[1]:
-        columns.append(w.new_zeros(w.shape[0], w.shape[1] - col))
-    return grad_x, grad_sh, torch.cat(columns, dim=1)
+    return grad_x, grad_sh, _weight_columns(grad_w, w) if want_w else None
 
 
 @functools.cache
@@ -239,7 +267,8 @@ def applies(desc, node_feats, edge_sh, weight, edge_src) -> bool:
         return False
     if edge_src.numel() == 0 or not inductor.plain(node_feats, edge_sh, weight, edge_src):
         return False
-    return inductor.worth_it(edge_src.numel() * sum(p.dim * p.mul for p in plan(desc).paths), MIN_MESSAGES)
+    messages = edge_src.numel() * sum(p.dim * p.mul for p in plan(desc).paths)
+    return inductor.worth_it(messages, MIN_MESSAGES, MAX_THREADS)
 
 
 def tp_conv_fused(
@@ -389,3 +418,64 @@ class _ChunkedConvolution(torch.autograd.Function):
             grad_radial,
             *(next(merged) if w else None for w in wanted),
         )
+
+
+class TracedBlocks:
+    """The per-path formulation for the traced chunk loops (``tp_conv_blocked``, the compiled step on the
+    CPU): the operations of one block of edges, as plain torch ops that AOTInductor compiles like the
+    eager kernels above (one loop nest per output block: gather, contraction, weights, the paths' sum
+    and one scatter-add into the loop's carried sum, which ``blocks.inplace_loop_carries`` updates in
+    place). Per-path operands are the channels-last blocks of :func:`to_blocks`: node features and
+    output gradients are converted once, outside the loops."""
+
+    def __init__(self, desc: TPDescriptor, like: torch.Tensor) -> None:
+        self.desc, self.plan = desc, plan(desc)
+        self.g = cached_constant(("tp_conv_fused", desc), lambda: coupling(desc), like.dtype, like.device)
+
+    def nodes(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Node features ``[N, dim1]`` -> the ``in1`` blocks ``[N, d1, U]``."""
+        return to_blocks(x, self.desc.irreps_in1, self.plan.in_blocks)
+
+    def zeros(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Zero output sums ``[N, d, U]``, one per output block."""
+        return [_or_zeros({}, o, x.shape[0], x, self.plan, "i_out") for o in self.plan.out_blocks]
+
+    def accumulate(self, sums, nodes, sh, w, src, dst) -> list[torch.Tensor]:
+        """``sums`` plus one block's messages (edges ``src -> dst``, harmonics ``sh``, weights ``w``)."""
+        a = sh @ self.g
+        xc = dict(zip(self.plan.in_blocks, nodes, strict=True))
+        msgs: dict[int, torch.Tensor] = {}
+        for p in self.plan.paths:
+            t = _message(p, a, xc[p.i_in1].index_select(0, src), w)
+            msgs[p.i_out] = t if p.i_out not in msgs else msgs[p.i_out] + t
+        return [s.index_add(0, dst, msgs[o]) for s, o in zip(sums, self.plan.out_blocks, strict=True)]
+
+    def output(self, sums: list[torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+        return from_blocks(sums, self.desc.irreps_out, self.plan.out_blocks, x)
+
+    def grad_outputs(self, grad: torch.Tensor) -> list[torch.Tensor]:
+        return to_blocks(grad, self.desc.irreps_out, self.plan.out_blocks)
+
+    def adjoints(self, nodes, gos, sh, w, src, dst, want: tuple[bool, bool, bool]):
+        """One block's ``(grad_sh [E, dim2], grad_w [E, numel], per in1 block grad_xs [E, d1, U])`` for
+        the output gradients ``gos`` (:meth:`grad_outputs`); ``None`` where ``want`` (x, sh, w) says no."""
+        want_x, want_sh, want_w = want
+        a = sh @ self.g
+        xc = dict(zip(self.plan.in_blocks, nodes, strict=True))
+        go = dict(zip(self.plan.out_blocks, gos, strict=True))
+        grad_xs: dict[int, torch.Tensor] = {}
+        grad_a, grad_w = [], {}
+        for p in self.plan.paths:
+            xs, gm = xc[p.i_in1].index_select(0, src), go[p.i_out].index_select(0, dst)
+            gw, ga, gx = _path_grads(p, a, xs, gm, w, want_x, want_sh, want_w)
+            if gw is not None:
+                grad_w[p.weight] = gw
+            grad_a.append(ga)
+            if gx is not None:
+                grad_xs[p.i_in1] = gx if p.i_in1 not in grad_xs else grad_xs[p.i_in1] + gx
+        grad_sh = torch.cat(grad_a, dim=1) @ self.g.t() if want_sh else None
+        grad_x = [grad_xs[b] for b in self.plan.in_blocks] if want_x else None
+        return grad_sh, _weight_columns(grad_w, w) if want_w else None, grad_x
+
+    def grad_input(self, grads: list[torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+        return from_blocks(grads, self.desc.irreps_in1, self.plan.in_blocks, x)

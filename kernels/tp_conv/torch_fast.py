@@ -226,11 +226,16 @@ def tp_conv_blocked(
     edge_src: torch.Tensor,
     edge_dst: torch.Tensor,
     block: int | None = None,
+    formulation: str = "fused",
 ) -> torch.Tensor:
     """:func:`tp_conv_chunked` as one traced loop over blocks of ``block`` edges (default
     :func:`chunk_edges`, the eager chunk; the last block padded with masked copies of the last edge),
     for symbolic edge counts; first derivatives with respect to the node features, harmonics and weight
-    inputs, with ``weight_fn``'s weights frozen."""
+    inputs, with ``weight_fn``'s weights frozen. ``formulation``: a block's products as the fused path's
+    per-path loops (``"fused"``, :class:`~mlip.kernels.tp_conv.fused.TracedBlocks`) or as the grouped
+    GEMM + ``bmm`` of the ATen path (``"aten"``, :class:`AtenBlocks`)."""
+    if formulation not in BLOCK_FORMULATIONS:
+        raise ValueError(f"formulation must be one of {tuple(BLOCK_FORMULATIONS)}, got {formulation!r}")
     params = blocks.frozen_parameters(weight_fn)
     return _BlockedConvolution.apply(
         node_feats,
@@ -240,112 +245,152 @@ def tp_conv_blocked(
         edge_dst,
         weight_fn,
         params,
-        desc,
+        BLOCK_FORMULATIONS[formulation](desc, node_feats),
         block or chunk_edges(desc),
     )
 
 
+class AtenBlocks:
+    """The grouped formulation (:func:`messages`) for the traced chunk loops: node features per group
+    ``[N, D1, U]``, one carried sum ``[N, K, U]`` per run; the adjoints of a block by autograd. Same
+    interface as :class:`~mlip.kernels.tp_conv.fused.TracedBlocks`."""
+
+    def __init__(self, desc: TPDescriptor, like: torch.Tensor) -> None:
+        self.desc, self.groups = desc, fast.plan(desc)
+
+    def nodes(self, x: torch.Tensor) -> list[torch.Tensor]:
+        return [fast.to_channels(x, self.desc, g) for g in self.groups]
+
+    def zeros(self, x: torch.Tensor) -> list[torch.Tensor]:
+        return [x.new_zeros(x.shape[0], run.width, g.mul) for g in self.groups for run in g.runs]
+
+    def _messages(self, nodes, sh, w) -> list[torch.Tensor]:
+        weights = fast.group_weights(self.desc, w)
+        return [
+            msg
+            for g, xs, ws in zip(self.groups, nodes, weights, strict=True)
+            for msg in fast.messages(self.desc, g, xs, sh, ws)
+        ]
+
+    def accumulate(self, sums, nodes, sh, w, src, dst) -> list[torch.Tensor]:
+        msgs = self._messages([xc.index_select(0, src) for xc in nodes], sh, w)
+        return [total.index_add(0, dst, msg) for total, msg in zip(sums, msgs, strict=True)]
+
+    def output(self, sums: list[torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+        out: dict[int, torch.Tensor] = {}
+        it = iter(sums)
+        for g in self.groups:
+            fast.from_channels([next(it) for _ in g.runs], self.desc, g, out)
+        return fast.assemble(self.desc, out, x.shape[0], x)
+
+    def grad_outputs(self, grad: torch.Tensor) -> list[torch.Tensor]:
+        return [gs for g in self.groups for gs in fast.to_out_channels(grad, self.desc, g)]
+
+    def adjoints(self, nodes, gos, sh, w, src, dst, want: tuple[bool, bool, bool]):
+        """One block's ``(grad_sh, grad_w, per group grad of the gathered features)`` (autograd inside the
+        loop body: called under :class:`~mlip.kernels.blocks.BodyAutograd`); ``None`` where not wanted."""
+        sh, w = sh.detach().requires_grad_(want[1]), w.detach().requires_grad_(want[2])
+        gathered = [xc.index_select(0, src).requires_grad_(want[0]) for xc in nodes]
+        inputs = [sh, w, *gathered]
+        grads = iter(
+            torch.autograd.grad(
+                self._messages(gathered, sh, w),
+                [t for t in inputs if t.requires_grad],
+                [gs.index_select(0, dst) for gs in gos],
+                allow_unused=True,
+            )
+        )
+        found = [next(grads) if t.requires_grad else None for t in inputs]
+        grad_x = [torch.zeros_like(t) if g is None else g for t, g in zip(gathered, found[2:], strict=True)]
+        return found[0], found[1], grad_x if want[0] else None
+
+    def grad_input(self, grads: list[torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+        return fast.from_in_channels(grads, self.desc, self.groups)
+
+
+BLOCK_FORMULATIONS = {"fused": fused.TracedBlocks, "aten": AtenBlocks}
+
+
 def _edge_block(step, size, src, dst, sh, radial):  # noqa: ANN001, ANN202
-    """One block's gathered edges; padding edges get zero harmonics, so their messages (and every
-    gradient through them) are zero."""
+    """One block's edge positions, gathered edges, validity, masked harmonics (padding edges get zero
+    harmonics, so their messages and every gradient through them are zero) and weight inputs."""
     idx, valid = blocks.block_rows(step, size, src.shape[0])
-    sh_b = sh.index_select(0, idx) * valid[:, None].to(sh.dtype)
-    return idx, src.index_select(0, idx), dst.index_select(0, idx), sh_b, radial.index_select(0, idx)
+    mask = valid[:, None].to(sh.dtype)
+    return (
+        idx,
+        src.index_select(0, idx),
+        dst.index_select(0, idx),
+        mask,
+        sh.index_select(0, idx) * mask,
+        (radial.index_select(0, idx)),
+    )
 
 
 class _BlockedConvolution(torch.autograd.Function):
-    """:class:`_ChunkedConvolution`'s scheme with the chunk loops as ``while_loop`` ops: the forward
-    carries one ``[N, K, U]`` sum per run, the backward the node-feature gradients per group and the
-    ``[E, ...]`` gradients of the harmonics and the weight inputs."""
+    """:class:`_ChunkedConvolution`'s scheme with the chunk loops as ``while_loop`` ops, the products of a
+    block given by a formulation (:data:`BLOCK_FORMULATIONS`): the forward carries the formulation's
+    output sums, the backward the node-feature gradients in its node layout and the ``[E, ...]``
+    gradients of the harmonics and the weight inputs."""
 
     @staticmethod
-    def forward(ctx, x, sh, radial, src, dst, weight_fn, params, desc, block):  # type: ignore[override]
+    def forward(ctx, x, sh, radial, src, dst, weight_fn, params, form, block):  # type: ignore[override]
         ctx.save_for_backward(x, sh, radial, src, dst)
-        ctx.weight_fn, ctx.params, ctx.desc, ctx.block = weight_fn, params, desc, block
-        groups = fast.plan(desc)
-        names, n = list(params), len(groups)
-        runs = [len(g.runs) for g in groups]
+        ctx.weight_fn, ctx.params, ctx.form, ctx.block = weight_fn, params, form, block
+        names = list(params)
         size = blocks.block_size(src.shape[0], block)
-        nodes = [fast.to_channels(x, desc, g) for g in groups]
-        sums = [x.new_zeros(x.shape[0], run.width, g.mul) for g in groups for run in g.runs]
+        nodes, sums = form.nodes(x), form.zeros(x)
+        n, m = len(sums), len(nodes)
 
         def body(step, *state):  # noqa: ANN001
-            totals, xcs = state[: len(sums)], state[len(sums) : len(sums) + n]
-            sh_, radial_, src_, dst_, *ws = state[len(sums) + n :]
-            _, src_b, dst_b, sh_b, radial_b = _edge_block(step, size, src_, dst_, sh_, radial_)
+            totals, xcs = state[:n], state[n : n + m]
+            sh_, radial_, src_, dst_, *ws = state[n + m :]
+            _, src_b, dst_b, _, sh_b, radial_b = _edge_block(step, size, src_, dst_, sh_, radial_)
             weights = torch.func.functional_call(weight_fn, dict(zip(names, ws, strict=True)), (radial_b,))
-            msgs = [
-                msg
-                for g, xc, w in zip(groups, xcs, fast.group_weights(desc, weights), strict=True)
-                for msg in fast.messages(desc, g, xc.index_select(0, src_b), sh_b, w)
-            ]
-            return tuple(total.index_add(0, dst_b, msg) for total, msg in zip(totals, msgs, strict=True))
+            return tuple(form.accumulate(totals, xcs, sh_b, weights, src_b, dst_b))
 
         inputs = [*nodes, sh, radial, src, dst, *params.values()]
-        sums = iter(blocks.loop_blocks(body, src.shape[0], size, sums, inputs, x.device))
-        out: dict[int, torch.Tensor] = {}
-        for g, count in zip(groups, runs, strict=True):
-            fast.from_channels([next(sums) for _ in range(count)], desc, g, out)
-        return fast.assemble(desc, out, x.shape[0], x)
+        return form.output(blocks.loop_blocks(body, src.shape[0], size, sums, inputs, x.device), x)
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_out):  # type: ignore[override]
         x, sh, radial, src, dst = ctx.saved_tensors
-        desc, weight_fn, names = ctx.desc, ctx.weight_fn, list(ctx.params)
-        groups = fast.plan(desc)
-        want_x, want_sh, want_radial = ctx.needs_input_grad[:3]
+        form, weight_fn, names = ctx.form, ctx.weight_fn, list(ctx.params)
+        want = tuple(ctx.needs_input_grad[:3])
         size = blocks.block_size(src.shape[0], ctx.block)
         autograd = blocks.BodyAutograd()
-        nodes = [fast.to_channels(x, desc, g) for g in groups]
-        grad_sums = [gs for g in groups for gs in fast.to_out_channels(grad_out, desc, g)]
-        n, m = len(groups), len(grad_sums)
+        nodes, gos = form.nodes(x), form.grad_outputs(grad_out)
+        n, m = len(nodes), len(gos)
 
         def body(step, *state):  # noqa: ANN001
             grad_nodes, grad_sh, grad_radial = state[:n], state[n], state[n + 1]
             xcs, gss = state[n + 2 : 2 * n + 2], state[2 * n + 2 : 2 * n + 2 + m]
             sh_, radial_, src_, dst_, *ws = state[2 * n + 2 + m :]
             with autograd():
-                idx, valid = blocks.block_rows(step, size, src_.shape[0])
-                src_b, dst_b = src_.index_select(0, idx), dst_.index_select(0, idx)
-                sh_b = sh_.index_select(0, idx).requires_grad_(want_sh)
-                radial_b = radial_.index_select(0, idx).requires_grad_(want_radial)
+                idx, src_b, dst_b, mask, sh_b, radial_b = _edge_block(step, size, src_, dst_, sh_, radial_)
+                radial_b = radial_b.requires_grad_(want[2])
                 params = dict(zip(names, ws, strict=True))
-                weights = fast.group_weights(desc, torch.func.functional_call(weight_fn, params, (radial_b,)))
-                masked = sh_b * valid[:, None].to(sh_b.dtype)  # padding edges: zero messages and gradients
-                gathered = [xc.index_select(0, src_b).requires_grad_(want_x) for xc in xcs]
-                messages = [
-                    msg
-                    for g, xs, w in zip(groups, gathered, weights, strict=True)
-                    for msg in fast.messages(desc, g, xs, masked, w)
-                ]
-                inputs = [sh_b, radial_b, *gathered]
-                grads = torch.autograd.grad(
-                    messages,
-                    [t for t in inputs if t.requires_grad],
-                    [gs.index_select(0, dst_b) for gs in gss],
-                    allow_unused=True,
-                )
-            it = iter(grads)
-            found = [next(it) if t.requires_grad else None for t in inputs]
-            new_sh = grad_sh.clone() if found[0] is None else grad_sh.index_add(0, idx, found[0])
-            new_radial = grad_radial.clone() if found[1] is None else grad_radial.index_add(0, idx, found[1])
+                weights = torch.func.functional_call(weight_fn, params, (radial_b,))
+                g_sh, g_w, g_x = form.adjoints(xcs, gss, sh_b, weights.detach(), src_b, dst_b, want)
+                g_radial = torch.autograd.grad(weights, radial_b, g_w)[0] if want[2] else None
+            new_sh = grad_sh.clone() if g_sh is None else grad_sh.index_add(0, idx, g_sh * mask)
+            new_radial = grad_radial.clone() if g_radial is None else grad_radial.index_add(0, idx, g_radial)
             new_nodes = [
-                g.clone() if p is None else g.index_add(0, src_b, p)
-                for g, p in zip(grad_nodes, found[2:], strict=True)
+                g.clone() if g_x is None else g.index_add(0, src_b, p)
+                for g, p in zip(grad_nodes, g_x or grad_nodes, strict=True)
             ]
             return (*new_nodes, new_sh, new_radial)
 
         carries = [*(torch.zeros_like(xc) for xc in nodes), torch.zeros_like(sh), torch.zeros_like(radial)]
-        inputs = [*nodes, *grad_sums, sh, radial, src, dst, *ctx.params.values()]
+        inputs = [*nodes, *gos, sh, radial, src, dst, *ctx.params.values()]
         *grad_nodes, grad_sh, grad_radial = blocks.loop_blocks(
             body, src.shape[0], size, carries, inputs, x.device
         )
-        grad_x = fast.from_in_channels(grad_nodes, desc, groups) if want_x else None
+        grad_x = form.grad_input(grad_nodes, x) if want[0] else None
         return (
             grad_x,
-            grad_sh if want_sh else None,
-            grad_radial if want_radial else None,
+            grad_sh if want[1] else None,
+            grad_radial if want[2] else None,
             None,
             None,
             None,

@@ -22,6 +22,7 @@ import torch
 from mlip.compile.step import export_step
 from mlip.errors import UserInputError
 from mlip.kernels.blocks import inplace_loop_carries
+from mlip.kernels.inductor import inductor_options
 
 if TYPE_CHECKING:
     from mlip.models.model import EquivariantModel
@@ -92,18 +93,17 @@ def compile_package(
     start = time.perf_counter()
     program = export_step(model, device)
     metadata = build_metadata(model, device, model_sha256)
-    # Settings that work around AOTInductor bugs of torch 2.13 (benchmarks/notes/compile.md):
-    # - Inductor's own C++ kernels run on one thread (the matrix products are ATen calls and still use
-    #   every thread): with more, it turns the scatter-adds in the chunk loops' bodies into atomic adds at
-    #   wrong offsets (wrong forces, writes past the buffer);
-    # - no buffer reuse: with it, the C++ wrapper declares a loop sum updated in place twice.
-    configs = {
-        "aot_inductor.metadata": metadata,
-        "post_grad_custom_pre_pass": inplace_loop_carries,
-        "cpp.threads": 1,
-        "allow_buffer_reuse": False,
-        "inplace_buffers": False,
-    }
+    # Settings that work around AOTInductor bugs of torch 2.13 (benchmarks/notes/compile.md): Inductor's
+    # C++ kernels on one thread (mlip.kernels.inductor), and no buffer reuse nor in-place buffers: with
+    # them, the C++ wrapper declares a loop sum updated in place twice.
+    configs = inductor_options(
+        options={
+            "aot_inductor.metadata": metadata,
+            "post_grad_custom_pre_pass": inplace_loop_carries,
+            "allow_buffer_reuse": False,
+            "inplace_buffers": False,
+        }
+    )
     torch._inductor.aoti_compile_and_package(program, package_path=str(path), inductor_configs=configs)
     return time.perf_counter() - start
 

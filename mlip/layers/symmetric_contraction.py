@@ -8,7 +8,10 @@ with ``U_ν`` a basis of the O(3)-equivariant maps from the symmetric power ``Sy
 
 Evaluation works on monomials: the products ``x_i1 ⋯ x_iν`` with ``i1 ≤ … ≤ iν`` allowed by parity are
 formed once per node and channel, one GEMM maps them to the ``(M, k)`` basis, and the element weights
-are gathered per node (no one-hot matmul).
+are gathered per node (no one-hot matmul). The monomials are rows ``[num_monomials, N, C]``, so in a trace
+with symbolic sizes (the compiled step, whose loops Inductor writes) their products run along the channels
+of a channels-last input in vector loads (mace passes its ``[N, C, d]`` features with ``[N, d, C]``
+memory); flattening ``N`` and ``C`` into one index would turn every load into a gather.
 """
 
 from __future__ import annotations
@@ -199,7 +202,10 @@ class SymmetricContraction(torch.nn.Module):
         n, c, d = x.shape
         plan = contraction_plan(str(self.irreps_in), str(self.irreps_out), self.correlation)
         key = ("symmetric_contraction", str(self.irreps_in), str(self.irreps_out), self.correlation)
-        xt = x.permute(2, 0, 1).reshape(d, n * c)  # components as rows: gathers are row copies
+        # components as rows [d, N, C]: gathers are row copies; eagerly one copy makes the rows contiguous,
+        # traced the view is kept (Inductor reads the input itself; see the module docstring)
+        xt = x.permute(2, 0, 1)
+        xt = xt if isinstance(n, torch.SymInt) else xt.contiguous()
         monomials, previous = [xt], xt
         for nu in range(2, self.correlation + 1):
             parent = cached_constant(
@@ -211,7 +217,7 @@ class SymmetricContraction(torch.nn.Module):
             previous = previous.index_select(0, parent) * xt.index_select(0, factor)
             monomials.append(previous)
         coeff = cached_constant((*key, "coeff"), lambda: plan["coeff"], x.dtype, x.device)
-        projected = coeff @ torch.cat(monomials)  # [Σ (2L+1) K, N C]
+        projected = coeff @ torch.cat(monomials).reshape(plan["coeff"].shape[1], n * c)  # [Σ (2L+1) K, N C]
         outs, row = [], 0
         for (_, ir_out), w in zip(self.irreps_out, self._irrep_weights(), strict=True):
             k = w.shape[1]

@@ -115,7 +115,8 @@ class Interaction(torch.nn.Module):
         features = to_channels(self.conv(h, edges), self.target)
         if self.training:  # training differentiates forces: plain autograd, no recomputation
             prod = self.product(features, species)
-        else:
+        else:  # channels-last in memory ([N, d, C]): the product basis reads it along C (vector loads)
+            features = features.transpose(1, 2).contiguous().transpose(1, 2)
             prod = checkpointed_rows(self.product, features, species)
         return self.linear_product(from_channels(prod, self.irreps_out)) + skip
 

@@ -17,6 +17,7 @@ import torch
 
 from mlip.data import keys as K
 from mlip.data.atomic_data import AtomicData
+from mlip.kernels import inductor_options
 from mlip.layers.conv import EdgeEmbedding, Edges
 from mlip.layers.embedding import SpeciesEmbedding, SpeciesIndex
 from mlip.layers.scale_shift import AtomicEnergies, ScaleShift
@@ -132,7 +133,11 @@ class EquivariantModel(Potential):
 
     def compile_energies(self, **kwargs: Any) -> EquivariantModel:
         """Compile :meth:`node_energies` with ``torch.compile`` (dynamic shapes; forces still by autograd
-        through the compiled graph). Returns ``self``."""
+        through the compiled graph); ``kwargs`` go to ``torch.compile``. With Inductor (the default
+        backend) the CPU workaround of :func:`mlip.kernels.inductor_options` is added to the options
+        (``mode`` becomes its options). Returns ``self``."""
+        if kwargs.get("backend", "inductor") == "inductor":
+            kwargs["options"] = inductor_options(kwargs.pop("mode", None), kwargs.get("options"))
         self.node_energies = torch.compile(self.node_energies, dynamic=True, **kwargs)  # type: ignore[method-assign]
         return self
 

@@ -25,3 +25,19 @@ def test_compiled_model_equals_eager():
     compiled = model.compile_energies()(data)
     torch.testing.assert_close(compiled["energy"], eager["energy"], rtol=0, atol=1e-10)
     torch.testing.assert_close(compiled["forces"], eager["forces"], rtol=0, atol=1e-10)
+
+
+def test_compile_energies_passes_the_cpu_workaround(monkeypatch):
+    """Inductor gets ``cpp.threads=1`` (torch 2.13 miscompiles multi-threaded scatter-adds), also when a
+    ``mode`` is given (turned into its options) or options of the caller's own; other backends get
+    their arguments unchanged."""
+    calls = []
+    monkeypatch.setattr(torch, "compile", lambda fn, **kwargs: calls.append(kwargs) or fn)
+    model = create("mace", species=["H"], hidden_irreps="4x0e", max_ell=1, num_interactions=1, seed=0)
+    model.compile_energies()
+    model.compile_energies(mode="max-autotune", options={"trace.enabled": True})
+    model.compile_energies(backend="eager")
+    assert calls[0] == {"dynamic": True, "options": {"cpp.threads": 1}}
+    assert calls[1]["options"]["cpp.threads"] == 1 and calls[1]["options"]["max_autotune"] is True
+    assert calls[1]["options"]["trace.enabled"] is True and "mode" not in calls[1]
+    assert calls[2] == {"dynamic": True, "backend": "eager"}
