@@ -322,7 +322,7 @@ def _edge_block(step, size, src, dst, sh, radial):  # noqa: ANN001, ANN202
         dst.index_select(0, idx),
         mask,
         sh.index_select(0, idx) * mask,
-        (radial.index_select(0, idx)),
+        radial.index_select(0, idx),
     )
 
 
