@@ -27,13 +27,14 @@ When it runs (:func:`applies`): channelwise descriptors with per-sample or no we
 plain tensors (never under ``torch.compile``, ``make_fx`` or ``torch.export``: their traces see the ATen
 path and fuse it themselves; the traced chunk loop of the compiled step runs the same per-path
 formulation, :class:`TracedBlocks`, which AOTInductor compiles inside its package), and
-``MLIP_TP_INDUCTOR``: ``0`` never, ``1`` whenever it applies, unset (``auto``) when torch runs on one
-thread (the kernels are single-threaded, while the ATen path uses every thread) and the messages hold at
-least ``MIN_MESSAGES`` elements, since the first call of a descriptor and dtype compiles for seconds per
-kernel (shapes dynamic in ``E`` and ``N``; Inductor caches the C++ on disk, so later processes load it
-in about a second). The first compile
-of a process says so in one logged line. A failed first compile is logged once and that descriptor and
-dtype run the ATen path from then on.
+``MLIP_TP_INDUCTOR``: ``0`` never, ``1`` whenever it applies, unset (``auto``) when torch runs on at most
+``MAX_THREADS`` threads (the kernels are single-threaded and the ATen path uses every thread; at one
+thread the kernels are several times faster than the ATen path, so a second thread does not make up for
+it, while on a many-core machine the ATen path may win) and the messages hold at least ``MIN_MESSAGES``
+elements, since the first call of a descriptor and dtype compiles for seconds per kernel (shapes dynamic
+in ``E`` and ``N``; Inductor caches the C++ on disk, so later processes load it in about a second). The
+first compile of a process says so in one logged line. A failed first compile is logged once and that
+descriptor and dtype run the ATen path from then on.
 """
 
 from __future__ import annotations
@@ -53,6 +54,8 @@ from mlip.o3 import cached_constant
 
 ENV = "MLIP_TP_INDUCTOR"
 MIN_MESSAGES = 1 << 16  # E * Σ_p d_p * U; below it the ATen path (a compile costs seconds)
+# torch threads at most for ``auto``: more were never measured (benchmarks/notes/tp_cpu_profile.md)
+MAX_THREADS = 2
 # the inference mode's chunks at most: each chunk's kernels write node-sized outputs that are then summed
 # (a cost of atoms x chunks); the fused kernels keep no per-edge messages, so only the chunk's edge
 # weights grow with its size
@@ -302,7 +305,7 @@ def applies(desc, node_feats, edge_sh, weight, edge_src) -> bool:
         return False
     if mode == "1":
         return True
-    if torch.get_num_threads() != 1:
+    if torch.get_num_threads() > MAX_THREADS:
         return False
     messages = edge_src.numel() * sum(p.dim * p.mul for p in plan(desc).paths)
     return messages >= MIN_MESSAGES

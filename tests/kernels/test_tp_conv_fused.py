@@ -80,14 +80,16 @@ def test_gradcheck_and_unweighted(monkeypatch) -> None:
 
 
 def test_when_it_runs(monkeypatch) -> None:
-    """Auto: only above ``MIN_MESSAGES`` and on one thread; ``0`` never; not for shared weights nor
-    inside a trace (make_fx sees the ATen ops and equals the reference)."""
+    """Auto: only above ``MIN_MESSAGES`` and on at most ``MAX_THREADS`` threads; ``0`` never; not for shared
+    weights nor inside a trace (make_fx sees the ATen ops and equals the reference)."""
     desc, x, sh, w, src, dst = problem()
     monkeypatch.setenv(fused.ENV, "auto")
     assert not fused.applies(desc, x, sh, w, src)
     monkeypatch.setattr(fused, "MIN_MESSAGES", 1)
     assert fused.applies(desc, x, sh, w, src)
-    torch.set_num_threads(2)  # the kernels are single-threaded: the ATen path uses every thread
+    torch.set_num_threads(fused.MAX_THREADS)
+    assert fused.applies(desc, x, sh, w, src)
+    torch.set_num_threads(fused.MAX_THREADS + 1)  # single-threaded kernels: many threads run the ATen path
     assert not fused.applies(desc, x, sh, w, src)
     torch.set_num_threads(1)
     assert not fused.applies(desc, x, sh, w[0], src)  # shared weights
