@@ -226,16 +226,12 @@ def tp_conv_blocked(
     edge_src: torch.Tensor,
     edge_dst: torch.Tensor,
     block: int | None = None,
-    formulation: str = "fused",
 ) -> torch.Tensor:
     """:func:`tp_conv_chunked` as one traced loop over blocks of ``block`` edges (default
     :func:`chunk_edges`, the eager chunk; the last block padded with masked copies of the last edge),
     for symbolic edge counts; first derivatives with respect to the node features, harmonics and weight
-    inputs, with ``weight_fn``'s weights frozen. ``formulation``: a block's products as the fused path's
-    per-path loops (``"fused"``, :class:`~mlip.kernels.tp_conv.fused.TracedBlocks`) or as the grouped
-    GEMM + ``bmm`` of the ATen path (``"aten"``, :class:`AtenBlocks`)."""
-    if formulation not in BLOCK_FORMULATIONS:
-        raise ValueError(f"formulation must be one of {tuple(BLOCK_FORMULATIONS)}, got {formulation!r}")
+    inputs, with ``weight_fn``'s weights frozen. A block's products are the fused path's per-path loops
+    (:class:`~mlip.kernels.tp_conv.fused.TracedBlocks`), which AOTInductor compiles into the package."""
     params = blocks.frozen_parameters(weight_fn)
     return _BlockedConvolution.apply(
         node_feats,
@@ -245,70 +241,9 @@ def tp_conv_blocked(
         edge_dst,
         weight_fn,
         params,
-        BLOCK_FORMULATIONS[formulation](desc, node_feats),
+        fused.TracedBlocks(desc, node_feats),
         block or chunk_edges(desc),
     )
-
-
-class AtenBlocks:
-    """The grouped formulation (:func:`messages`) for the traced chunk loops: node features per group
-    ``[N, D1, U]``, one carried sum ``[N, K, U]`` per run; the adjoints of a block by autograd. Same
-    interface as :class:`~mlip.kernels.tp_conv.fused.TracedBlocks`."""
-
-    def __init__(self, desc: TPDescriptor, like: torch.Tensor) -> None:
-        self.desc, self.groups = desc, fast.plan(desc)
-
-    def nodes(self, x: torch.Tensor) -> list[torch.Tensor]:
-        return [fast.to_channels(x, self.desc, g) for g in self.groups]
-
-    def zeros(self, x: torch.Tensor) -> list[torch.Tensor]:
-        return [x.new_zeros(x.shape[0], run.width, g.mul) for g in self.groups for run in g.runs]
-
-    def _messages(self, nodes, sh, w) -> list[torch.Tensor]:
-        weights = fast.group_weights(self.desc, w)
-        return [
-            msg
-            for g, xs, ws in zip(self.groups, nodes, weights, strict=True)
-            for msg in fast.messages(self.desc, g, xs, sh, ws)
-        ]
-
-    def accumulate(self, sums, nodes, sh, w, src, dst) -> list[torch.Tensor]:
-        msgs = self._messages([xc.index_select(0, src) for xc in nodes], sh, w)
-        return [total.index_add(0, dst, msg) for total, msg in zip(sums, msgs, strict=True)]
-
-    def output(self, sums: list[torch.Tensor], x: torch.Tensor) -> torch.Tensor:
-        out: dict[int, torch.Tensor] = {}
-        it = iter(sums)
-        for g in self.groups:
-            fast.from_channels([next(it) for _ in g.runs], self.desc, g, out)
-        return fast.assemble(self.desc, out, x.shape[0], x)
-
-    def grad_outputs(self, grad: torch.Tensor) -> list[torch.Tensor]:
-        return [gs for g in self.groups for gs in fast.to_out_channels(grad, self.desc, g)]
-
-    def adjoints(self, nodes, gos, sh, w, src, dst, want: tuple[bool, bool, bool]):
-        """One block's ``(grad_sh, grad_w, per group grad of the gathered features)`` (autograd inside the
-        loop body: called under :class:`~mlip.kernels.blocks.BodyAutograd`); ``None`` where not wanted."""
-        sh, w = sh.detach().requires_grad_(want[1]), w.detach().requires_grad_(want[2])
-        gathered = [xc.index_select(0, src).requires_grad_(want[0]) for xc in nodes]
-        inputs = [sh, w, *gathered]
-        grads = iter(
-            torch.autograd.grad(
-                self._messages(gathered, sh, w),
-                [t for t in inputs if t.requires_grad],
-                [gs.index_select(0, dst) for gs in gos],
-                allow_unused=True,
-            )
-        )
-        found = [next(grads) if t.requires_grad else None for t in inputs]
-        grad_x = [torch.zeros_like(t) if g is None else g for t, g in zip(gathered, found[2:], strict=True)]
-        return found[0], found[1], grad_x if want[0] else None
-
-    def grad_input(self, grads: list[torch.Tensor], x: torch.Tensor) -> torch.Tensor:
-        return fast.from_in_channels(grads, self.desc, self.groups)
-
-
-BLOCK_FORMULATIONS = {"fused": fused.TracedBlocks, "aten": AtenBlocks}
 
 
 def _edge_block(step, size, src, dst, sh, radial):  # noqa: ANN001, ANN202
@@ -322,14 +257,14 @@ def _edge_block(step, size, src, dst, sh, radial):  # noqa: ANN001, ANN202
         dst.index_select(0, idx),
         mask,
         sh.index_select(0, idx) * mask,
-        (radial.index_select(0, idx)),
+        radial.index_select(0, idx),
     )
 
 
 class _BlockedConvolution(torch.autograd.Function):
     """:class:`_ChunkedConvolution`'s scheme with the chunk loops as ``while_loop`` ops, the products of a
-    block given by a formulation (:data:`BLOCK_FORMULATIONS`): the forward carries the formulation's
-    output sums, the backward the node-feature gradients in its node layout and the ``[E, ...]``
+    block given by :class:`~mlip.kernels.tp_conv.fused.TracedBlocks`: the forward carries its output
+    sums, the backward the node-feature gradients in its node layout and the ``[E, ...]``
     gradients of the harmonics and the weight inputs."""
 
     @staticmethod

@@ -41,8 +41,7 @@ def with_grads(fn):
     return run
 
 
-@pytest.mark.parametrize("formulation", sorted(conv.BLOCK_FORMULATIONS))
-def test_blocked_convolution_equals_plain_eager_and_traced(two_group_tp, formulation):
+def test_blocked_convolution_equals_plain_eager_and_traced(two_group_tp):
     tp = two_group_tp
     assert len(conv.fast.plan(tp.descriptor)) == 2
     mlp = RadialMLP([4, 8, tp.weight_numel]).double().requires_grad_(False)
@@ -51,9 +50,7 @@ def test_blocked_convolution_equals_plain_eager_and_traced(two_group_tp, formula
         return tp_conv(x, sh, mlp(radial), src, dst, x.shape[0], tp)
 
     def blocked(x, sh, radial, src, dst):
-        return conv.tp_conv_blocked(
-            tp.descriptor, x, sh, mlp, radial, src, dst, block=5, formulation=formulation
-        )
+        return conv.tp_conv_blocked(tp.descriptor, x, sh, mlp, radial, src, dst, block=5)
 
     def dispatched(x, sh, radial, src, dst):  # tp_conv's chunked mode takes the loop for a symbolic E
         return tp_conv(x, sh, radial, src, dst, x.shape[0], tp, weight_fn=mlp, chunked=True)
