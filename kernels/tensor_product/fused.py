@@ -101,6 +101,37 @@ def coupling(desc: TPDescriptor) -> torch.Tensor:
     return torch.cat(blocks, dim=1)
 
 
+def _cat(parts: list[torch.Tensor], dim: int = 0) -> torch.Tensor:
+    """``torch.cat`` that leaves a single part as it is (no copy)."""
+    return torch.cat(parts, dim) if len(parts) > 1 else parts[0]
+
+
+def _block_views(t: torch.Tensor, irreps) -> list[torch.Tensor]:
+    """The blocks of a batch-last ``[irreps.dim, B]`` tensor as views ``[mul, d, B]``."""
+    batch = t.shape[1]
+    return [v.view(mi.mul, mi.ir.dim, batch) for v, mi in zip(t.split([mi.dim for mi in irreps]), irreps,
+                                                              strict=True)]  # fmt: skip
+
+
+def _gemm_paths(plan: tuple[FusedPath, ...], k: int) -> list[FusedPath]:
+    """The output-side ``uvw`` paths into output block ``k``: their couplings share one weight GEMM."""
+    return [p for p in plan if p.i_out == k and p.mode == "uvw" and not p.input_side]
+
+
+def _input_groups(plan: tuple[FusedPath, ...]) -> list[tuple[int, list[FusedPath]]]:
+    """``(in1 block, its input-side paths)`` per ``in1`` block with any: one weight GEMM each."""
+    blocks = sorted({p.i_in1 for p in plan if p.input_side})
+    return [(i, [p for p in plan if p.input_side and p.i_in1 == i]) for i in blocks]
+
+
+def _input_products(v: torch.Tensor, ws: list[torch.Tensor]) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+    """One ``in1`` block ``v [U, d1, B]`` times its input-side paths' weights ``ws`` (``[U, W_p]`` each):
+    the weights side by side ``[U, Σ W_p]`` and each path's product ``w_p^T v`` ``[W_p, d1, B]``."""
+    wcat = _cat(ws, dim=1)
+    full = wcat.t() @ v.view(v.shape[0], -1)
+    return wcat, full.view(-1, v.shape[1], v.shape[2]).split([w.shape[1] for w in ws])
+
+
 def _couple(p: FusedPath, v: torch.Tensor, y2: torch.Tensor, at: torch.Tensor | None) -> torch.Tensor:
     """``c_p(v)``: ``v [C, d1, B]`` coupled with the path's ``in2`` block ``y2 [d2, B]`` (``at = G^T y``
     for ``general`` paths): ``[C, d, B]``, unrolled over ``d1`` (fused by Inductor, vectorized over B)."""
@@ -127,29 +158,23 @@ def product(
     ``xt [dim1, B]`` and ``yt [dim2, B]`` (the inputs transposed), shared ``weight [weight_numel]`` (or
     ``None``), ``g`` :func:`coupling` in the dtype; returns the output transposed, ``[dim_out, B]``."""
     batch = xt.shape[1]
-    xs = [v.view(mi.mul, mi.ir.dim, batch) for v, mi in zip(xt.split([mi.dim for mi in desc.irreps_in1]),
-                                                            desc.irreps_in1, strict=True)]  # fmt: skip
+    xs = _block_views(xt, desc.irreps_in1)
     ys = yt.split([mi.dim for mi in desc.irreps_in2])
     weights = per_block.path_weights(desc, weight)  # uvw [U, W], uvu [U, 1]
     at = g.t() @ yt if g.shape[1] else None
 
     products: dict[int, torch.Tensor] = {}  # input-side path -> w^T x [W, d1, B]
-    for i in sorted({p.i_in1 for p in plan if p.input_side}):
-        paths = [p for p in plan if p.input_side and p.i_in1 == i]
-        ws = [weights[p.path] for p in paths]
-        v = xs[i]
-        full = (torch.cat(ws, dim=1) if len(ws) > 1 else ws[0]).t() @ v.view(v.shape[0], -1)
-        parts = full.view(-1, v.shape[1], batch).split([w.shape[1] for w in ws])
+    for i, paths in _input_groups(plan):
+        _, parts = _input_products(xs[i], [weights[p.path] for p in paths])
         products.update(zip((p.path for p in paths), parts, strict=True))
 
     out = []
     for k, (mul_out, ir) in enumerate(desc.irreps_out):
         total = None
-        gemm = [p for p in plan if p.i_out == k and p.mode == "uvw" and not p.input_side]
+        gemm = _gemm_paths(plan, k)
         if gemm:  # the paths' couplings side by side, one GEMM against their stacked weights
-            ts = [_couple(p, xs[p.i_in1], ys[p.i_in2], at) for p in gemm]
-            t = torch.cat(ts) if len(ts) > 1 else ts[0]
-            w = torch.cat([weights[p.path] for p in gemm]) if len(gemm) > 1 else weights[gemm[0].path]
+            t = _cat([_couple(p, xs[p.i_in1], ys[p.i_in2], at) for p in gemm])
+            w = _cat([weights[p.path] for p in gemm])
             total = (w.t() @ t.view(t.shape[0], -1)).view(mul_out, ir.dim, batch)
         for p in plan:
             if p.i_out != k or p in gemm:
@@ -162,7 +187,7 @@ def product(
                     term = term * weights[p.path].view(-1, 1, 1)
             total = term if total is None else total + term
         out.append(yt.new_zeros(mul_out * ir.dim, batch) if total is None else total.view(-1, batch))
-    return torch.cat(out) if len(out) > 1 else out[0]
+    return _cat(out)
 
 
 def _couple_adjoints(
@@ -201,11 +226,9 @@ def adjoints(
     layout: the GEMMs' transposes and each coupling's adjoints (:func:`_couple_adjoints`)."""
     want_x, want_y, want_w = want[0], want[1], want[2] and weight is not None
     batch = xt.shape[1]
-    xs = [v.view(mi.mul, mi.ir.dim, batch) for v, mi in zip(xt.split([mi.dim for mi in desc.irreps_in1]),
-                                                            desc.irreps_in1, strict=True)]  # fmt: skip
+    xs = _block_views(xt, desc.irreps_in1)
     ys = yt.split([mi.dim for mi in desc.irreps_in2])
-    gs = [v.view(mi.mul, mi.ir.dim, batch) for v, mi in zip(gradt.split([mi.dim for mi in desc.irreps_out]),
-                                                            desc.irreps_out, strict=True)]  # fmt: skip
+    gs = _block_views(gradt, desc.irreps_out)
     weights = per_block.path_weights(desc, weight)
     at = g.t() @ yt if g.shape[1] else None
     gx: dict[int, torch.Tensor] = {}
@@ -225,9 +248,9 @@ def adjoints(
 
     for k, (mul_out, ir) in enumerate(desc.irreps_out):
         gk = gs[k]
-        gemm = [p for p in plan if p.i_out == k and p.mode == "uvw" and not p.input_side]
+        gemm = _gemm_paths(plan, k)
         if gemm:
-            w = torch.cat([weights[p.path] for p in gemm]) if len(gemm) > 1 else weights[gemm[0].path]
+            w = _cat([weights[p.path] for p in gemm])
             gt = (
                 (w @ gk.view(mul_out, -1))
                 .view(w.shape[0], ir.dim, batch)
@@ -235,7 +258,7 @@ def adjoints(
             )
             if want_w:
                 ts = [_couple(p, xs[p.i_in1], ys[p.i_in2], at) for p in gemm]
-                t = torch.cat(ts) if len(ts) > 1 else ts[0]
+                t = _cat(ts)
                 full = t.view(t.shape[0], -1) @ gk.view(mul_out, -1).t()
                 gw.update(zip((p.path for p in gemm), full.split([len(tp) for tp in ts]), strict=True))
             for p, gtp in zip(gemm, gt, strict=True):
@@ -253,21 +276,17 @@ def adjoints(
             add(gx, p.i_in1, gv)
             into_y(p, g2)
 
-    for i in sorted({p.i_in1 for p in plan if p.input_side}):  # input side: x_i @ [w_p ...]
-        paths = [p for p in plan if p.input_side and p.i_in1 == i]
+    for i, paths in _input_groups(plan):  # input side: x_i @ [w_p ...]
         ws = [weights[p.path] for p in paths]
-        wcat = torch.cat(ws, dim=1) if len(ws) > 1 else ws[0]
         v = xs[i]
-        products = (
-            (wcat.t() @ v.view(v.shape[0], -1)).view(-1, v.shape[1], batch).split([w.shape[1] for w in ws])
-        )
+        wcat, products = _input_products(v, ws)
         gps = []
         for p, product_p in zip(paths, products, strict=True):
             gp, g2 = _couple_adjoints(p, product_p, ys[p.i_in2], at, gs[p.i_out], want_x or want_w)
             gps.append(gp)
             into_y(p, g2)
         if want_x or want_w:
-            gp = torch.cat(gps) if len(gps) > 1 else gps[0]  # [Σ W, d1, B]
+            gp = _cat(gps)  # [Σ W, d1, B]
             if want_x:
                 add(gx, i, (wcat @ gp.view(gp.shape[0], -1)).view(v.shape))
             if want_w:
@@ -391,7 +410,7 @@ def tensor_product_fused(
             parts = [
                 Trilinear.apply(op, a, b, weight) for a, b in zip(x.split(rows), y.split(rows), strict=True)
             ]
-            return torch.cat(parts) if len(parts) > 1 else parts[0]
+            return _cat(parts)
 
         out = inductor.guarded(_FAILED, (desc, x.dtype), call, "tensor product", _log)
         if out is not None:
@@ -408,19 +427,15 @@ def cost(desc: TPDescriptor, prob: Problem) -> float:
     element)."""
     b, item, plan = prob.batch, prob.item, fused_plan(desc)
     total = 3 * KERNEL_S + formulation.elementwise(b * (desc.irreps_in1.dim + desc.irreps_out.dim), item, 2)
-    for i in {p.i_in1 for p in plan if p.input_side}:
+    for i, paths in _input_groups(plan):
         mul, ir = desc.irreps_in1[i]
-        widths = [desc.irreps_out[p.i_out].mul for p in plan if p.input_side and p.i_in1 == i]
+        widths = [desc.irreps_out[p.i_out].mul for p in paths]
         if prob.shared:
             total += formulation.gemm(b * ir.dim, sum(widths), mul, item)
         else:
             total += sum(formulation.bmm(b, ir.dim, w, mul, item) for w in widths)
     for k, (mul_out, ir) in enumerate(desc.irreps_out):
-        gemm = [
-            desc.irreps_in1[p.i_in1].mul
-            for p in plan
-            if p.i_out == k and p.mode == "uvw" and not p.input_side
-        ]
+        gemm = [desc.irreps_in1[p.i_in1].mul for p in _gemm_paths(plan, k)]
         if gemm and prob.shared:
             total += formulation.gemm(b * ir.dim, mul_out, sum(gemm), item)
         else:

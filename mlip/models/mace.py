@@ -115,8 +115,11 @@ class Interaction(torch.nn.Module):
         features = to_channels(self.conv(h, edges), self.target)
         if self.training:  # training differentiates forces: plain autograd, no recomputation
             prod = self.product(features, species)
-        else:  # channels-last in memory ([N, d, C]): the product basis reads it along C (vector loads)
-            features = features.transpose(1, 2).contiguous().transpose(1, 2)
+        else:
+            if isinstance(features.shape[0], torch.SymInt):  # traced: channels-last in memory ([N, d, C]),
+                # so the product basis's compiled loops read it along C (vector loads); eagerly the
+                # product basis copies its own rows
+                features = features.transpose(1, 2).contiguous().transpose(1, 2)
             prod = checkpointed_rows(self.product, features, species)
         return self.linear_product(from_channels(prod, self.irreps_out)) + skip
 
