@@ -26,9 +26,10 @@ as strided loads). The backward (:func:`adjoints`) is written by hand in the sam
 transposes, each coupling's adjoints; the compiled vector-Jacobian product of :func:`product` spent twice
 as long outside its GEMMs), one kernel per set of wanted gradients; :mod:`mlip.kernels.trilinear` gives
 every derivative order on these kernels (the product is linear in ``x`` and ``y``, affine in the
-weights). When it runs: :func:`applies` (eager CPU calls, :func:`mlip.kernels.inductor.worth_it`: one
-thread and enough work, ``MLIP_TP_INDUCTOR``); per-sample weights run ``sides`` (read with the batch last
-they would be strided); a failed compile is logged once and the caller's fallback runs.
+weights). When it runs: :func:`applies` (eager CPU calls, :func:`mlip.kernels.inductor.worth_it`: at most
+``MAX_THREADS`` torch threads and enough work, ``MLIP_TP_INDUCTOR``); per-sample weights run ``sides``
+(read with the batch last they would be strided); a failed compile is logged once and the caller's
+fallback runs. Its GEMMs are :func:`mlip.kernels.gemm.mm` (oneDNN in float32 where that is faster).
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ from dataclasses import dataclass
 
 import torch
 
-from mlip.kernels import inductor
+from mlip.kernels import gemm, inductor
 from mlip.kernels.tensor_product import blocks as per_block
 from mlip.kernels.tensor_product import formulation, sides
 from mlip.kernels.tensor_product.descriptor import TPDescriptor
@@ -49,6 +50,7 @@ from mlip.kernels.trilinear import Trilinear
 from mlip.o3 import cached_constant
 
 CHUNK_BYTES = 1 << 24  # batch chunks whose input or output takes at most about this (bounded temporaries)
+MAX_THREADS = 2  # offered (to the tuner) on at most this many torch threads: its loops are single-threaded
 _log = logging.getLogger(__name__)
 _FAILED: set[tuple] = set()  # (descriptor, dtype) whose first compile failed: sides runs
 
@@ -124,11 +126,13 @@ def _input_groups(plan: tuple[FusedPath, ...]) -> list[tuple[int, list[FusedPath
     return [(i, [p for p in plan if p.input_side and p.i_in1 == i]) for i in blocks]
 
 
-def _input_products(v: torch.Tensor, ws: list[torch.Tensor]) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+def _input_products(
+    v: torch.Tensor, ws: list[torch.Tensor], onednn: bool
+) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
     """One ``in1`` block ``v [U, d1, B]`` times its input-side paths' weights ``ws`` (``[U, W_p]`` each):
     the weights side by side ``[U, Σ W_p]`` and each path's product ``w_p^T v`` ``[W_p, d1, B]``."""
     wcat = _cat(ws, dim=1)
-    full = wcat.t() @ v.view(v.shape[0], -1)
+    full = gemm.mm(wcat.t(), v.view(v.shape[0], -1), onednn)
     return wcat, full.view(-1, v.shape[1], v.shape[2]).split([w.shape[1] for w in ws])
 
 
@@ -153,31 +157,33 @@ def product(
     *,
     desc: TPDescriptor,
     plan: tuple[FusedPath, ...],
+    onednn: bool,
 ) -> torch.Tensor:
     """The product over the paths ``plan`` (module docstring) as the kernels compile it, batch last:
     ``xt [dim1, B]`` and ``yt [dim2, B]`` (the inputs transposed), shared ``weight [weight_numel]`` (or
-    ``None``), ``g`` :func:`coupling` in the dtype; returns the output transposed, ``[dim_out, B]``."""
+    ``None``), ``g`` :func:`coupling` in the dtype; returns the output transposed, ``[dim_out, B]``. The
+    GEMMs are :func:`mlip.kernels.gemm.mm` (oneDNN in float32 where ``onednn``)."""
     batch = xt.shape[1]
     xs = _block_views(xt, desc.irreps_in1)
     ys = yt.split([mi.dim for mi in desc.irreps_in2])
     weights = per_block.path_weights(desc, weight)  # uvw [U, W], uvu [U, 1]
-    at = g.t() @ yt if g.shape[1] else None
+    at = gemm.mm(g.t(), yt, onednn) if g.shape[1] else None
 
     products: dict[int, torch.Tensor] = {}  # input-side path -> w^T x [W, d1, B]
     for i, paths in _input_groups(plan):
-        _, parts = _input_products(xs[i], [weights[p.path] for p in paths])
+        _, parts = _input_products(xs[i], [weights[p.path] for p in paths], onednn)
         products.update(zip((p.path for p in paths), parts, strict=True))
 
     out = []
     for k, (mul_out, ir) in enumerate(desc.irreps_out):
         total = None
-        gemm = _gemm_paths(plan, k)
-        if gemm:  # the paths' couplings side by side, one GEMM against their stacked weights
-            t = _cat([_couple(p, xs[p.i_in1], ys[p.i_in2], at) for p in gemm])
-            w = _cat([weights[p.path] for p in gemm])
-            total = (w.t() @ t.view(t.shape[0], -1)).view(mul_out, ir.dim, batch)
+        stacked = _gemm_paths(plan, k)
+        if stacked:  # the paths' couplings side by side, one GEMM against their stacked weights
+            t = _cat([_couple(p, xs[p.i_in1], ys[p.i_in2], at) for p in stacked])
+            w = _cat([weights[p.path] for p in stacked])
+            total = gemm.mm(w.t(), t.view(t.shape[0], -1), onednn).view(mul_out, ir.dim, batch)
         for p in plan:
-            if p.i_out != k or p in gemm:
+            if p.i_out != k or p in stacked:
                 continue
             if p.input_side:
                 term = _couple(p, products[p.path], ys[p.i_in2], at)
@@ -220,6 +226,7 @@ def adjoints(
     desc: TPDescriptor,
     plan: tuple[FusedPath, ...],
     want: tuple[bool, bool, bool],
+    onednn: bool,
 ) -> tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]:
     """``(grad_xt, grad_yt, grad_weight)`` of :func:`product` for the transposed output gradient
     ``gradt [dim_out, B]``, those ``want`` asks for (``None`` for the others), written by hand in the same
@@ -230,7 +237,7 @@ def adjoints(
     ys = yt.split([mi.dim for mi in desc.irreps_in2])
     gs = _block_views(gradt, desc.irreps_out)
     weights = per_block.path_weights(desc, weight)
-    at = g.t() @ yt if g.shape[1] else None
+    at = gemm.mm(g.t(), yt, onednn) if g.shape[1] else None
     gx: dict[int, torch.Tensor] = {}
     gy: dict[int, torch.Tensor] = {}
     ga: dict[int, torch.Tensor] = {}  # general path -> its A's gradient [d * d1, B]
@@ -248,25 +255,25 @@ def adjoints(
 
     for k, (mul_out, ir) in enumerate(desc.irreps_out):
         gk = gs[k]
-        gemm = _gemm_paths(plan, k)
-        if gemm:
-            w = _cat([weights[p.path] for p in gemm])
+        stacked = _gemm_paths(plan, k)
+        if stacked:
+            w = _cat([weights[p.path] for p in stacked])
             gt = (
-                (w @ gk.view(mul_out, -1))
+                gemm.mm(w, gk.view(mul_out, -1), onednn)
                 .view(w.shape[0], ir.dim, batch)
-                .split([desc.irreps_in1[p.i_in1].mul for p in gemm])
+                .split([desc.irreps_in1[p.i_in1].mul for p in stacked])
             )
             if want_w:
-                ts = [_couple(p, xs[p.i_in1], ys[p.i_in2], at) for p in gemm]
+                ts = [_couple(p, xs[p.i_in1], ys[p.i_in2], at) for p in stacked]
                 t = _cat(ts)
-                full = t.view(t.shape[0], -1) @ gk.view(mul_out, -1).t()
-                gw.update(zip((p.path for p in gemm), full.split([len(tp) for tp in ts]), strict=True))
-            for p, gtp in zip(gemm, gt, strict=True):
+                full = gemm.mm(t.view(t.shape[0], -1), gk.view(mul_out, -1).t(), onednn)
+                gw.update(zip((p.path for p in stacked), full.split([len(tp) for tp in ts]), strict=True))
+            for p, gtp in zip(stacked, gt, strict=True):
                 gv, g2 = _couple_adjoints(p, xs[p.i_in1], ys[p.i_in2], at, gtp, want_x)
                 add(gx, p.i_in1, gv)
                 into_y(p, g2)
         for p in plan:
-            if p.i_out != k or p in gemm or p.input_side:
+            if p.i_out != k or p in stacked or p.input_side:
                 continue
             v, wp = xs[p.i_in1], weights[p.path]  # uvu: weights [U, 1] per channel
             gtp = gk if wp is None else gk * wp.view(-1, 1, 1)
@@ -279,7 +286,7 @@ def adjoints(
     for i, paths in _input_groups(plan):  # input side: x_i @ [w_p ...]
         ws = [weights[p.path] for p in paths]
         v = xs[i]
-        wcat, products = _input_products(v, ws)
+        wcat, products = _input_products(v, ws, onednn)
         gps = []
         for p, product_p in zip(paths, products, strict=True):
             gp, g2 = _couple_adjoints(p, product_p, ys[p.i_in2], at, gs[p.i_out], want_x or want_w)
@@ -288,9 +295,9 @@ def adjoints(
         if want_x or want_w:
             gp = _cat(gps)  # [Σ W, d1, B]
             if want_x:
-                add(gx, i, (wcat @ gp.view(gp.shape[0], -1)).view(v.shape))
+                add(gx, i, gemm.mm(wcat, gp.view(gp.shape[0], -1), onednn).view(v.shape))
             if want_w:
-                full = v.view(v.shape[0], -1) @ gp.view(gp.shape[0], -1).t()  # [U, Σ W]
+                full = gemm.mm(v.view(v.shape[0], -1), gp.view(gp.shape[0], -1).t(), onednn)  # [U, Σ W]
                 gw.update(
                     zip((p.path for p in paths), full.split([w.shape[1] for w in ws], dim=1), strict=True)
                 )
@@ -303,7 +310,7 @@ def adjoints(
         grad_y = torch.cat([gy[j] if j in gy else yt.new_zeros(mi.dim, batch)
                             for j, mi in enumerate(desc.irreps_in2)])  # fmt: skip
         if ga:  # the general paths' A = G^T y: one GEMM back to every in2 block
-            grad_y = grad_y + g @ torch.cat([ga[p.path] for p in plan if p.kind == "general"])
+            grad_y = grad_y + gemm.mm(g, torch.cat([ga[p.path] for p in plan if p.kind == "general"]), onednn)
     if want_w:
         pieces = [gw[n].reshape(-1) if n in gw else weight.new_zeros(ins.weight_numel)
                   for n, ins in enumerate(desc.instructions) if ins.has_weight]  # fmt: skip
@@ -320,17 +327,17 @@ def _transposed(*tensors: torch.Tensor | None) -> list[torch.Tensor | None]:
 @functools.cache
 def _kernel(name: str, key: tuple):
     """The compiled kernel ``name`` for ``key``: ``"transposed"`` for the arguments' ``None`` pattern
-    (``count`` booleans) and the batch dimension, ``"product"`` for
-    ``(desc, weighted_only)``, ``"adjoints"`` for ``(desc, weighted_only, want)``. Each has one fixed
-    structure: its compiled graphs keep guards on tensors only (argument counts and ``None`` are not
-    checked), so one kernel never serves two structures."""
+    (``count`` booleans) and the batch dimension, ``"product"`` for ``(desc, weighted_only, onednn)``,
+    ``"adjoints"`` for ``(desc, weighted_only, onednn, want)``. Each has one fixed structure: its compiled
+    graphs keep guards on tensors only (argument counts and ``None`` are not checked), so one kernel never
+    serves two structures."""
     if name == "transposed":
         return inductor.compile_kernel(_transposed, "tensor product")
-    desc, weighted_only = key[0], key[1]
-    static = {"desc": desc, "plan": fused_plan(desc, weighted_only)}
+    desc, weighted_only, onednn = key[:3]
+    static = {"desc": desc, "plan": fused_plan(desc, weighted_only), "onednn": onednn}
     if name == "product":
         return inductor.compile_kernel(product, "tensor product", **static)
-    return inductor.compile_kernel(adjoints, "tensor product", **static, want=key[2])
+    return inductor.compile_kernel(adjoints, "tensor product", **static, want=key[3])
 
 
 def _run(name: str, key: tuple, *tensors, dims: tuple):
@@ -348,9 +355,11 @@ def _transpose(*tensors: torch.Tensor | None, batch_dim: int) -> list[torch.Tens
 @dataclass(frozen=True)
 class _Operator:
     """The product of ``desc`` (over its weighted paths with ``weighted_only``) as
-    :mod:`mlip.kernels.trilinear`'s operator: linear in ``x`` and ``y``, affine in the weights."""
+    :mod:`mlip.kernels.trilinear`'s operator: linear in ``x`` and ``y``, affine in the weights; its GEMMs
+    on oneDNN where ``onednn`` (:func:`mlip.kernels.gemm.onednn_faster`)."""
 
     desc: TPDescriptor
+    onednn: bool
     weighted_only: bool = False
 
     def _g(self, like: torch.Tensor) -> torch.Tensor:
@@ -358,20 +367,20 @@ class _Operator:
 
     def forward(self, x, y, w):
         xt, yt = _transpose(x, y, batch_dim=0)
-        key = (self.desc, self.weighted_only)
+        key = (self.desc, self.weighted_only, self.onednn)
         (out,) = _transpose(_run("product", key, xt, yt, w, self._g(x), dims=(1, 1, None, None)), batch_dim=1)
         return out
 
     def adjoints(self, want, x, y, w, grad):
         want = (want[0], want[1], want[2] and w is not None)
         xt, yt, gradt = _transpose(x, y, grad, batch_dim=0)
-        key = (self.desc, self.weighted_only, want)
+        key = (self.desc, self.weighted_only, self.onednn, want)
         gxt, gyt, gw = _run("adjoints", key, xt, yt, w, self._g(x), gradt, dims=(1, 1, None, None, 1))
         gx, gy = _transpose(gxt, gyt, batch_dim=1)
         return gx, gy, gw
 
     def weighted(self):
-        return _Operator(self.desc, weighted_only=True)
+        return _Operator(self.desc, self.onednn, weighted_only=True)
 
 
 def messages(desc: TPDescriptor, batch: int) -> int:
@@ -387,7 +396,9 @@ def applies(desc: TPDescriptor, x: torch.Tensor, y: torch.Tensor, weight: torch.
         return False
     if weight is not None and weight.dim() != 1:
         return False
-    return inductor.plain(x, y, weight) and inductor.worth_it(messages(desc, x.shape[0]))
+    return inductor.plain(x, y, weight) and inductor.worth_it(
+        messages(desc, x.shape[0]), max_threads=MAX_THREADS
+    )
 
 
 def tensor_product_fused(
@@ -406,7 +417,7 @@ def tensor_product_fused(
         rows = max(256, CHUNK_BYTES // width)
 
         def call():
-            op = _Operator(desc)
+            op = _Operator(desc, gemm.onednn_faster())
             parts = [
                 Trilinear.apply(op, a, b, weight) for a, b in zip(x.split(rows), y.split(rows), strict=True)
             ]
@@ -435,11 +446,11 @@ def cost(desc: TPDescriptor, prob: Problem) -> float:
         else:
             total += sum(formulation.bmm(b, ir.dim, w, mul, item) for w in widths)
     for k, (mul_out, ir) in enumerate(desc.irreps_out):
-        gemm = [desc.irreps_in1[p.i_in1].mul for p in _gemm_paths(plan, k)]
-        if gemm and prob.shared:
-            total += formulation.gemm(b * ir.dim, mul_out, sum(gemm), item)
+        stacked = [desc.irreps_in1[p.i_in1].mul for p in _gemm_paths(plan, k)]
+        if stacked and prob.shared:
+            total += formulation.gemm(b * ir.dim, mul_out, sum(stacked), item)
         else:
-            total += sum(formulation.bmm(b, ir.dim, mul_out, u, item) for u in gemm)
+            total += sum(formulation.bmm(b, ir.dim, mul_out, u, item) for u in stacked)
     for p in plan:
         channels = desc.irreps_out[p.i_out].mul if p.input_side else desc.irreps_in1[p.i_in1].mul
         inner = 1 if p.kind in ("x", "y") else p.d1

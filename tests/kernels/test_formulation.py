@@ -11,7 +11,7 @@ import pytest
 import torch
 from torch.fx.experimental.proxy_tensor import make_fx
 
-from mlip.kernels import TensorProduct, inductor
+from mlip.kernels import TensorProduct, gemm, inductor
 from mlip.kernels.tensor_product import blocks, formulation, fused, sides
 from mlip.kernels.tensor_product import torch_fast as fast
 from mlip.kernels.tensor_product.configs import shape_instructions
@@ -307,6 +307,7 @@ def test_fused_matches_reference(monkeypatch, one_thread) -> None:
     """On its compiled kernels: output, gradients and double gradients equal the reference's (float64,
     shared weights), at two batch sizes on the same kernels (dynamic batch)."""
     monkeypatch.setenv(inductor.ENV, "1")
+    monkeypatch.setenv(gemm.ENV, "blas")
     calls = []
     original = fused._run
     monkeypatch.setattr(
@@ -322,21 +323,46 @@ def test_fused_matches_reference(monkeypatch, one_thread) -> None:
         for a, b in zip(got, _with_grads(ref, *args), strict=True):
             torch.testing.assert_close(a, b, rtol=1e-11, atol=1e-11)
     names = [name for name, _ in calls]
-    assert "product" in names and ("adjoints", (tp.descriptor, False, (True, True, True))) in calls
-    assert any(name == "adjoints" and sum(key[2]) == 2 for name, key in calls)  # the double backward's
+    assert "product" in names and ("adjoints", (tp.descriptor, False, False, (True, True, True))) in calls
+    assert any(name == "adjoints" and sum(key[3]) == 2 for name, key in calls)  # the double backward's
     assert any(name != "transposed" and key[1] for name, key in calls)  # the weighted paths alone (gg_w)
 
 
+@compiles
+def test_fused_float32_gemms_on_onednn(monkeypatch, one_thread) -> None:
+    """In float32 with oneDNN's GEMMs inside the compiled kernels: output, gradients and double gradients
+    equal the float64 reference's to float32 precision, and the kernels' products ran on oneDNN."""
+    if not torch.backends.mkldnn.is_available():
+        pytest.skip("torch built without oneDNN")
+    monkeypatch.setenv(inductor.ENV, "1")
+    monkeypatch.setenv(gemm.ENV, "onednn")
+    monkeypatch.setattr(gemm, "MIN_FLOPS", 0)
+    onednn = []
+    original = gemm._onednn
+    monkeypatch.setattr(gemm, "_onednn", lambda a, b: onednn.append(a.shape) or original(a, b))
+    tp = TensorProduct(*FUSED_PATHS, shared_weights=True)
+    ref = TensorProduct(*FUSED_PATHS, shared_weights=True, backend="reference")
+    args = _inputs(tp.descriptor, 7, True, seed=1)
+    args32 = [t.detach().float().requires_grad_() for t in args]
+    got = _with_grads(lambda a, b, c: fast.GENERAL_FORMULATIONS["fused"].run(tp.descriptor, a, b, c), *args32)
+    for a, b in zip(got, _with_grads(ref, *args), strict=True):
+        assert a.dtype == torch.float32
+        torch.testing.assert_close(a.double(), b, rtol=1e-4, atol=1e-4 * b.abs().max().item())
+    assert onednn
+
+
 def test_fused_when_it_runs(monkeypatch, one_thread) -> None:
-    """Auto: one thread and at least ``MIN_MESSAGES`` elements; ``0`` never; not for per-sample weights,
-    a single sample, nor inside a trace; the choice offers it only where it runs."""
+    """Auto: at most ``MAX_THREADS`` threads and at least ``MIN_MESSAGES`` elements; ``0`` never; not for
+    per-sample weights, a single sample, nor inside a trace; the choice offers it only where it runs."""
     desc = TensorProduct(*FUSED_PATHS).descriptor
     x, y, w = _inputs(desc, 8, True)
     monkeypatch.setenv(inductor.ENV, "auto")
     assert not fused.applies(desc, x, y, w)
     monkeypatch.setattr(inductor, "MIN_MESSAGES", 1)
     assert fused.applies(desc, x, y, w)
-    torch.set_num_threads(2)
+    torch.set_num_threads(fused.MAX_THREADS)
+    assert fused.applies(desc, x, y, w)
+    torch.set_num_threads(fused.MAX_THREADS + 1)  # single-threaded loops: many threads run the ATen paths
     assert not fused.applies(desc, x, y, w)
     torch.set_num_threads(1)
     assert not fused.applies(desc, x, y, _inputs(desc, 8, False)[2])  # per-sample weights
