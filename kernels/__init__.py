@@ -11,6 +11,7 @@ import torch
 
 from mlip.kernels.blocks import blocked_rows
 from mlip.kernels.gaunt import gaunt_tp
+from mlip.kernels.gemm import matmul
 from mlip.kernels.inductor import inductor_options
 from mlip.kernels.s2_activation import s2_activation, symmetric_product
 from mlip.kernels.tensor_product import TensorProduct, uvu_instructions
@@ -23,6 +24,7 @@ __all__ = [
     "blocked_rows",
     "gaunt_tp",
     "inductor_options",
+    "matmul",
     "s2_activation",
     "set_backend",
     "symmetric_product",

@@ -2,14 +2,16 @@
 
 torch's CPU ``mm`` calls MKL, whose float32 GEMM takes its AVX2 code on AMD CPUs even where they have
 AVX-512; oneDNN (bundled with torch, ``torch.ops.mkldnn._linear_pointwise``) dispatches on the ISA and
-runs the same product in its AVX-512 code (``benchmarks/notes/gemm.md``). Same float32 arithmetic (no
-reduced-precision mode), a fixed cost of some 15 us per call. :func:`mm` is ``a @ b`` for 2-D float32 CPU
-tensors, through oneDNN when :func:`onednn_faster` holds (a one-time measurement per process, or
-``MLIP_CPU_GEMM``) and the product holds at least ``MIN_FLOPS``, through ``torch.mm`` otherwise (other
-dtypes: oneDNN has no float64 GEMM on CPUs). Inside traced code (``torch.compile``, export) it is the
-custom op ``mlip::cpu_mm`` with a fake kernel, which Inductor calls as an extern kernel; it is meant for
-the fused eager kernels compiled in-process, not for exported packages (the op lives in Python).
-Autograd of any order: the backward products are :func:`mm` again.
+runs the same product in its AVX-512 code (``benchmarks/notes/gemm.md``): the same float32 arithmetic
+(no reduced-precision mode), with a fixed cost of some 15 us per call.
+
+:func:`matmul` is ``a @ b`` for 2-D tensors. It takes oneDNN for float32 CPU operands holding at least
+``MIN_FLOPS`` when :func:`onednn_faster` holds (measured once per process, or ``MLIP_CPU_GEMM``), and
+``torch.mm`` otherwise: other dtypes (oneDNN has no float64 GEMM on CPUs), and traced calls, unless
+the caller chooses oneDNN itself. The fused eager kernels do, inside the code they compile in-process:
+there it is the custom op ``mlip::cpu_mm`` (with a fake kernel), which Inductor calls as an extern
+kernel. Exported packages never hold it (the op lives in Python). Autograd of any order: the backward
+products are :func:`matmul` again.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ import os
 import time
 
 import torch
+
+from mlip.kernels import inductor
 
 ENV = "MLIP_CPU_GEMM"  # "onednn", "blas", unset: measured once per process
 MIN_FLOPS = 1 << 22  # 2 M K N below this: torch.mm (oneDNN's fixed cost per call is larger)
@@ -44,8 +48,8 @@ def _(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 def _cpu_mm_backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None]:
     a, b = ctx.saved_tensors
-    grad_a = mm(grad, b.t()) if ctx.needs_input_grad[0] else None
-    grad_b = mm(a.t(), grad) if ctx.needs_input_grad[1] else None
+    grad_a = matmul(grad, b.t()) if ctx.needs_input_grad[0] else None
+    grad_b = matmul(a.t(), grad) if ctx.needs_input_grad[1] else None
     return grad_a, grad_b
 
 
@@ -56,28 +60,33 @@ def _cpu_mm_setup(ctx, inputs: tuple, output: torch.Tensor) -> None:
 cpu_mm.register_autograd(_cpu_mm_backward, setup_context=_cpu_mm_setup)
 
 
-def _median_seconds(fn, calls: int = 5) -> float:
-    fn()
-    times = []
-    for _ in range(calls):
-        start = time.perf_counter()
+def _best_seconds(fns: list, rounds: int = 7) -> list[float]:
+    """The best time of each function over ``rounds`` interleaved calls (after one warm-up call each):
+    a neighbour's burst on a shared machine slows one round, not the minimum."""
+    for fn in fns:
         fn()
-        times.append(time.perf_counter() - start)
-    return sorted(times)[calls // 2]
+    best = [float("inf")] * len(fns)
+    for _ in range(rounds):
+        for i, fn in enumerate(fns):
+            start = time.perf_counter()
+            fn()
+            best[i] = min(best[i], time.perf_counter() - start)
+    return best
 
 
 @functools.cache
 def _measured(threads: int) -> bool:
     """Whether oneDNN ran :data:`CALIBRATION` at least :data:`MIN_SPEEDUP` times faster than ``torch.mm``
-    (median of 5 calls each, on ``threads`` torch threads; about 10 ms)."""
+    (:func:`_best_seconds`, on ``threads`` torch threads; about 10 ms)."""
     m, k, n = CALIBRATION
     gen = torch.Generator().manual_seed(0)
     a, b = torch.randn(m, k, generator=gen), torch.randn(k, n, generator=gen)
     try:
-        onednn = _median_seconds(lambda: _onednn(a, b))
+        _onednn(a, b)
     except RuntimeError:  # a torch build without oneDNN's inner product
         return False
-    return _median_seconds(lambda: torch.mm(a, b)) >= MIN_SPEEDUP * onednn
+    blas, onednn = _best_seconds([lambda: torch.mm(a, b), lambda: _onednn(a, b)])
+    return blas >= MIN_SPEEDUP * onednn
 
 
 def onednn_faster() -> bool:
@@ -90,7 +99,7 @@ def onednn_faster() -> bool:
 
 
 def takes_onednn(a: torch.Tensor, b: torch.Tensor, onednn: bool) -> bool:
-    """Whether :func:`mm` runs ``a @ b`` on oneDNN: ``onednn`` (:func:`onednn_faster`, decided by the
+    """Whether :func:`matmul` runs ``a @ b`` on oneDNN: ``onednn`` (:func:`onednn_faster`, decided by the
     caller), float32 CPU operands and at least :data:`MIN_FLOPS`."""
     if not onednn or a.dtype != torch.float32 or b.dtype != torch.float32 or a.device.type != "cpu":
         return False
@@ -98,9 +107,11 @@ def takes_onednn(a: torch.Tensor, b: torch.Tensor, onednn: bool) -> bool:
     return isinstance(flops, torch.SymInt) or flops >= MIN_FLOPS  # symbolic: a kernel for large batches
 
 
-def mm(a: torch.Tensor, b: torch.Tensor, onednn: bool | None = None) -> torch.Tensor:
-    """``a [M, K] @ b [K, N]``: ``[M, N]``. ``onednn``: the caller's :func:`onednn_faster` (traced code
-    must pass it: the default measures); the product runs on oneDNN where :func:`takes_onednn`."""
+def matmul(a: torch.Tensor, b: torch.Tensor, onednn: bool | None = None) -> torch.Tensor:
+    """``a [M, K] @ b [K, N]``: ``[M, N]``, on oneDNN where :func:`takes_onednn`. ``onednn``: the
+    caller's choice (the fused kernels pass theirs into the code they compile); ``None``: eager calls on
+    plain CPU tensors ask :func:`onednn_faster`, traced ones (export, ``torch.compile``, ``make_fx``) run
+    ``a @ b``, so that a traced graph holds ATen ops only."""
     if onednn is None:
-        onednn = onednn_faster()
+        onednn = inductor.plain(a, b) and onednn_faster()
     return cpu_mm(a, b) if takes_onednn(a, b, onednn) else a @ b

@@ -29,7 +29,7 @@ every derivative order on these kernels (the product is linear in ``x`` and ``y`
 weights). When it runs: :func:`applies` (eager CPU calls, :func:`mlip.kernels.inductor.worth_it`: at most
 ``MAX_THREADS`` torch threads and enough work, ``MLIP_TP_INDUCTOR``); per-sample weights run ``sides``
 (read with the batch last they would be strided); a failed compile is logged once and the caller's
-fallback runs. Its GEMMs are :func:`mlip.kernels.gemm.mm` (oneDNN in float32 where that is faster).
+fallback runs. Its GEMMs are :func:`mlip.kernels.gemm.matmul` (oneDNN in float32 where that is faster).
 """
 
 from __future__ import annotations
@@ -132,7 +132,7 @@ def _input_products(
     """One ``in1`` block ``v [U, d1, B]`` times its input-side paths' weights ``ws`` (``[U, W_p]`` each):
     the weights side by side ``[U, Σ W_p]`` and each path's product ``w_p^T v`` ``[W_p, d1, B]``."""
     wcat = _cat(ws, dim=1)
-    full = gemm.mm(wcat.t(), v.view(v.shape[0], -1), onednn)
+    full = gemm.matmul(wcat.t(), v.view(v.shape[0], -1), onednn)
     return wcat, full.view(-1, v.shape[1], v.shape[2]).split([w.shape[1] for w in ws])
 
 
@@ -162,12 +162,12 @@ def product(
     """The product over the paths ``plan`` (module docstring) as the kernels compile it, batch last:
     ``xt [dim1, B]`` and ``yt [dim2, B]`` (the inputs transposed), shared ``weight [weight_numel]`` (or
     ``None``), ``g`` :func:`coupling` in the dtype; returns the output transposed, ``[dim_out, B]``. The
-    GEMMs are :func:`mlip.kernels.gemm.mm` (oneDNN in float32 where ``onednn``)."""
+    GEMMs are :func:`mlip.kernels.gemm.matmul` (oneDNN in float32 where ``onednn``)."""
     batch = xt.shape[1]
     xs = _block_views(xt, desc.irreps_in1)
     ys = yt.split([mi.dim for mi in desc.irreps_in2])
     weights = per_block.path_weights(desc, weight)  # uvw [U, W], uvu [U, 1]
-    at = gemm.mm(g.t(), yt, onednn) if g.shape[1] else None
+    at = gemm.matmul(g.t(), yt, onednn) if g.shape[1] else None
 
     products: dict[int, torch.Tensor] = {}  # input-side path -> w^T x [W, d1, B]
     for i, paths in _input_groups(plan):
@@ -181,7 +181,7 @@ def product(
         if stacked:  # the paths' couplings side by side, one GEMM against their stacked weights
             t = _cat([_couple(p, xs[p.i_in1], ys[p.i_in2], at) for p in stacked])
             w = _cat([weights[p.path] for p in stacked])
-            total = gemm.mm(w.t(), t.view(t.shape[0], -1), onednn).view(mul_out, ir.dim, batch)
+            total = gemm.matmul(w.t(), t.view(t.shape[0], -1), onednn).view(mul_out, ir.dim, batch)
         for p in plan:
             if p.i_out != k or p in stacked:
                 continue
@@ -237,7 +237,7 @@ def adjoints(
     ys = yt.split([mi.dim for mi in desc.irreps_in2])
     gs = _block_views(gradt, desc.irreps_out)
     weights = per_block.path_weights(desc, weight)
-    at = gemm.mm(g.t(), yt, onednn) if g.shape[1] else None
+    at = gemm.matmul(g.t(), yt, onednn) if g.shape[1] else None
     gx: dict[int, torch.Tensor] = {}
     gy: dict[int, torch.Tensor] = {}
     ga: dict[int, torch.Tensor] = {}  # general path -> its A's gradient [d * d1, B]
@@ -259,14 +259,14 @@ def adjoints(
         if stacked:
             w = _cat([weights[p.path] for p in stacked])
             gt = (
-                gemm.mm(w, gk.view(mul_out, -1), onednn)
+                gemm.matmul(w, gk.view(mul_out, -1), onednn)
                 .view(w.shape[0], ir.dim, batch)
                 .split([desc.irreps_in1[p.i_in1].mul for p in stacked])
             )
             if want_w:
                 ts = [_couple(p, xs[p.i_in1], ys[p.i_in2], at) for p in stacked]
                 t = _cat(ts)
-                full = gemm.mm(t.view(t.shape[0], -1), gk.view(mul_out, -1).t(), onednn)
+                full = gemm.matmul(t.view(t.shape[0], -1), gk.view(mul_out, -1).t(), onednn)
                 gw.update(zip((p.path for p in stacked), full.split([len(tp) for tp in ts]), strict=True))
             for p, gtp in zip(stacked, gt, strict=True):
                 gv, g2 = _couple_adjoints(p, xs[p.i_in1], ys[p.i_in2], at, gtp, want_x)
@@ -295,9 +295,9 @@ def adjoints(
         if want_x or want_w:
             gp = _cat(gps)  # [Σ W, d1, B]
             if want_x:
-                add(gx, i, gemm.mm(wcat, gp.view(gp.shape[0], -1), onednn).view(v.shape))
+                add(gx, i, gemm.matmul(wcat, gp.view(gp.shape[0], -1), onednn).view(v.shape))
             if want_w:
-                full = gemm.mm(v.view(v.shape[0], -1), gp.view(gp.shape[0], -1).t(), onednn)  # [U, Σ W]
+                full = gemm.matmul(v.view(v.shape[0], -1), gp.view(gp.shape[0], -1).t(), onednn)  # [U, Σ W]
                 gw.update(
                     zip((p.path for p in paths), full.split([w.shape[1] for w in ws], dim=1), strict=True)
                 )
@@ -310,7 +310,9 @@ def adjoints(
         grad_y = torch.cat([gy[j] if j in gy else yt.new_zeros(mi.dim, batch)
                             for j, mi in enumerate(desc.irreps_in2)])  # fmt: skip
         if ga:  # the general paths' A = G^T y: one GEMM back to every in2 block
-            grad_y = grad_y + gemm.mm(g, torch.cat([ga[p.path] for p in plan if p.kind == "general"]), onednn)
+            grad_y = grad_y + gemm.matmul(
+                g, torch.cat([ga[p.path] for p in plan if p.kind == "general"]), onednn
+            )
     if want_w:
         pieces = [gw[n].reshape(-1) if n in gw else weight.new_zeros(ins.weight_numel)
                   for n, ins in enumerate(desc.instructions) if ins.has_weight]  # fmt: skip

@@ -14,6 +14,7 @@ from typing import NamedTuple
 
 import torch
 
+from mlip.kernels import matmul
 from mlip.o3 import Irreps, IrrepsLike
 
 
@@ -88,7 +89,11 @@ class Linear(torch.nn.Module):
         for j, _, _, d, paths, norm, piece in self._runs:
             xi = pieces[piece].reshape(n, -1, d)
             w = self.weights[paths[0]] if len(paths) == 1 else torch.cat([self.weights[p] for p in paths])
-            y = torch.einsum("nud,uw->nwd", xi, w.reshape(xi.shape[1], -1) * norm)
+            w = w.reshape(xi.shape[1], -1) * norm
+            if d == 1:
+                y = matmul(xi.reshape(n, -1), w).unsqueeze(-1)
+            else:  # rows (atom, component) against the channels: [N d, U] @ [U, W] -> [N, W, d]
+                y = matmul(xi.transpose(1, 2).reshape(n * d, -1), w).view(n, d, -1).transpose(1, 2)
             if rows is not None:  # pick each row's species: [N, S * mul_out, d] -> [N, mul_out, d]
                 y = y.reshape(n, self.num_species, -1, d)[rows, species]
             y = y.reshape(n, -1)

@@ -11,6 +11,7 @@ import math
 
 import torch
 
+from mlip.kernels import matmul
 from mlip.layers.activations import normalized_activation
 
 
@@ -110,7 +111,7 @@ class RadialMLP(torch.nn.Module):
         for i, w in enumerate(self.weights):
             # the activation's normalization constant is folded into the next layer's weight scale
             scale = (self.act.scale if i > 0 else 1.0) / math.sqrt(w.shape[0])
-            x = x @ (w * scale)
+            x = matmul(x, w * scale)
             if i < last:
                 x = self.act.fn(x)
         return x

@@ -21,6 +21,7 @@ import itertools
 
 import torch
 
+from mlip.kernels import matmul
 from mlip.o3 import Irrep, Irreps, IrrepsLike, cached_constant, wigner_3j
 
 
@@ -217,7 +218,9 @@ class SymmetricContraction(torch.nn.Module):
             previous = previous.index_select(0, parent) * xt.index_select(0, factor)
             monomials.append(previous)
         coeff = cached_constant((*key, "coeff"), lambda: plan["coeff"], x.dtype, x.device)
-        projected = coeff @ torch.cat(monomials).reshape(plan["coeff"].shape[1], n * c)  # [Σ (2L+1) K, N C]
+        projected = matmul(
+            coeff, torch.cat(monomials).reshape(plan["coeff"].shape[1], n * c)
+        )  # [Σ (2L+1) K, N C]
         outs, row = [], 0
         for (_, ir_out), w in zip(self.irreps_out, self._irrep_weights(), strict=True):
             k = w.shape[1]

@@ -34,9 +34,10 @@ def _derivatives(mm, a, b):
     return [out, *grads, *second]
 
 
-def test_onednn_route_equals_the_float64_product(onednn_calls) -> None:
+def test_onednn_route_equals_the_float64_product(onednn_calls, monkeypatch) -> None:
+    monkeypatch.setenv(gemm.ENV, "onednn")  # the backward's products ask onednn_faster
     a, b = _operands()
-    got = _derivatives(lambda p, q: gemm.mm(p, q, onednn=True), a, b)
+    got = _derivatives(lambda p, q: gemm.matmul(p, q, onednn=True), a, b)
     a64, b64 = (t.detach().double().requires_grad_() for t in (a, b))
     want = _derivatives(torch.mm, a64, b64)
     for g, w in zip(got, want, strict=True):
@@ -49,7 +50,7 @@ def test_onednn_route_equals_the_float64_product(onednn_calls) -> None:
 def test_transposed_operands(onednn_calls) -> None:
     a, b = _operands(m=K, k=M)  # a [70, 300]: use a.t() [300, 70], a strided view
     b2 = _operands(m=N, k=K)[0]  # [130, 70]: b2.t() [70, 130]
-    got = gemm.mm(a.detach().t(), b2.detach().t(), onednn=True)
+    got = gemm.matmul(a.detach().t(), b2.detach().t(), onednn=True)
     want = a.detach().double().t() @ b2.detach().double().t()
     torch.testing.assert_close(got.double(), want, rtol=1e-5, atol=1e-4)
     assert got.is_contiguous() and len(onednn_calls) == 1
@@ -71,13 +72,13 @@ def test_route(onednn_calls, monkeypatch) -> None:
     assert not gemm.takes_onednn(*small, onednn=True)
     assert not gemm.takes_onednn(*double, onednn=True)
     for a, b in (small, double):
-        torch.testing.assert_close(gemm.mm(a, b, onednn=True), a @ b, rtol=0, atol=0)
+        torch.testing.assert_close(gemm.matmul(a, b, onednn=True), a @ b, rtol=0, atol=0)
     assert onednn_calls == []
     monkeypatch.setenv(gemm.ENV, "blas")
     assert not gemm.onednn_faster()
     monkeypatch.setenv(gemm.ENV, "onednn")
     assert gemm.onednn_faster()
-    gemm.mm(*large)
+    gemm.matmul(*large)
     assert len(onednn_calls) == 1
 
 
@@ -85,10 +86,10 @@ def test_measured_choice_is_a_boolean_per_thread_count(monkeypatch) -> None:
     """Unset, the choice is measured once per thread count (either answer is valid: it is the CPU's)."""
     monkeypatch.delenv(gemm.ENV, raising=False)
     timed = []
-    monkeypatch.setattr(gemm, "_median_seconds", lambda fn, calls=5: timed.append(fn) or 1.0)
+    monkeypatch.setattr(gemm, "_best_seconds", lambda fns, rounds=7: timed.append(fns) or [1.0, 1.0])
     gemm._measured.cache_clear()
     try:
         assert gemm.onednn_faster() is False  # equal times: below MIN_SPEEDUP
-        assert gemm.onednn_faster() is False and len(timed) == 2  # cached
+        assert gemm.onednn_faster() is False and len(timed) == 1  # cached
     finally:
         gemm._measured.cache_clear()
