@@ -17,6 +17,7 @@ products are :func:`matmul` again.
 from __future__ import annotations
 
 import functools
+import math
 import os
 import time
 
@@ -35,26 +36,38 @@ def _onednn(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return torch.ops.mkldnn._linear_pointwise(a, b.t(), None, "none", [None], "")
 
 
+def _operands(a: torch.Tensor, b: torch.Tensor, transpose_b: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """``a`` as ``[M, K]`` and ``b`` as ``[K, N]`` (:func:`matmul`'s flattening; a view where it can be)."""
+    a2, b2 = a.flatten(1), b.flatten(1)
+    return a2, (b2.t() if transpose_b else b2)
+
+
 @torch.library.custom_op("mlip::cpu_mm", mutates_args=())
-def cpu_mm(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """``a [M, K] @ b [K, N]`` (float32, CPU) by oneDNN: ``[M, N]``, contiguous."""
-    return _onednn(a, b)
+def cpu_mm(a: torch.Tensor, b: torch.Tensor, transpose_b: bool) -> torch.Tensor:
+    """:func:`matmul`'s product (float32, CPU) by oneDNN: ``[M, N]``, contiguous. The operands come whole
+    and are flattened here, so that code compiled around the op writes them in their own shapes (given
+    as flattened views, Inductor merged their dimensions into loops it no longer vectorized)."""
+    return _onednn(*_operands(a, b, transpose_b))
 
 
 @cpu_mm.register_fake
-def _(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    return a.new_empty(a.shape[0], b.shape[1])
+def _(a: torch.Tensor, b: torch.Tensor, transpose_b: bool) -> torch.Tensor:
+    return a.new_empty(a.shape[0], b.shape[0] if transpose_b else math.prod(b.shape[1:]))
 
 
-def _cpu_mm_backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+def _cpu_mm_backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None, None]:
     a, b = ctx.saved_tensors
-    grad_a = matmul(grad, b.t()) if ctx.needs_input_grad[0] else None
-    grad_b = matmul(a.t(), grad) if ctx.needs_input_grad[1] else None
-    return grad_a, grad_b
+    a2, b2 = _operands(a, b, ctx.transpose_b)
+    grad_a = matmul(grad, b2.t()).view(a.shape) if ctx.needs_input_grad[0] else None
+    grad_b = None
+    if ctx.needs_input_grad[1]:
+        grad_b = (matmul(grad.t(), a2) if ctx.transpose_b else matmul(a2.t(), grad)).view(b.shape)
+    return grad_a, grad_b, None
 
 
 def _cpu_mm_setup(ctx, inputs: tuple, output: torch.Tensor) -> None:
-    ctx.save_for_backward(*inputs)
+    ctx.save_for_backward(inputs[0], inputs[1])
+    ctx.transpose_b = inputs[2]
 
 
 cpu_mm.register_autograd(_cpu_mm_backward, setup_context=_cpu_mm_setup)
@@ -99,19 +112,23 @@ def onednn_faster() -> bool:
 
 
 def takes_onednn(a: torch.Tensor, b: torch.Tensor, onednn: bool) -> bool:
-    """Whether :func:`matmul` runs ``a @ b`` on oneDNN: ``onednn`` (:func:`onednn_faster`, decided by the
-    caller), float32 CPU operands and at least :data:`MIN_FLOPS`."""
+    """Whether :func:`matmul` runs ``a @ b`` (2-D, as :func:`matmul` flattens them) on oneDNN: ``onednn``
+    (:func:`onednn_faster`, decided by the caller), float32 CPU operands and at least :data:`MIN_FLOPS`."""
     if not onednn or a.dtype != torch.float32 or b.dtype != torch.float32 or a.device.type != "cpu":
         return False
     flops = 2 * a.shape[0] * a.shape[1] * b.shape[1]
     return isinstance(flops, torch.SymInt) or flops >= MIN_FLOPS  # symbolic: a kernel for large batches
 
 
-def matmul(a: torch.Tensor, b: torch.Tensor, onednn: bool | None = None) -> torch.Tensor:
-    """``a [M, K] @ b [K, N]``: ``[M, N]``, on oneDNN where :func:`takes_onednn`. ``onednn``: the
-    caller's choice (the fused kernels pass theirs into the code they compile); ``None``: eager calls on
-    plain CPU tensors ask :func:`onednn_faster`, traced ones (export, ``torch.compile``, ``make_fx``) run
-    ``a @ b``, so that a traced graph holds ATen ops only."""
+def matmul(
+    a: torch.Tensor, b: torch.Tensor, onednn: bool | None = None, transpose_b: bool = False
+) -> torch.Tensor:
+    """``a [M, ...] @ b [K, ...]`` with the trailing dimensions flattened (``[M, K] @ [K, N]``), or with
+    ``transpose_b`` ``a @ bᵀ`` for ``b [N, ...]``: ``[M, N]``, on oneDNN where :func:`takes_onednn`.
+    ``onednn``: the caller's choice (the fused kernels pass theirs into the code they compile); ``None``:
+    eager calls on plain CPU tensors ask :func:`onednn_faster`, traced ones (export, ``torch.compile``,
+    ``make_fx``) run ``torch.mm``, so that a traced graph holds ATen ops only."""
     if onednn is None:
         onednn = inductor.plain(a, b) and onednn_faster()
-    return cpu_mm(a, b) if takes_onednn(a, b, onednn) else a @ b
+    a2, b2 = _operands(a, b, transpose_b)
+    return cpu_mm(a, b, transpose_b) if takes_onednn(a2, b2, onednn) else a2 @ b2

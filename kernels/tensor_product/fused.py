@@ -132,7 +132,7 @@ def _input_products(
     """One ``in1`` block ``v [U, d1, B]`` times its input-side paths' weights ``ws`` (``[U, W_p]`` each):
     the weights side by side ``[U, Σ W_p]`` and each path's product ``w_p^T v`` ``[W_p, d1, B]``."""
     wcat = _cat(ws, dim=1)
-    full = gemm.matmul(wcat.t(), v.view(v.shape[0], -1), onednn)
+    full = gemm.matmul(wcat.t(), v, onednn)
     return wcat, full.view(-1, v.shape[1], v.shape[2]).split([w.shape[1] for w in ws])
 
 
@@ -181,7 +181,7 @@ def product(
         if stacked:  # the paths' couplings side by side, one GEMM against their stacked weights
             t = _cat([_couple(p, xs[p.i_in1], ys[p.i_in2], at) for p in stacked])
             w = _cat([weights[p.path] for p in stacked])
-            total = gemm.matmul(w.t(), t.view(t.shape[0], -1), onednn).view(mul_out, ir.dim, batch)
+            total = gemm.matmul(w.t(), t, onednn).view(mul_out, ir.dim, batch)
         for p in plan:
             if p.i_out != k or p in stacked:
                 continue
@@ -253,20 +253,20 @@ def adjoints(
         else:
             add(gy, p.i_in2, value)
 
-    for k, (mul_out, ir) in enumerate(desc.irreps_out):
+    for k, (_, ir) in enumerate(desc.irreps_out):
         gk = gs[k]
         stacked = _gemm_paths(plan, k)
         if stacked:
             w = _cat([weights[p.path] for p in stacked])
             gt = (
-                gemm.matmul(w, gk.view(mul_out, -1), onednn)
+                gemm.matmul(w, gk, onednn)
                 .view(w.shape[0], ir.dim, batch)
                 .split([desc.irreps_in1[p.i_in1].mul for p in stacked])
             )
             if want_w:
                 ts = [_couple(p, xs[p.i_in1], ys[p.i_in2], at) for p in stacked]
                 t = _cat(ts)
-                full = gemm.matmul(t.view(t.shape[0], -1), gk.view(mul_out, -1).t(), onednn)
+                full = gemm.matmul(t, gk, onednn, transpose_b=True)
                 gw.update(zip((p.path for p in stacked), full.split([len(tp) for tp in ts]), strict=True))
             for p, gtp in zip(stacked, gt, strict=True):
                 gv, g2 = _couple_adjoints(p, xs[p.i_in1], ys[p.i_in2], at, gtp, want_x)
@@ -295,9 +295,9 @@ def adjoints(
         if want_x or want_w:
             gp = _cat(gps)  # [Σ W, d1, B]
             if want_x:
-                add(gx, i, gemm.matmul(wcat, gp.view(gp.shape[0], -1), onednn).view(v.shape))
+                add(gx, i, gemm.matmul(wcat, gp, onednn).view(v.shape))
             if want_w:
-                full = gemm.matmul(v.view(v.shape[0], -1), gp.view(gp.shape[0], -1).t(), onednn)  # [U, Σ W]
+                full = gemm.matmul(v, gp, onednn, transpose_b=True)  # [U, Σ W]
                 gw.update(
                     zip((p.path for p in paths), full.split([w.shape[1] for w in ws], dim=1), strict=True)
                 )

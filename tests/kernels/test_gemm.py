@@ -57,9 +57,35 @@ def test_transposed_operands(onednn_calls) -> None:
 
 
 def test_opcheck() -> None:
+    """The op (fake kernel, autograd, both layouts of ``b``, operands with trailing dimensions)."""
     a, b = (t.detach() for t in _operands())
-    torch.library.opcheck(gemm.cpu_mm, (a, b))
-    torch.library.opcheck(gemm.cpu_mm, (a.requires_grad_(), b.requires_grad_()))
+    for args in ((a, b, False), (a, b.t().contiguous(), True), (a.view(M, 7, 10), b.view(K, 13, 10), False)):
+        torch.library.opcheck(gemm.cpu_mm, args)
+        torch.library.opcheck(
+            gemm.cpu_mm, tuple(t.requires_grad_() if torch.is_tensor(t) else t for t in args)
+        )
+
+
+def test_flattened_and_transposed_operands(onednn_calls, monkeypatch) -> None:
+    """``a [M, ...] @ b [K, ...]`` flattens the trailing dimensions; ``transpose_b`` takes ``b [N, ...]``;
+    both routes agree with the float64 product, with gradients in the operands' own shapes."""
+    monkeypatch.setenv(gemm.ENV, "onednn")
+    a, b = _operands()
+    a3 = a.detach().view(M, 7, 10).requires_grad_()
+    bt3 = b.detach().t().contiguous().view(N, 7, 10).requires_grad_()
+    for onednn in (True, False):
+        out = gemm.matmul(a3, bt3, onednn, transpose_b=True)
+        want = a3.detach().double().view(M, K) @ bt3.detach().double().view(N, K).t()
+        torch.testing.assert_close(out.double(), want, rtol=1e-5, atol=1e-4)
+        ga, gb = torch.autograd.grad(out.sum(), (a3, bt3))
+        assert ga.shape == a3.shape and gb.shape == bt3.shape
+        torch.testing.assert_close(
+            ga.double().view(M, K),
+            torch.ones(M, N).double() @ bt3.detach().double().view(N, K),
+            rtol=1e-5,
+            atol=1e-4,
+        )
+    assert len(onednn_calls) >= 1
 
 
 def test_route(onednn_calls, monkeypatch) -> None:
@@ -93,3 +119,16 @@ def test_measured_choice_is_a_boolean_per_thread_count(monkeypatch) -> None:
         assert gemm.onednn_faster() is False and len(timed) == 1  # cached
     finally:
         gemm._measured.cache_clear()
+
+
+def test_traced_calls_hold_aten_products(monkeypatch) -> None:
+    """Traced (make_fx, as export traces the model), :func:`matmul` records ``aten.mm``, not the custom
+    op, even where eager calls take oneDNN: exported packages must not need Python."""
+    from torch.fx.experimental.proxy_tensor import make_fx
+
+    monkeypatch.setenv(gemm.ENV, "onednn")
+    a, b = (t.detach() for t in _operands())
+    graph = make_fx(lambda p, q: gemm.matmul(p, q), tracing_mode="symbolic")(a, b)
+    targets = {str(node.target) for node in graph.graph.nodes if node.op == "call_function"}
+    assert any("aten.mm" in t for t in targets) and not any("cpu_mm" in t for t in targets)
+    torch.testing.assert_close(graph(a, b), a @ b)
