@@ -7,13 +7,14 @@ fastest depends on the descriptor's shape, the dtype and the CPU. :func:`choose`
 1. ``MLIP_TP_FORMULATION=name`` forces a formulation of that name wherever it applies (benchmarks' A/B).
 2. On the CPU, in eager mode, with plain tensors, the first call *tunes*: it times every applicable
    formulation on random inputs of the call's shape (batch clamped to ``TUNE_BATCH``), three interleaved
-   rounds, best of each: forward + backward when the call records a graph (grad mode on and an input
-   that requires grad), else the forward alone (inference takes the fastest forward, which can be
-   another formulation), and stores the winner in a JSON file keyed by
-   CPU model, torch version, threads, family, dtype, weights, pass and descriptor (:func:`cache_path`), so a
-   later process on the same CPU model reads it instead (the fastest of this call's candidates, so an
-   entry that also timed a formulation not offered here, e.g. a compiled one below its size threshold,
-   still answers; one that lacks a candidate, e.g. timed before a formulation was added, is tuned again).
+   rounds of ``CALLS_PER_ROUND`` consecutive calls, best of each: forward + backward when the call
+   records a graph (grad mode on and an input that requires grad), else the forward alone (inference
+   takes the fastest forward, which can be another formulation), and stores the winner in a JSON file
+   keyed by CPU model, torch version, threads, GEMM library, family, dtype, weights, pass and descriptor
+   (:func:`cache_path`), so a later process on the same CPU model reads it instead (the fastest of this
+   call's candidates, so an entry that also timed a formulation not offered here, e.g. a compiled one
+   below its size threshold, still answers; one that lacks a candidate, e.g. timed before a formulation
+   was added, is tuned again).
    ``MLIP_TP_TUNE=0`` turns tuning off (the test suite does, for reproducible choices).
 3. Otherwise (tuning off, CUDA, or inside ``torch.compile`` / ``make_fx`` / ``torch.export`` traces,
    where nothing may be timed) the cost model decides: each formulation estimates its own time from the
@@ -36,12 +37,14 @@ from pathlib import Path
 
 import torch
 
+from mlip.kernels.gemm import onednn_faster
 from mlip.kernels.tensor_product.descriptor import TPDescriptor, descriptor_key
 
 FORCE_ENV = "MLIP_TP_FORMULATION"
 TUNE_ENV = "MLIP_TP_TUNE"
 CACHE_ENV = "MLIP_TP_TUNE_CACHE"
 TUNE_BATCH = (256, 2048)
+CALLS_PER_ROUND = 2  # consecutive timed calls of a candidate per round (the best one counts)
 TRACE_BATCH = 1024
 _CHOSEN: dict[tuple, str] = {}  # tuned (or cached) choices of this process
 _MODELLED: dict[tuple, str] = {}  # cost-model choices, kept apart so a later eager call may still tune
@@ -181,8 +184,9 @@ def cpu_model() -> str:
 
 def cache_key(family: str, desc: TPDescriptor, prob: Problem) -> str:
     weights = {None: "none", True: "shared", False: "per-sample"}[prob.shared]
+    blas = "gemm onednn" if onednn_faster() else "gemm blas"  # the float32 products the times had
     return "|".join(
-        [cpu_model(), f"torch {torch.__version__}", f"threads {prob.threads}", family,
+        [cpu_model(), f"torch {torch.__version__}", f"threads {prob.threads}", blas, family,
          str(prob.dtype), weights, "fwd+bwd" if prob.grad else "fwd", descriptor_key(desc)]
     )  # fmt: skip
 
@@ -221,8 +225,8 @@ def _tuned(family: str, candidates: Mapping[str, Formulation], desc: TPDescripto
 def time_candidates(
     candidates: Mapping[str, Formulation], desc: TPDescriptor, prob: Problem, rounds: int = 3
 ) -> dict[str, float]:
-    """Best-of-``rounds`` seconds of forward + backward (gradients of every input; the forward alone when
-    ``prob.grad`` is false) per candidate, rounds
+    """Best seconds of forward + backward (gradients of every input; the forward alone when ``prob.grad``
+    is false) per candidate over ``rounds`` rounds of ``CALLS_PER_ROUND`` consecutive calls each, rounds
     interleaved so a busy machine slows every candidate alike; random inputs of the problem's shape.
     Measures CPU time with one thread (waits for a core left out), wall time with more."""
     with torch.inference_mode(False):
@@ -261,5 +265,6 @@ def _time_candidates(
             once(f)  # warm-up: coefficient tables, allocator
         for _ in range(rounds):
             for n, f in candidates.items():
-                best[n] = min(best[n], once(f))
+                for _ in range(CALLS_PER_ROUND):  # back to back: the later calls run warm, as in a loop
+                    best[n] = min(best[n], once(f))
     return best
