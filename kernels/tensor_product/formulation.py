@@ -44,7 +44,8 @@ FORCE_ENV = "MLIP_TP_FORMULATION"
 TUNE_ENV = "MLIP_TP_TUNE"
 CACHE_ENV = "MLIP_TP_TUNE_CACHE"
 TUNE_BATCH = (256, 2048)
-CALLS_PER_ROUND = 2  # consecutive timed calls of a candidate per round (the best one counts)
+CALLS_PER_ROUND = 4  # consecutive timed calls of a candidate per round (the best one counts)
+WARMUP_CALLS = 2  # untimed calls of each candidate first (a compiled one settles over its first calls)
 TRACE_BATCH = 1024
 _CHOSEN: dict[tuple, str] = {}  # tuned (or cached) choices of this process
 _MODELLED: dict[tuple, str] = {}  # cost-model choices, kept apart so a later eager call may still tune
@@ -262,7 +263,8 @@ def _time_candidates(
     best = {n: float("inf") for n in candidates}
     with torch.enable_grad():  # the caller may be under no_grad
         for f in candidates.values():
-            once(f)  # warm-up: coefficient tables, allocator
+            for _ in range(WARMUP_CALLS):  # coefficient tables, compiles, the allocator's first faults
+                once(f)
         for _ in range(rounds):
             for n, f in candidates.items():
                 for _ in range(CALLS_PER_ROUND):  # back to back: the later calls run warm, as in a loop
