@@ -338,6 +338,7 @@ def main() -> None:
         "--points", nargs="*", default=None, help="with --sweep: names containing one of these"
     )
     parser.add_argument("--dtypes", nargs="*", default=["float32", "float64"])
+    parser.add_argument("--threads", type=int, nargs="*", default=None, help="with --sweep: only these")
     parser.add_argument("--passes", nargs="*", default=list(PASSES))
     parser.add_argument("--edges", type=int, default=None, help="batch (edges); default 50k (20k double)")
     parser.add_argument("--repeats", type=int, default=None)
@@ -380,7 +381,9 @@ def main() -> None:
                 for n in names for d in args.dtypes]  # fmt: skip
     rows = []
     for point, label in jobs:
-        if args.sweep and point["dtype"] not in args.dtypes:
+        if args.sweep and (
+            point["dtype"] not in args.dtypes or args.threads and point["threads"] not in args.threads
+        ):
             continue
         threads = torch.get_num_threads()
         if point["threads"]:

@@ -26,9 +26,9 @@ as strided loads). The backward (:func:`adjoints`) is written by hand in the sam
 transposes, each coupling's adjoints; the compiled vector-Jacobian product of :func:`product` spent twice
 as long outside its GEMMs), one kernel per set of wanted gradients; :mod:`mlip.kernels.trilinear` gives
 every derivative order on these kernels (the product is linear in ``x`` and ``y``, affine in the
-weights). When it runs: :func:`applies` (eager CPU calls, :func:`mlip.kernels.inductor.worth_it`: at most
-``MAX_THREADS`` torch threads and enough work, ``MLIP_TP_INDUCTOR``); per-sample weights run ``sides``
-(read with the batch last they would be strided); a failed compile is logged once and the caller's
+weights). When it runs: :func:`applies` (eager CPU calls, :func:`mlip.kernels.inductor.worth_it`: at
+most ``MAX_THREADS[dtype]`` torch threads and enough work, ``MLIP_TP_INDUCTOR``); per-sample weights run
+``sides`` (read with the batch last they would be strided); a failed compile is logged once and the caller's
 fallback runs. Its GEMMs are :func:`mlip.kernels.gemm.matmul` (oneDNN in float32 where that is faster).
 """
 
@@ -50,7 +50,10 @@ from mlip.kernels.trilinear import Trilinear
 from mlip.o3 import cached_constant
 
 CHUNK_BYTES = 1 << 24  # batch chunks whose input or output takes at most about this (bounded temporaries)
-MAX_THREADS = 2  # offered (to the tuner) on at most this many torch threads: its loops are single-threaded
+# offered (to the tuner) on at most this many torch threads (its loops are single-threaded): in float32,
+# where its GEMMs run on oneDNN, 2; in float64 (MKL's GEMMs, as the ATen formulations') 1, since at 2
+# threads its double backward fell behind e3nn's (benchmarks/notes/tp_cpu_profile.md)
+MAX_THREADS = {torch.float32: 2, torch.float64: 1}
 _log = logging.getLogger(__name__)
 _FAILED: set[tuple] = set()  # (descriptor, dtype) whose first compile failed: sides runs
 
@@ -399,7 +402,7 @@ def applies(desc: TPDescriptor, x: torch.Tensor, y: torch.Tensor, weight: torch.
     if weight is not None and weight.dim() != 1:
         return False
     return inductor.plain(x, y, weight) and inductor.worth_it(
-        messages(desc, x.shape[0]), max_threads=MAX_THREADS
+        messages(desc, x.shape[0]), max_threads=MAX_THREADS.get(x.dtype, 1)
     )
 
 

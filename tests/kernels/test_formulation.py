@@ -352,18 +352,21 @@ def test_fused_float32_gemms_on_onednn(monkeypatch, one_thread) -> None:
 
 
 def test_fused_when_it_runs(monkeypatch, one_thread) -> None:
-    """Auto: at most ``MAX_THREADS`` threads and at least ``MIN_MESSAGES`` elements; ``0`` never; not for
-    per-sample weights, a single sample, nor inside a trace; the choice offers it only where it runs."""
+    """Auto: at most ``MAX_THREADS[dtype]`` threads and at least ``MIN_MESSAGES`` elements; ``0`` never;
+    not for per-sample weights, a single sample, nor inside a trace; the choice offers it where it runs."""
     desc = TensorProduct(*FUSED_PATHS).descriptor
     x, y, w = _inputs(desc, 8, True)
     monkeypatch.setenv(inductor.ENV, "auto")
     assert not fused.applies(desc, x, y, w)
     monkeypatch.setattr(inductor, "MIN_MESSAGES", 1)
     assert fused.applies(desc, x, y, w)
-    torch.set_num_threads(fused.MAX_THREADS)
+    torch.set_num_threads(fused.MAX_THREADS[x.dtype])
     assert fused.applies(desc, x, y, w)
-    torch.set_num_threads(fused.MAX_THREADS + 1)  # single-threaded loops: many threads run the ATen paths
+    torch.set_num_threads(fused.MAX_THREADS[x.dtype] + 1)  # single-threaded loops: the ATen paths
     assert not fused.applies(desc, x, y, w)
+    x32, y32, w32 = (t.detach().float() for t in (x, y, w))
+    torch.set_num_threads(fused.MAX_THREADS[torch.float32])
+    assert fused.applies(desc, x32, y32, w32)
     torch.set_num_threads(1)
     assert not fused.applies(desc, x, y, _inputs(desc, 8, False)[2])  # per-sample weights
     assert not fused.applies(desc, x[:1], y[:1], w)
