@@ -8,13 +8,14 @@ fastest depends on the descriptor's shape, the dtype and the CPU. :func:`choose`
 2. On the CPU, in eager mode, with plain tensors, the first call *tunes*: it times every applicable
    formulation on random inputs of the call's shape (batch clamped to ``TUNE_BATCH``), three interleaved
    rounds of ``CALLS_PER_ROUND`` consecutive calls, best of each: forward + backward when the call
-   records a graph (grad mode on and an input that requires grad), else the forward alone (inference
-   takes the fastest forward, which can be another formulation), and stores the winner in a JSON file
-   keyed by CPU model, torch version, threads, GEMM library, family, dtype, weights, pass and descriptor
-   (:func:`cache_path`), so a later process on the same CPU model reads it instead (the fastest of this
-   call's candidates, so an entry that also timed a formulation not offered here, e.g. a compiled one
-   below its size threshold, still answers; one that lacks a candidate, e.g. timed before a formulation
-   was added, is tuned again).
+   records a graph (grad mode on and an input that requires grad), also the double backward when the
+   weights require grad (``train``: a force-trained step differentiates its backward again), else the
+   forward alone (inference takes the fastest forward, which can be another formulation), and stores
+   the winner in a JSON file keyed by CPU model, torch version, threads, GEMM library, family, dtype,
+   weights, pass and descriptor (:func:`cache_path`), so a later process on the same CPU model reads it
+   instead (the fastest of this call's candidates, so an entry that also timed a formulation not offered
+   here, e.g. a compiled one below its size threshold, still answers; one that lacks a candidate, e.g.
+   timed before a formulation was added, is tuned again).
    ``MLIP_TP_TUNE=0`` turns tuning off (the test suite does, for reproducible choices).
 3. Otherwise (tuning off, CUDA, or inside ``torch.compile`` / ``make_fx`` / ``torch.export`` traces,
    where nothing may be timed) the cost model decides: each formulation estimates its own time from the
@@ -61,6 +62,14 @@ class Problem:
     shared: bool | None  # None: no weights
     threads: int
     grad: bool = True  # the call records a graph: tune on forward + backward, else on the forward
+    # the weights require grad too: a training step, whose force loss differentiates the backward again,
+    # so forward + backward + the backward of the gradients is timed
+    train: bool = False
+
+    @property
+    def kind(self) -> str:
+        """The pass the choice is tuned on (and cached under): ``fwd``, ``fwd+bwd`` or ``train``."""
+        return "train" if self.train else "fwd+bwd" if self.grad else "fwd"
 
     @property
     def item(self) -> int:
@@ -116,7 +125,8 @@ def problem_of(x: torch.Tensor, weight: torch.Tensor | None, y: torch.Tensor | N
     shared = None if weight is None else weight.dim() == 1
     batch = TRACE_BATCH if isinstance(x.shape[0], torch.SymInt) else int(x.shape[0])
     grad = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (x, y, weight))
-    return Problem(batch, x.dtype, x.device.type, shared, torch.get_num_threads(), grad)
+    train = grad and weight is not None and weight.requires_grad
+    return Problem(batch, x.dtype, x.device.type, shared, torch.get_num_threads(), grad, train)
 
 
 def _tunable(x: torch.Tensor, weight: torch.Tensor | None) -> bool:
@@ -152,7 +162,7 @@ def choose(
     if len(candidates) == 1:
         return next(iter(candidates.values()))
     prob = problem_of(x, weight, y)
-    key = (family, desc, prob.dtype, prob.device, prob.shared, prob.threads, prob.grad, tuple(candidates))
+    key = (family, desc, prob.dtype, prob.device, prob.shared, prob.threads, prob.kind, tuple(candidates))
     if key in _CHOSEN:
         return candidates[_CHOSEN[key]]
     if _tunable(x, weight):
@@ -188,7 +198,7 @@ def cache_key(family: str, desc: TPDescriptor, prob: Problem) -> str:
     blas = "gemm onednn" if onednn_faster() else "gemm blas"  # the float32 products the times had
     return "|".join(
         [cpu_model(), f"torch {torch.__version__}", f"threads {prob.threads}", blas, family,
-         str(prob.dtype), weights, "fwd+bwd" if prob.grad else "fwd", descriptor_key(desc)]
+         str(prob.dtype), weights, prob.kind, descriptor_key(desc)]
     )  # fmt: skip
 
 
@@ -226,10 +236,11 @@ def _tuned(family: str, candidates: Mapping[str, Formulation], desc: TPDescripto
 def time_candidates(
     candidates: Mapping[str, Formulation], desc: TPDescriptor, prob: Problem, rounds: int = 3
 ) -> dict[str, float]:
-    """Best seconds of forward + backward (gradients of every input; the forward alone when ``prob.grad``
-    is false) per candidate over ``rounds`` rounds of ``CALLS_PER_ROUND`` consecutive calls each, rounds
-    interleaved so a busy machine slows every candidate alike; random inputs of the problem's shape.
-    Measures CPU time with one thread (waits for a core left out), wall time with more."""
+    """Best seconds of the pass ``prob.kind`` (``fwd``; ``fwd+bwd``: gradients of every input; ``train``:
+    those with a graph, then the gradients of their squares) per candidate over ``rounds`` rounds of
+    ``CALLS_PER_ROUND`` consecutive calls each, rounds interleaved so a busy machine slows every candidate
+    alike; random inputs of the problem's shape. Measures CPU time with one thread (waits for a core left
+    out), wall time with more."""
     with torch.inference_mode(False):
         return _time_candidates(candidates, desc, prob, rounds)
 
@@ -252,7 +263,11 @@ def _time_candidates(
 
     def once(f: Formulation) -> float:
         start = clock()
-        if prob.grad:
+        if prob.train:
+            out = f.run(desc, x, y, weight)
+            grads = torch.autograd.grad(out.square().sum(), leaves, create_graph=True)
+            torch.autograd.grad(sum(g.square().sum() for g in grads), leaves)
+        elif prob.grad:
             out = f.run(desc, x, y, weight)
             torch.autograd.grad(out.square().sum(), leaves)
         else:

@@ -224,20 +224,28 @@ def test_cache_entry_over_other_candidates_is_retuned(fresh_choices, monkeypatch
 
 
 def test_tuner_times_the_pass_of_the_call(fresh_choices, monkeypatch) -> None:
-    """A call that records a graph is tuned on forward + backward, one that does not (no input requires
-    grad, or grad mode off) on the forward alone: two cache entries, each pass its own choice."""
+    """A call that records a graph is tuned on forward + backward, with the double backward too when the
+    weights require grad (a training step), one that does not (no input requires grad, or grad mode off)
+    on the forward alone: three cache entries, each pass its own choice."""
     desc = _desc()
     x, y, w = _inputs(desc, 8, True)
     backwards = []
     grad = torch.autograd.grad
-    monkeypatch.setattr(torch.autograd, "grad", lambda *a, **k: backwards.append(1) or grad(*a, **k))
+    monkeypatch.setattr(
+        torch.autograd,
+        "grad",
+        lambda *a, **k: backwards.append(k.get("create_graph", False)) or grad(*a, **k),
+    )
     with torch.no_grad():
         formulation.choose("general", fast.GENERAL_FORMULATIONS, desc, x, w, y)
     assert not backwards  # the forward alone was timed
     formulation.choose("general", fast.GENERAL_FORMULATIONS, desc, x.detach(), w.detach(), y)
-    assert backwards  # y requires grad: forward + backward timed
+    assert backwards and not any(backwards)  # y requires grad: forward + backward timed
+    backwards.clear()
+    formulation.choose("general", fast.GENERAL_FORMULATIONS, desc, x.detach(), w, y)
+    assert any(backwards) and not all(backwards)  # w too: a backward with a graph, then its backward
     keys = sorted(json.loads(fresh_choices.read_text()))
-    assert len(keys) == 2 and "|fwd|" in keys[0] + keys[1] and "|fwd+bwd|" in keys[0] + keys[1]
+    assert len(keys) == 3 and {k.split("|")[7] for k in keys} == {"fwd", "fwd+bwd", "train"}
 
 
 def test_corrupt_cache_is_retuned(fresh_choices) -> None:
