@@ -7,16 +7,17 @@ AOTInductor packages of :mod:`mlip.compile.package`): with more than one thread,
 scatter-adds (``index_add``) inside loops into atomic vector adds at wrong offsets: wrong results and
 writes past the buffer (benchmarks/notes/compile.md). So Inductor's own C++ kernels run on one thread
 (``cpp.threads = 1``); the matrix products stay ATen calls and still use every thread. The setting only
-concerns generated C++ (CPU) code.
+concerns generated C++ (CPU) code. The tensor product's fused kernels, which hold no scatter, ask
+:func:`compile_kernel` for the call's thread count instead.
 
 The fused eager kernels (the channelwise convolution, :mod:`mlip.kernels.tp_conv.fused`, and the tensor
 product formulation :mod:`mlip.kernels.tensor_product.fused`) compile plain torch functions with
 :func:`torch.compile` on eager CPU calls only, dynamic in the batch (edges, nodes, samples) so every other
 size is a constant of the generated loops. ``MLIP_TP_INDUCTOR`` (:data:`ENV`): ``0`` never, ``1``
-whenever a kernel applies, unset (``auto``) when torch runs on few enough threads (the kernels are
-single-threaded, while the ATen paths use every thread) and the call holds at least ``MIN_MESSAGES``
-elements of work, since the first call of a shape compiles for seconds per kernel (Inductor caches the
-C++ on disk, so later processes load it in about a second).
+whenever a kernel applies, unset (``auto``) when torch runs on few enough threads (measured up to 2;
+the convolution's kernels are single-threaded, while the ATen paths use every thread) and the call
+holds at least ``MIN_MESSAGES`` elements of work, since the first call of a shape compiles for seconds
+per kernel (Inductor caches the C++ on disk, so later processes load it in about a second).
 """
 
 from __future__ import annotations
@@ -73,11 +74,12 @@ def plain(*tensors: torch.Tensor | None) -> bool:
     )  # fmt: skip
 
 
-def compile_kernel(base: Callable, what: str, **static) -> Callable:
+def compile_kernel(base: Callable, what: str, threads: int = 1, **static) -> Callable:
     """``base`` with the keyword arguments ``static`` fixed, compiled. Each kernel gets its own copy of the
     code object: Dynamo keeps compiled graphs per code object, and one shared by every shape would hit its
-    recompile limit. Inductor's loops run on one thread (``cpp.threads``; the GEMMs are ATen calls on every
-    thread, :data:`CPU_WORKAROUNDS`). Only the guards on tensors are kept (the
+    recompile limit. Inductor's loops run on ``threads`` threads (``cpp.threads``; one, as
+    :data:`CPU_WORKAROUNDS` has it, for any kernel with a scatter-add; the GEMMs are ATen calls on every
+    thread). Only the guards on tensors are kept (the
     static arguments never change for one kernel, and checking every guard on them cost about 0.2 ms per
     call). The first compile of a process is logged."""
     global _COMPILED
@@ -92,7 +94,9 @@ def compile_kernel(base: Callable, what: str, **static) -> Callable:
     _COMPILED += 1
     fn = types.FunctionType(code, base.__globals__, code.co_name)
     fn.__kwdefaults__ = {**(base.__kwdefaults__ or {}), **static}
-    options = inductor_options(options={"guard_filter_fn": torch.compiler.keep_tensor_guards_unsafe})
+    options = inductor_options(
+        options={"guard_filter_fn": torch.compiler.keep_tensor_guards_unsafe, "cpp.threads": threads}
+    )
     return torch.compile(fn, fullgraph=True, options=options)
 
 

@@ -7,7 +7,8 @@ own ATen ops (tiny per-sample ``bmm`` or broadcast products, inner dimensions 1-
 around them; their count, not any one op, limits it. Here the same function is written per path with the
 batch last: ``x`` and ``y`` transposed once (``xt [dim1, B]``, ``yt [dim2, B]``: each ``in1`` block a view
 ``[U, d1, B]``), so every coupling is a loop vectorized over the batch with contiguous loads, and
-:func:`torch.compile` (Inductor, C++, one thread) fuses the couplings, leaving the weight GEMMs to BLAS.
+:func:`torch.compile` (Inductor, C++, on the call's threads) fuses the couplings, leaving the weight
+GEMMs to a library.
 Path ``p`` (``in1`` block ``x_p``, ``in2`` block ``y_p``, output block ``o`` of dimension ``d``) couples
 ``v [C, d1, B]`` as ``c_p(v)[c, m, b] = Σ_i A_p[m, i, b] v[c, i, b]`` with ``A_p = G_p^T y_p`` (the path's
 ``coef * wigner_3j``; every general path's ``A`` from one GEMM ``G^T yt``), unrolled over ``i``; paths
@@ -50,9 +51,9 @@ from mlip.kernels.trilinear import Trilinear
 from mlip.o3 import cached_constant
 
 CHUNK_BYTES = 1 << 24  # batch chunks whose input or output takes at most about this (bounded temporaries)
-# offered (to the tuner) on at most this many torch threads (its loops are single-threaded): in float32,
-# where its GEMMs run on oneDNN, 2; in float64 (MKL's GEMMs, as the ATen formulations') 1, since at 2
-# threads its double backward fell behind e3nn's (benchmarks/notes/tp_cpu_profile.md)
+# offered (to the tuner) on at most this many torch threads (measured up to 2): in float32, where its
+# GEMMs run on oneDNN, 2; in float64 (MKL's GEMMs, as the ATen formulations') 1, since at 2 threads its
+# double backward fell behind e3nn's (benchmarks/notes/tp_cpu_profile.md)
 MAX_THREADS = {torch.float32: 2, torch.float64: 1}
 _log = logging.getLogger(__name__)
 _FAILED: set[tuple] = set()  # (descriptor, dtype) whose first compile failed: sides runs
@@ -332,17 +333,19 @@ def _transposed(*tensors: torch.Tensor | None) -> list[torch.Tensor | None]:
 @functools.cache
 def _kernel(name: str, key: tuple):
     """The compiled kernel ``name`` for ``key``: ``"transposed"`` for the arguments' ``None`` pattern
-    (``count`` booleans) and the batch dimension, ``"product"`` for ``(desc, weighted_only, onednn)``,
-    ``"adjoints"`` for ``(desc, weighted_only, onednn, want)``. Each has one fixed structure: its compiled
+    (``count`` booleans), the batch dimension and the thread count, ``"product"`` for ``(desc,
+    weighted_only, onednn, threads)``, ``"adjoints"`` for ``(desc, weighted_only, onednn, threads,
+    want)``. Its loops run on ``threads`` threads (no scatter here: the 2-thread miscompile that keeps the
+    convolution's loops on one thread concerns scatter-adds). Each has one fixed structure: its compiled
     graphs keep guards on tensors only (argument counts and ``None`` are not checked), so one kernel never
     serves two structures."""
     if name == "transposed":
-        return inductor.compile_kernel(_transposed, "tensor product")
-    desc, weighted_only, onednn = key[:3]
+        return inductor.compile_kernel(_transposed, "tensor product", threads=key[-1])
+    desc, weighted_only, onednn, threads = key[:4]
     static = {"desc": desc, "plan": fused_plan(desc, weighted_only), "onednn": onednn}
     if name == "product":
-        return inductor.compile_kernel(product, "tensor product", **static)
-    return inductor.compile_kernel(adjoints, "tensor product", **static, want=key[3])
+        return inductor.compile_kernel(product, "tensor product", threads=threads, **static)
+    return inductor.compile_kernel(adjoints, "tensor product", threads=threads, **static, want=key[4])
 
 
 def _run(name: str, key: tuple, *tensors, dims: tuple):
@@ -351,9 +354,9 @@ def _run(name: str, key: tuple, *tensors, dims: tuple):
     return inductor.call_dynamic(_kernel(name, key), *tensors, dims=dims)
 
 
-def _transpose(*tensors: torch.Tensor | None, batch_dim: int) -> list[torch.Tensor | None]:
-    """:func:`_transposed` of ``tensors`` whose batch is dimension ``batch_dim``."""
-    key = (*(t is None for t in tensors), batch_dim)
+def _transpose(*tensors: torch.Tensor | None, batch_dim: int, threads: int) -> list[torch.Tensor | None]:
+    """:func:`_transposed` of ``tensors`` whose batch is dimension ``batch_dim``, on ``threads`` threads."""
+    key = (*(t is None for t in tensors), batch_dim, threads)
     return _run("transposed", key, *tensors, dims=(batch_dim,) * len(tensors))
 
 
@@ -361,31 +364,32 @@ def _transpose(*tensors: torch.Tensor | None, batch_dim: int) -> list[torch.Tens
 class _Operator:
     """The product of ``desc`` (over its weighted paths with ``weighted_only``) as
     :mod:`mlip.kernels.trilinear`'s operator: linear in ``x`` and ``y``, affine in the weights; its GEMMs
-    on oneDNN where ``onednn`` (:func:`mlip.kernels.gemm.onednn_faster`)."""
+    on oneDNN where ``onednn`` (:func:`mlip.kernels.gemm.onednn_faster`), its loops on ``threads``."""
 
     desc: TPDescriptor
     onednn: bool
+    threads: int = 1
     weighted_only: bool = False
 
     def _g(self, like: torch.Tensor) -> torch.Tensor:
         return cached_constant(("tp_fused", self.desc), lambda: coupling(self.desc), like.dtype, like.device)
 
     def forward(self, x, y, w):
-        xt, yt = _transpose(x, y, batch_dim=0)
-        key = (self.desc, self.weighted_only, self.onednn)
-        (out,) = _transpose(_run("product", key, xt, yt, w, self._g(x), dims=(1, 1, None, None)), batch_dim=1)
-        return out
+        xt, yt = _transpose(x, y, batch_dim=0, threads=self.threads)
+        key = (self.desc, self.weighted_only, self.onednn, self.threads)
+        out = _run("product", key, xt, yt, w, self._g(x), dims=(1, 1, None, None))
+        return _transpose(out, batch_dim=1, threads=self.threads)[0]
 
     def adjoints(self, want, x, y, w, grad):
         want = (want[0], want[1], want[2] and w is not None)
-        xt, yt, gradt = _transpose(x, y, grad, batch_dim=0)
-        key = (self.desc, self.weighted_only, self.onednn, want)
+        xt, yt, gradt = _transpose(x, y, grad, batch_dim=0, threads=self.threads)
+        key = (self.desc, self.weighted_only, self.onednn, self.threads, want)
         gxt, gyt, gw = _run("adjoints", key, xt, yt, w, self._g(x), gradt, dims=(1, 1, None, None, 1))
-        gx, gy = _transpose(gxt, gyt, batch_dim=1)
+        gx, gy = _transpose(gxt, gyt, batch_dim=1, threads=self.threads)
         return gx, gy, gw
 
     def weighted(self):
-        return _Operator(self.desc, self.onednn, weighted_only=True)
+        return _Operator(self.desc, self.onednn, self.threads, weighted_only=True)
 
 
 def messages(desc: TPDescriptor, batch: int) -> int:
@@ -422,7 +426,7 @@ def tensor_product_fused(
         rows = max(256, CHUNK_BYTES // width)
 
         def call():
-            op = _Operator(desc, gemm.onednn_faster())
+            op = _Operator(desc, gemm.onednn_faster(), torch.get_num_threads())
             parts = [
                 Trilinear.apply(op, a, b, weight) for a, b in zip(x.split(rows), y.split(rows), strict=True)
             ]

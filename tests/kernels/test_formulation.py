@@ -311,9 +311,12 @@ def test_fused_plan_exercises_every_kind() -> None:
 
 
 @compiles
-def test_fused_matches_reference(monkeypatch, one_thread) -> None:
+@pytest.mark.parametrize("threads", [1, 2])
+def test_fused_matches_reference(monkeypatch, one_thread, threads: int) -> None:
     """On its compiled kernels: output, gradients and double gradients equal the reference's (float64,
-    shared weights), at two batch sizes on the same kernels (dynamic batch)."""
+    shared weights), at two batch sizes on the same kernels (dynamic batch), with the loops on one thread
+    and on two."""
+    torch.set_num_threads(threads)
     monkeypatch.setenv(inductor.ENV, "1")
     monkeypatch.setenv(gemm.ENV, "blas")
     calls = []
@@ -331,8 +334,11 @@ def test_fused_matches_reference(monkeypatch, one_thread) -> None:
         for a, b in zip(got, _with_grads(ref, *args), strict=True):
             torch.testing.assert_close(a, b, rtol=1e-11, atol=1e-11)
     names = [name for name, _ in calls]
-    assert "product" in names and ("adjoints", (tp.descriptor, False, False, (True, True, True))) in calls
-    assert any(name == "adjoints" and sum(key[3]) == 2 for name, key in calls)  # the double backward's
+    assert (
+        "product" in names
+        and ("adjoints", (tp.descriptor, False, False, threads, (True, True, True))) in calls
+    )
+    assert any(name == "adjoints" and sum(key[4]) == 2 for name, key in calls)  # the double backward's
     assert any(name != "transposed" and key[1] for name, key in calls)  # the weighted paths alone (gg_w)
 
 
