@@ -5,13 +5,13 @@ AVX-512; oneDNN (bundled with torch, ``torch.ops.mkldnn._linear_pointwise``) dis
 runs the same product in its AVX-512 code (``benchmarks/notes/gemm.md``): the same float32 arithmetic
 (no reduced-precision mode), with a fixed cost of some 15 us per call.
 
-:func:`matmul` is ``a @ b`` for 2-D tensors. It takes oneDNN for float32 CPU operands holding at least
-``MIN_FLOPS`` when :func:`onednn_faster` holds (measured once per process, or ``MLIP_CPU_GEMM``), and
-``torch.mm`` otherwise: other dtypes (oneDNN has no float64 GEMM on CPUs), and traced calls, unless
-the caller chooses oneDNN itself. The fused eager kernels do, inside the code they compile in-process:
-there it is the custom op ``mlip::cpu_mm`` (with a fake kernel), which Inductor calls as an extern
-kernel. Exported packages never hold it (the op lives in Python). Autograd of any order: the backward
-products are :func:`matmul` again.
+:func:`matmul` is ``a @ b`` (or ``a @ bᵀ``) with the operands' trailing dimensions flattened. It
+takes oneDNN for float32 CPU operands holding at least ``MIN_FLOPS`` when :func:`onednn_faster` holds
+(measured once per process, or ``MLIP_CPU_GEMM``), and ``torch.mm`` otherwise: other dtypes (oneDNN has
+no float64 GEMM on CPUs), and traced calls, unless the caller chooses oneDNN itself. The fused eager
+kernels do, inside the code they compile in-process: there it is the custom op ``mlip::cpu_mm`` (with a
+fake kernel), which Inductor calls as an extern kernel. Exported packages never hold it (the op lives
+in Python). Autograd of any order: the backward products are :func:`matmul` again.
 """
 
 from __future__ import annotations
@@ -128,7 +128,9 @@ def matmul(
     ``onednn``: the caller's choice (the fused kernels pass theirs into the code they compile); ``None``:
     eager calls on plain CPU tensors ask :func:`onednn_faster`, traced ones (export, ``torch.compile``,
     ``make_fx``) run ``torch.mm``, so that a traced graph holds ATen ops only."""
-    if onednn is None:
-        onednn = inductor.plain(a, b) and onednn_faster()
     a2, b2 = _operands(a, b, transpose_b)
-    return cpu_mm(a, b, transpose_b) if takes_onednn(a2, b2, onednn) else a2 @ b2
+    if not takes_onednn(a2, b2, True if onednn is None else onednn):  # the cheap tests first
+        return a2 @ b2
+    if onednn is None and not (inductor.plain(a, b) and onednn_faster()):
+        return a2 @ b2
+    return cpu_mm(a, b, transpose_b)
