@@ -8,7 +8,10 @@ compiled functions that never record a graph. An *operator* ``op`` supplies them
 - ``op.adjoints(want, x, y, w, grad)``: ``(T_x^*, T_y^*, T_w^*)`` at ``(x, y, w)`` for the output
   gradient ``grad``, those ``want`` (three booleans) asks for, ``None`` for the others;
 - ``op.weighted()``: the operator over the terms that read ``w`` (``T`` minus its ``w``-free part, so
-  linear in ``w``; ``op`` itself when every term reads it).
+  linear in ``w``; ``op`` itself when every term reads it);
+- optionally ``op.second_order(need, x, y, w, grad, gg_x, gg_y, gg_w)``: the whole backward of the
+  adjoints below (``need``: which of ``x, y, w, grad`` get a gradient) in one kernel, used when that
+  backward records no graph (a training step's last backward); with a graph, the terms below run.
 
 :class:`Trilinear` is ``T`` as an autograd function; its backward is :class:`TrilinearAdjoints`, whose own
 backward is again ``T`` and its adjoints with one operand replaced by the incoming gradient
@@ -57,6 +60,9 @@ class TrilinearAdjoints(torch.autograd.Function):
         op = ctx.op
         need = dict(zip((*NAMES, "grad"), ctx.needs_input_grad[2:6], strict=True))
         need["w"] = need["w"] and w is not None
+        if not torch.is_grad_enabled() and hasattr(op, "second_order"):
+            needed = tuple(need[name] for name in (*NAMES, "grad"))
+            return None, None, *op.second_order(needed, x, y, w, grad, gg_x, gg_y, gg_w)
         total: dict[str, torch.Tensor | None] = dict.fromkeys((*NAMES, "grad"))
         terms = (  # (gg, the operands with gg in its slot, the operator, the adjoints the term gives)
             (gg_x, lambda v: (v, y, w), op, ("y", "w")),

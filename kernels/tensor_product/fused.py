@@ -324,6 +324,55 @@ def adjoints(
     return grad_x, grad_y, grad_w
 
 
+def second_order(
+    xt: torch.Tensor,
+    yt: torch.Tensor,
+    weight: torch.Tensor | None,
+    g: torch.Tensor,
+    gradt: torch.Tensor,
+    ggxt: torch.Tensor | None,
+    ggyt: torch.Tensor | None,
+    gg_weight: torch.Tensor | None,
+    *,
+    desc: TPDescriptor,
+    plan: tuple[FusedPath, ...],
+    weighted_plan: tuple[FusedPath, ...],
+    need: tuple[bool, bool, bool, bool],
+    onednn: bool,
+) -> list[torch.Tensor | None]:
+    """The backward of :func:`adjoints` (:mod:`mlip.kernels.trilinear`'s terms) in one kernel, batch last:
+    for the incoming gradients ``ggxt [dim1, B]``, ``ggyt [dim2, B]``, ``gg_weight [weight_numel]`` (each
+    may be ``None``) of ``(grad_xt, grad_yt, grad_weight)`` at ``(xt, yt, weight, gradt)``, the gradients
+    ``[x [dim1, B], y [dim2, B], weight, grad [dim_out, B]]`` that ``need`` asks for (``None`` for the
+    others and where no term contributes): the product with one operand replaced by its ``gg`` (into
+    ``grad``) and its adjoints in the other two (the ``gg_weight`` term over the weighted paths,
+    ``weighted_plan``)."""
+    need_x, need_y, need_w, need_grad = need
+    totals: list[torch.Tensor | None] = [None, None, None, None]
+
+    def add(i: int, value: torch.Tensor | None) -> None:
+        if value is not None:
+            totals[i] = value if totals[i] is None else totals[i] + value
+
+    terms = (  # (gg, the operands with gg in its slot, their paths, the adjoints the term gives)
+        (ggxt, (ggxt, yt, weight), plan, (False, need_y, need_w)),
+        (ggyt, (xt, ggyt, weight), plan, (need_x, False, need_w)),
+        (gg_weight, (xt, yt, gg_weight), weighted_plan, (need_x, need_y, False)),
+    )
+    for gg, (a, b, c), paths, want in terms:
+        if gg is None:
+            continue
+        if need_grad:
+            add(3, product(a, b, c, g, desc=desc, plan=paths, onednn=onednn))
+        want = (want[0], want[1], want[2] and c is not None)
+        if any(want):
+            for i, value in enumerate(
+                adjoints(a, b, c, g, gradt, desc=desc, plan=paths, want=want, onednn=onednn)
+            ):
+                add(i, value)
+    return totals
+
+
 def _transposed(*tensors: torch.Tensor | None) -> list[torch.Tensor | None]:
     """Each 2-D tensor transposed into a contiguous copy (``None`` kept): Inductor's tiled transposes,
     compiled on their own (inside the product's kernels they would be inlined as strided loads)."""
@@ -335,16 +384,22 @@ def _kernel(name: str, key: tuple):
     """The compiled kernel ``name`` for ``key``: ``"transposed"`` for the arguments' ``None`` pattern
     (``count`` booleans), the batch dimension and the thread count, ``"product"`` for ``(desc,
     weighted_only, onednn, threads)``, ``"adjoints"`` for ``(desc, weighted_only, onednn, threads,
-    want)``. Its loops run on ``threads`` threads (no scatter here: the 2-thread miscompile that keeps the
-    convolution's loops on one thread concerns scatter-adds). Each has one fixed structure: its compiled
-    graphs keep guards on tensors only (argument counts and ``None`` are not checked), so one kernel never
-    serves two structures."""
+    want)``, ``"second_order"`` for ``(desc, weighted_only, onednn, threads, need, the None pattern of
+    the three incoming gradients)``. Its loops run on ``threads`` threads (no scatter here: the 2-thread
+    miscompile that keeps the convolution's loops on one thread concerns scatter-adds). Each has one
+    fixed structure: its compiled graphs keep guards on tensors only (argument counts and ``None`` are not
+    checked), so one kernel never serves two structures."""
     if name == "transposed":
         return inductor.compile_kernel(_transposed, "tensor product", threads=key[-1])
     desc, weighted_only, onednn, threads = key[:4]
     static = {"desc": desc, "plan": fused_plan(desc, weighted_only), "onednn": onednn}
     if name == "product":
         return inductor.compile_kernel(product, "tensor product", threads=threads, **static)
+    if name == "second_order":
+        return inductor.compile_kernel(
+            second_order, "tensor product", threads=threads, **static, weighted_plan=fused_plan(desc, True),
+            need=key[4],
+        )  # fmt: skip
     return inductor.compile_kernel(adjoints, "tensor product", threads=threads, **static, want=key[4])
 
 
@@ -388,6 +443,17 @@ class _Operator:
         gx, gy = _transpose(gxt, gyt, batch_dim=1, threads=self.threads)
         return gx, gy, gw
 
+    def second_order(self, need, x, y, w, grad, gg_x, gg_y, gg_w):
+        xt, yt, gradt, ggxt, ggyt = _transpose(x, y, grad, gg_x, gg_y, batch_dim=0, threads=self.threads)
+        key = (self.desc, self.weighted_only, self.onednn, self.threads, need,
+               (gg_x is None, gg_y is None, gg_w is None))  # fmt: skip
+        dims = (1, 1, None, None, 1, 1, 1, None)
+        tx, ty, tw, tgrad = _run(
+            "second_order", key, xt, yt, w, self._g(x), gradt, ggxt, ggyt, gg_w, dims=dims
+        )
+        tx, ty, tgrad = _transpose(tx, ty, tgrad, batch_dim=1, threads=self.threads)
+        return tx, ty, tw, tgrad
+
     def weighted(self):
         return _Operator(self.desc, self.onednn, self.threads, weighted_only=True)
 
@@ -427,6 +493,8 @@ def tensor_product_fused(
 
         def call():
             op = _Operator(desc, gemm.onednn_faster(), torch.get_num_threads())
+            if x.shape[0] <= rows:  # one chunk: unsplit (a split's backward copies the gradients)
+                return Trilinear.apply(op, x, y, weight)
             parts = [
                 Trilinear.apply(op, a, b, weight) for a, b in zip(x.split(rows), y.split(rows), strict=True)
             ]

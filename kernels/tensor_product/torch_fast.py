@@ -304,6 +304,17 @@ def split_weights(weight: torch.Tensor | None, sizes: list[int]) -> list[torch.T
     return list(weight.split(sizes))
 
 
+def batch_chunks(
+    sizes: list[int], x: torch.Tensor, y: torch.Tensor, weight: torch.Tensor | None
+) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]]:
+    """``(x, y, weight)`` per chunk of ``sizes`` rows (:func:`chunk_sizes`); for a single chunk the
+    tensors themselves, unsplit (the backward of a split copies each gradient once more).
+    """
+    if len(sizes) == 1:
+        return [(x, y, weight)]
+    return list(zip(x.split(sizes), y.split(sizes), split_weights(weight, sizes), strict=True))
+
+
 def split_run_weights(
     weights: list[torch.Tensor | None], sizes: list[int]
 ) -> list[list[torch.Tensor | None]]:
@@ -503,10 +514,8 @@ def tensor_product_sides_chunked(
     fresh pages (and pay their page faults) on every call."""
     width = max(desc.irreps_in1.dim, desc.irreps_out.dim) * x.element_size()
     sizes = chunk_sizes(x.shape[0], max(256, SIDES_CHUNK_BYTES // width))
-    parts = [
-        sides.tensor_product_sides(desc, xs, ys, w, stack=stack)
-        for xs, ys, w in zip(x.split(sizes), y.split(sizes), split_weights(weight, sizes), strict=True)
-    ]
+    chunks = batch_chunks(sizes, x, y, weight)
+    parts = [sides.tensor_product_sides(desc, xs, ys, w, stack=stack) for xs, ys, w in chunks]
     return parts[0] if len(parts) == 1 else torch.cat(parts, dim=0)
 
 
@@ -567,8 +576,5 @@ def tensor_product_fast(
     if desc.channelwise:
         return tensor_product_channelwise(desc, x, y, weight)
     sizes = general_chunks(desc, x.shape[0])
-    parts = [
-        tensor_product_general(desc, xs, ys, w)
-        for xs, ys, w in zip(x.split(sizes), y.split(sizes), split_weights(weight, sizes), strict=True)
-    ]
+    parts = [tensor_product_general(desc, xs, ys, w) for xs, ys, w in batch_chunks(sizes, x, y, weight)]
     return parts[0] if len(parts) == 1 else torch.cat(parts, dim=0)

@@ -62,6 +62,14 @@ def _with_grads(fn, x, y, w):
     return [out, *grads, *second]
 
 
+def _third(fn, x, y, w):
+    """Third derivatives of ``fn`` in every input (each backward records a graph for the next)."""
+    inputs = (x, y, w)
+    grads = torch.autograd.grad((fn(x, y, w) ** 2).sum(), inputs, create_graph=True)
+    second = torch.autograd.grad(sum(g.sin().sum() for g in grads), inputs, create_graph=True)
+    return torch.autograd.grad(sum((g * g).sum() for g in second), inputs)
+
+
 def test_descriptor_exercises_every_branch() -> None:
     desc = _desc()
     modes = {ins.mode for ins in desc.instructions}
@@ -315,7 +323,8 @@ def test_fused_plan_exercises_every_kind() -> None:
 def test_fused_matches_reference(monkeypatch, one_thread, threads: int) -> None:
     """On its compiled kernels: output, gradients and double gradients equal the reference's (float64,
     shared weights), at two batch sizes on the same kernels (dynamic batch), with the loops on one thread
-    and on two."""
+    and on two; the double backward in one kernel, and (one thread) the third derivatives through the
+    term-by-term double backward."""
     torch.set_num_threads(threads)
     monkeypatch.setenv(inductor.ENV, "1")
     monkeypatch.setenv(gemm.ENV, "blas")
@@ -338,7 +347,19 @@ def test_fused_matches_reference(monkeypatch, one_thread, threads: int) -> None:
         "product" in names
         and ("adjoints", (tp.descriptor, False, False, threads, (True, True, True))) in calls
     )
-    assert any(name == "adjoints" and sum(key[4]) == 2 for name, key in calls)  # the double backward's
+    assert "second_order" in names  # the double backward, recording no graph: one kernel
+    assert not any(name == "adjoints" and sum(key[4]) == 2 for name, key in calls)
+    if threads > 1:  # the term-by-term kernels below compile for seconds each: at one thread only
+        return
+    # a double backward that records a graph runs the product and adjoints term by term (trilinear), and
+    # the third derivatives are right too
+    calls.clear()
+    args = _inputs(tp.descriptor, 7, True, seed=7)
+    for a, b in zip(
+        _third(lambda a, b, c: run(tp.descriptor, a, b, c), *args), _third(ref, *args), strict=True
+    ):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)
+    assert any(name == "adjoints" and sum(key[4]) == 2 for name, key in calls)
     assert any(name != "transposed" and key[1] for name, key in calls)  # the weighted paths alone (gg_w)
 
 
