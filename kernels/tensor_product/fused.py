@@ -27,10 +27,11 @@ as strided loads). The backward (:func:`adjoints`) is written by hand in the sam
 transposes, each coupling's adjoints; the compiled vector-Jacobian product of :func:`product` spent twice
 as long outside its GEMMs), one kernel per set of wanted gradients; :mod:`mlip.kernels.trilinear` gives
 every derivative order on these kernels (the product is linear in ``x`` and ``y``, affine in the
-weights). When it runs: :func:`applies` (eager CPU calls, :func:`mlip.kernels.inductor.worth_it`: at
-most ``MAX_THREADS[dtype]`` torch threads and enough work, ``MLIP_TP_INDUCTOR``); per-sample weights run
-``sides`` (read with the batch last they would be strided); a failed compile is logged once and the caller's
-fallback runs. Its GEMMs are :func:`mlip.kernels.gemm.matmul` (oneDNN in float32 where that is faster).
+weights), the double backward of a training step in one kernel (:func:`second_order`). When it runs:
+:func:`applies` (eager CPU calls, :func:`mlip.kernels.inductor.worth_it`: at most ``MAX_THREADS[dtype]``
+torch threads and enough work, ``MLIP_TP_INDUCTOR``); per-sample weights run ``sides`` (read with the
+batch last they would be strided); a failed compile is logged once and the caller's fallback runs. Its
+GEMMs are :func:`mlip.kernels.gemm.matmul` (oneDNN in float32 where that is faster).
 """
 
 from __future__ import annotations
