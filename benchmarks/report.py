@@ -47,7 +47,8 @@ def render(record: dict, source: Path) -> str:
         f"- command: `{env.get('command', '?')}`; record: `{source.relative_to(HERE)}`",
     ]
     if "cpu" in env:
-        lines.append(f"- cpu: {env['cpu']}; ISA: {env.get('cpu_isa', '?')}")
+        malloc = f"; malloc: {env['malloc']}" if "malloc" in env else ""
+        lines.append(f"- cpu: {env['cpu']}; ISA: {env.get('cpu_isa', '?')}{malloc}")
     for key, value in record.items():
         if key not in ("suite", "environment", "rows") and isinstance(value, (str, int, float)):
             lines.append(f"- {key}: {value}")

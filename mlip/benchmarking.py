@@ -3,6 +3,9 @@
 Every script in ``benchmarks/`` times with :func:`measure` (warm-up, CUDA synchronisation, median of
 repeats), prints with :func:`print_table` and writes :func:`write_json` (rows plus :func:`environment`:
 device, versions, date, command), so ``benchmarks/report.py`` can regenerate ``benchmarks/RESULTS.md``.
+Importing it keeps freed heap memory in the process (:func:`mlip.allocator.keep_freed_memory`, as the
+``mlip`` command does), so every benchmark, and every peer timed in it, runs with that allocator; the
+record names it (``malloc``).
 """
 
 from __future__ import annotations
@@ -19,6 +22,10 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
+
+from mlip import allocator
+
+allocator.keep_freed_memory()
 
 SUITES = {
     "tp": "tp.py",
@@ -127,6 +134,7 @@ def environment(device: str = "cpu") -> dict[str, Any]:
         "threads": torch.get_num_threads(),
         "cpu": cpu_model(),
         "cpu_isa": cpu_isa(),
+        "malloc": allocator.mode(),
         "versions": versions,
         "date": datetime.date.today().isoformat(),
         "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),

@@ -11,6 +11,7 @@ import importlib
 import os
 import sys
 
+from mlip import allocator
 from mlip.errors import EXIT_RUN_FAILED, EXIT_USER_INPUT, RunFailedError, UserInputError
 
 # verb -> (module, one-line help)
@@ -60,16 +61,17 @@ def _one_line(error: Exception) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run one verb. :class:`~mlip.errors.UserInputError` (and a missing, unreadable or misplaced path:
-    ``FileNotFoundError``, ``PermissionError``, ...) -> one line, exit 2;
-    :class:`~mlip.errors.RunFailedError` -> one line, exit 1; ``--debug`` (or ``MLIP_DEBUG=1``) re-raises
-    with the traceback."""
+    """Run one verb (with :func:`mlip.allocator.keep_freed_memory`). :class:`~mlip.errors.UserInputError`
+    (and a missing, unreadable or misplaced path: ``FileNotFoundError``, ``PermissionError``, ...) -> one
+    line, exit 2; :class:`~mlip.errors.RunFailedError` -> one line, exit 1; ``--debug`` (or
+    ``MLIP_DEBUG=1``) re-raises with the traceback."""
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.verb is None:
         parser.print_help()
         return 2
     debug = args.debug or os.environ.get("MLIP_DEBUG", "") not in ("", "0")
+    allocator.keep_freed_memory()  # training and MD steps reuse their freed memory (MLIP_MALLOC=default: not)
     try:
         return int(importlib.import_module(args._module).main(args) or 0)
     except (
