@@ -11,11 +11,12 @@ fastest depends on the descriptor's shape, the dtype and the CPU. :func:`choose`
    records a graph (grad mode on and an input that requires grad), also the double backward when the
    weights require grad (``train``: a force-trained step differentiates its backward again), else the
    forward alone (inference takes the fastest forward, which can be another formulation), and stores
-   the winner in a JSON file keyed by CPU model, torch version, threads, GEMM library, family, dtype,
-   weights, pass and descriptor (:func:`cache_path`), so a later process on the same CPU model reads it
-   instead (the fastest of this call's candidates, so an entry that also timed a formulation not offered
-   here, e.g. a compiled one below its size threshold, still answers; one that lacks a candidate, e.g.
-   timed before a formulation was added, is tuned again).
+   the winner in a JSON file keyed by CPU model, torch version, threads, GEMM library, allocator mode
+   (:mod:`mlip.allocator`), family, dtype, weights, pass and descriptor (:func:`cache_path`), so a
+   later process on the same CPU model reads it instead (the fastest of this call's candidates, so an
+   entry that also timed a formulation not offered here, e.g. a compiled one below its size threshold,
+   still answers; one that lacks a candidate, e.g. timed before a formulation was added, is tuned
+   again).
    ``MLIP_TP_TUNE=0`` turns tuning off (the test suite does, for reproducible choices).
 3. Otherwise (tuning off, CUDA, or inside ``torch.compile`` / ``make_fx`` / ``torch.export`` traces,
    where nothing may be timed) the cost model decides: each formulation estimates its own time from the
@@ -38,6 +39,7 @@ from pathlib import Path
 
 import torch
 
+from mlip import allocator
 from mlip.kernels.gemm import onednn_faster
 from mlip.kernels.tensor_product.descriptor import TPDescriptor, descriptor_key
 
@@ -196,8 +198,9 @@ def cpu_model() -> str:
 def cache_key(family: str, desc: TPDescriptor, prob: Problem) -> str:
     weights = {None: "none", True: "shared", False: "per-sample"}[prob.shared]
     blas = "gemm onednn" if onednn_faster() else "gemm blas"  # the float32 products the times had
+    malloc = f"malloc {allocator.mode()}"  # freed memory kept or faulted in again: the times differ
     return "|".join(
-        [cpu_model(), f"torch {torch.__version__}", f"threads {prob.threads}", blas, family,
+        [cpu_model(), f"torch {torch.__version__}", f"threads {prob.threads}", blas, malloc, family,
          str(prob.dtype), weights, prob.kind, descriptor_key(desc)]
     )  # fmt: skip
 

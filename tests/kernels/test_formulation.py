@@ -253,7 +253,7 @@ def test_tuner_times_the_pass_of_the_call(fresh_choices, monkeypatch) -> None:
     formulation.choose("general", fast.GENERAL_FORMULATIONS, desc, x.detach(), w, y)
     assert any(backwards) and not all(backwards)  # w too: a backward with a graph, then its backward
     keys = sorted(json.loads(fresh_choices.read_text()))
-    assert len(keys) == 3 and {k.split("|")[7] for k in keys} == {"fwd", "fwd+bwd", "train"}
+    assert len(keys) == 3 and {k.split("|")[8] for k in keys} == {"fwd", "fwd+bwd", "train"}
 
 
 def test_corrupt_cache_is_retuned(fresh_choices) -> None:
