@@ -21,16 +21,19 @@ import os
 import platform
 
 ENV = "MLIP_MALLOC"  # "keep" (the default) or "default"
-MMAP_THRESHOLD = 32 << 20  # bytes: glibc's largest; bigger blocks are still mapped and unmapped
-TRIM_THRESHOLD = 1 << 30  # bytes of free heap top kept before any is handed back
+# bytes: blocks above are still mapped and unmapped per allocation; glibc builds that refuse thresholds
+# above 32 MiB (HEAP_MAX_SIZE / 2 on 64-bit) get the second value
+MMAP_THRESHOLDS = (1 << 30, 32 << 20)
+TRIM_THRESHOLD = -1  # the free heap top is never handed back (glibc: -1 disables trimming)
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters (malloc.h)
 
 
 @functools.cache
 def keep_freed_memory() -> bool:
-    """Set glibc's ``M_MMAP_THRESHOLD`` to :data:`MMAP_THRESHOLD` and ``M_TRIM_THRESHOLD`` to
-    :data:`TRIM_THRESHOLD` for this process (once; later calls return the first answer). Returns whether
-    both were set: ``False`` with ``MLIP_MALLOC=default``, on another C library or platform."""
+    """Set glibc's ``M_MMAP_THRESHOLD`` to the first of :data:`MMAP_THRESHOLDS` it accepts and
+    ``M_TRIM_THRESHOLD`` to :data:`TRIM_THRESHOLD` (no trimming) for this process (once; later calls
+    return the first answer). Returns whether both were set: ``False`` with ``MLIP_MALLOC=default``, on
+    another C library or platform."""
     if os.environ.get(ENV, "keep") == "default" or platform.libc_ver()[0] != "glibc":
         return False
     try:
@@ -38,9 +41,8 @@ def keep_freed_memory() -> bool:
     except (OSError, AttributeError):
         return False
     mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
-    return bool(mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and bool(
-        mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD)
-    )
+    mapped = any(mallopt(_M_MMAP_THRESHOLD, threshold) for threshold in MMAP_THRESHOLDS)
+    return mapped and bool(mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD))
 
 
 def mode() -> str:
