@@ -4,9 +4,9 @@ glibc's ``malloc`` maps blocks above ``M_MMAP_THRESHOLD`` afresh and unmaps them
 free top of its heap back to the OS once it exceeds ``M_TRIM_THRESHOLD``; both thresholds adapt to the
 sizes freed so far. A step whose temporaries outgrow what the heap kept (a training step's double
 backward, a large batch) then faults the same pages back in on every call, a cost proportional to the
-memory touched (``benchmarks/notes/tp_cpu_profile.md``). :func:`keep_freed_memory` fixes both thresholds
-high, as jemalloc and tcmalloc behave by default: the process's resident memory stays near its peak
-between steps instead of being returned and faulted in again.
+memory touched (``benchmarks/notes/tp_cpu_profile.md``). :func:`keep_freed_memory` fixes the mmap
+threshold high and turns trimming off, as jemalloc and tcmalloc behave by default: the process's resident
+memory stays near its peak between steps instead of being returned and faulted in again.
 
 The ``mlip`` command calls it for every verb, and every benchmark process (:mod:`mlip.benchmarking`) does,
 so the peers timed in the same process run with the same allocator. A program using the Python API
