@@ -355,7 +355,9 @@ def second_order(
         if value is not None:
             totals[i] = value if totals[i] is None else totals[i] + value
 
-    terms = (  # (gg, the operands with gg in its slot, their paths, the adjoints the term gives)
+    # (gg, the operands with gg in its slot, their paths, the adjoints the term gives; need_w is False
+    # without weights, as trilinear passes it)
+    terms = (
         (ggxt, (ggxt, yt, weight), plan, (False, need_y, need_w)),
         (ggyt, (xt, ggyt, weight), plan, (need_x, False, need_w)),
         (gg_weight, (xt, yt, gg_weight), weighted_plan, (need_x, need_y, False)),
@@ -365,7 +367,6 @@ def second_order(
             continue
         if need_grad:
             add(3, product(a, b, c, g, desc=desc, plan=paths, onednn=onednn))
-        want = (want[0], want[1], want[2] and c is not None)
         if any(want):
             for i, value in enumerate(
                 adjoints(a, b, c, g, gradt, desc=desc, plan=paths, want=want, onednn=onednn)
